@@ -1,0 +1,20 @@
+#!/bin/sh
+# Install what building and testing llmreplay needs, from Debian packages. Quiet and fast when
+# everything is already there.
+set -e
+PKGS="build-essential libcurl4-openssl-dev libcjson-dev libcjson1 uthash-dev curl
+python3 python3-requests python3-httpx python3-aiohttp util-linux"
+missing=""
+for p in $PKGS; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+done
+# Node may come from another repository (with its own npm): only install Debian's when absent.
+command -v node >/dev/null 2>&1 || missing="$missing nodejs"
+command -v npm >/dev/null 2>&1 || missing="$missing npm"
+[ -z "$missing" ] && exit 0
+echo "llmreplay: installing missing packages:$missing"
+SUDO=""
+[ "$(id -u)" -ne 0 ] && SUDO="sudo"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq >/dev/null
+$SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null

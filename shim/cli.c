@@ -1,0 +1,511 @@
+/* llmreplay: run a program with the shim, and inspect recording directories. */
+#include "engine.h"
+#include "log.h"
+#include "match.h"
+#include <elf.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#ifndef LR_VERSION
+#define LR_VERSION "0.1.0"
+#endif
+
+static const char *usage_main =
+    "usage: llmreplay COMMAND [OPTIONS]\n"
+    "\n"
+    "Replay recorded LLM API answers (llama-stack recordings) to unmodified programs.\n"
+    "\n"
+    "commands:\n"
+    "  run [-d DIR]... [--strict] -- CMD...   run CMD with the shim preloaded\n"
+    "  ls [-d DIR]... [DIR...]                 one line per recording\n"
+    "  check [-d DIR]... [DIR...]              validate recordings; exit 1 on any problem\n"
+    "  explain [-d DIR]... REQUEST.json|-      which recording answers a request, or why none does\n"
+    "\n"
+    "Every command takes --help and --version. Environment: see README.md (LLMREPLAY_DIR, ...).\n";
+
+static const char *usage_run =
+    "usage: llmreplay run [-d DIR]... [--strict] [--ignore FIELDS] [--pace MS] [--mode replay] -- CMD [ARGS...]\n"
+    "\n"
+    "Run CMD with libllmreplay.so added to LD_PRELOAD (existing entries are kept).\n"
+    "  -d, --dir DIR     recording directory (repeatable; sets LLMREPLAY_DIR, else it is inherited)\n"
+    "  --strict          exit non-zero when any request had no recording, even if CMD succeeded\n"
+    "  --ignore FIELDS   comma list of body fields left out of matching (LLMREPLAY_IGNORE)\n"
+    "  --pace MS         space streamed events MS milliseconds apart (LLMREPLAY_PACE_MS)\n"
+    "  --mode MODE       LLMREPLAY_MODE; this version replays only\n"
+    "Exit status: CMD's; with --strict and misses, CMD's if non-zero, else 3.\n";
+
+static const char *usage_ls =
+    "usage: llmreplay ls [-d DIR]... [DIR...]\n"
+    "\n"
+    "One line per recording: operation, model, stream or json, status, first words of the answer, file.\n";
+
+static const char *usage_check =
+    "usage: llmreplay check [-d DIR]... [DIR...]\n"
+    "\n"
+    "Load and render every recording; print each problem with its file. Exit 1 if there is any.\n";
+
+static const char *usage_explain =
+    "usage: llmreplay explain [-d DIR]... [--endpoint PATH] REQUEST.json|-\n"
+    "\n"
+    "REQUEST is a request object {\"method\",\"url\" or \"endpoint\",\"body\"}, a recording file, a line of\n"
+    "LLMREPLAY_MISS_LOG, or (with --endpoint) a bare request body. Prints the recording that answers it,\n"
+    "or the nearest one and the first difference. Exit 0 on a match, 1 on a miss, 2 on bad input.\n";
+
+static int help_or_version(int argc, char **argv, const char *usage)
+{
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--")) break;
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) { fputs(usage, stdout); return 0; }
+        if (!strcmp(argv[i], "--version")) { printf("llmreplay %s\n", LR_VERSION); return 0; }
+    }
+    return -1;
+}
+
+typedef struct {
+    char **dirs;
+    int n;
+} dirs_t;
+
+static void dirs_add(dirs_t *d, const char *p)
+{
+    char **v = realloc(d->dirs, sizeof *v * (size_t)(d->n + 1));
+    if (!v) exit(2);
+    d->dirs = v;
+    d->dirs[d->n++] = strdup(p);
+}
+
+/* Directories from -d options and positional arguments, else LLMREPLAY_DIR. */
+static int parse_dirs(int argc, char **argv, dirs_t *d, const char **endpoint, const char **positional)
+{
+    for (int i = 1; i < argc; i++) {
+        if ((!strcmp(argv[i], "-d") || !strcmp(argv[i], "--dir")) && i + 1 < argc) dirs_add(d, argv[++i]);
+        else if (!strncmp(argv[i], "--dir=", 6)) dirs_add(d, argv[i] + 6);
+        else if (endpoint && !strcmp(argv[i], "--endpoint") && i + 1 < argc) *endpoint = argv[++i];
+        else if (argv[i][0] == '-' && argv[i][1]) {
+            fprintf(stderr, "llmreplay: unknown option %s (see --help)\n", argv[i]);
+            return -1;
+        } else if (positional) *positional = argv[i];
+        else dirs_add(d, argv[i]);
+    }
+    if (!d->n) {
+        char **v;
+        int n = lr_split_dirs(lr_getenv("LLMREPLAY_DIR"), &v);
+        for (int i = 0; i < n; i++) { dirs_add(d, v[i]); free(v[i]); }
+        free(v);
+    }
+    if (!d->n) {
+        fprintf(stderr, "llmreplay: no recording directory: pass -d DIR or set LLMREPLAY_DIR\n");
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- ls -------------------------------------------------------------------------------- */
+
+static void add_text(buf_t *t, const cJSON *v)
+{
+    if (cJSON_IsString(v) && v->valuestring) buf_adds(t, v->valuestring);
+}
+
+/* The human-readable text of one payload: message/delta content, Ollama's response… */
+static void payload_text(const cJSON *j, buf_t *t, int *nemb, int *dim, int *nmodels)
+{
+    const cJSON *choices = J.GetObjectItemCaseSensitive(j, "choices");
+    for (const cJSON *c = cJSON_IsArray(choices) ? choices->child : NULL; c; c = c->next) {
+        const cJSON *m = J.GetObjectItemCaseSensitive(c, "message");
+        const cJSON *d = J.GetObjectItemCaseSensitive(c, "delta");
+        add_text(t, J.GetObjectItemCaseSensitive(m ? m : d, "content"));
+        add_text(t, J.GetObjectItemCaseSensitive(c, "text"));
+    }
+    add_text(t, J.GetObjectItemCaseSensitive(j, "response"));
+    const cJSON *msg = J.GetObjectItemCaseSensitive(j, "message");
+    if (cJSON_IsObject(msg)) add_text(t, J.GetObjectItemCaseSensitive(msg, "content"));
+    if (cJSON_IsString(msg)) add_text(t, msg);
+    const cJSON *type = J.GetObjectItemCaseSensitive(j, "type");
+    if (cJSON_IsString(type) && strstr(type->valuestring, "output_text.delta")) add_text(t, J.GetObjectItemCaseSensitive(j, "delta"));
+    const cJSON *delta = J.GetObjectItemCaseSensitive(j, "delta");
+    if (cJSON_IsObject(delta)) add_text(t, J.GetObjectItemCaseSensitive(delta, "text"));
+    const cJSON *content = J.GetObjectItemCaseSensitive(j, "content");
+    for (const cJSON *c = cJSON_IsArray(content) ? content->child : NULL; c; c = c->next)
+        add_text(t, J.GetObjectItemCaseSensitive(c, "text"));
+    const cJSON *err = J.GetObjectItemCaseSensitive(j, "error");
+    if (cJSON_IsObject(err)) add_text(t, J.GetObjectItemCaseSensitive(err, "message"));
+    else add_text(t, err);
+    const cJSON *data = J.GetObjectItemCaseSensitive(j, "data");
+    for (const cJSON *c = cJSON_IsArray(data) ? data->child : NULL; c; c = c->next) {
+        const cJSON *e = J.GetObjectItemCaseSensitive(c, "embedding");
+        if (cJSON_IsArray(e)) { (*nemb)++; *dim = J.GetArraySize(e); }
+        if (J.GetObjectItemCaseSensitive(c, "object") && cJSON_IsString(J.GetObjectItemCaseSensitive(c, "id"))) (*nmodels)++;
+    }
+    const cJSON *embs = J.GetObjectItemCaseSensitive(j, "embeddings");
+    for (const cJSON *c = cJSON_IsArray(embs) ? embs->child : NULL; c; c = c->next) { (*nemb)++; *dim = J.GetArraySize(c); }
+    const cJSON *emb = J.GetObjectItemCaseSensitive(j, "embedding");
+    if (cJSON_IsArray(emb)) { (*nemb)++; *dim = J.GetArraySize(emb); }
+    const cJSON *models = J.GetObjectItemCaseSensitive(j, "models");
+    if (cJSON_IsArray(models)) *nmodels += J.GetArraySize(models);
+    const cJSON *ver = J.GetObjectItemCaseSensitive(j, "version");
+    if (cJSON_IsString(ver)) { buf_adds(t, "version "); add_text(t, ver); }
+}
+
+/* Summary of an answer: its first words, or what it holds. */
+static void summarize(const lr_response_t *r, char *out, size_t cap)
+{
+    buf_t t;
+    buf_init(&t);
+    int nemb = 0, dim = 0, nmodels = 0;
+    for (int i = 0; i < r->nevents; i++) {
+        const char *p = r->events[i].data, *end = p + r->events[i].len;
+        /* an event may be "event: x\ndata: {...}\n\n", "data: {...}\n\n" or "{...}\n" */
+        const char *d = strstr(p, "data: ");
+        if (d && d < end) p = d + 6;
+        const char *e = memchr(p, '\n', (size_t)(end - p));
+        cJSON *j = lr_json_parse(p, e ? (size_t)(e - p) : (size_t)(end - p));
+        if (j) { payload_text(j, &t, &nemb, &dim, &nmodels); J.Delete(j); }
+        if (t.len > 200) break;
+    }
+    if (nemb) snprintf(out, cap, "[%d embedding%s of %d dims]", nemb, nemb == 1 ? "" : "s", dim);
+    else if (nmodels && !t.len) snprintf(out, cap, "[%d models]", nmodels);
+    else {
+        for (size_t i = 0; i < t.len; i++)
+            if (t.data[i] == '\n' || t.data[i] == '\r' || t.data[i] == '\t') t.data[i] = ' ';
+        size_t n = t.len;
+        if (n > 60) {
+            n = 60;
+            while (n > 0 && ((unsigned char)t.data[n] & 0xC0) == 0x80) n--; /* whole UTF-8 characters */
+        }
+        snprintf(out, cap, "\"%.*s%s\"", (int)n, t.data ? t.data : "", n < t.len ? "…" : "");
+    }
+    buf_free(&t);
+}
+
+typedef struct {
+    int problems, notes;
+    bool print;
+} report_t;
+
+static void report_cb(void *ctx, const char *path, const char *why, bool unsupported)
+{
+    report_t *r = ctx;
+    if (unsupported) r->notes++;
+    else r->problems++;
+    if (r->print) printf("%s: %s%s\n", path, unsupported ? "note: " : "", why);
+}
+
+static int cmd_ls(int argc, char **argv)
+{
+    int h = help_or_version(argc, argv, usage_ls);
+    if (h >= 0) return h;
+    dirs_t d = {0};
+    if (parse_dirs(argc, argv, &d, NULL, NULL)) return 2;
+    report_t rep = {0, 0, false};
+    lr_store_t *s = lr_store_build(d.dirs, d.n, lr_getenv("LLMREPLAY_IGNORE"), report_cb, &rep);
+    if (!s) return 2;
+    for (int i = 0; i < s->nall; i++) {
+        lr_rec_t *r = s->all[i];
+        lr_response_t *resp = lr_render_recording(r);
+        char sum[256] = "";
+        if (resp) summarize(resp, sum, sizeof sum);
+        printf("%-20s %-28s %-6s %3d  %s  %s\n", lr_op_info(r->op)->endpoint, *r->model ? r->model : "-",
+               r->streaming ? "stream" : "json", r->status, sum, r->path);
+        if (resp) { resp->owned = true; lr_response_free(resp); }
+    }
+    if (rep.problems || rep.notes)
+        fprintf(stderr, "llmreplay: %d file(s) skipped; run llmreplay check for details\n", rep.problems + rep.notes);
+    lr_store_free(s);
+    return 0;
+}
+
+/* ---- check ----------------------------------------------------------------------------- */
+
+static int cmd_check(int argc, char **argv)
+{
+    int h = help_or_version(argc, argv, usage_check);
+    if (h >= 0) return h;
+    dirs_t d = {0};
+    if (parse_dirs(argc, argv, &d, NULL, NULL)) return 2;
+    report_t rep = {0, 0, true};
+    lr_store_t *s = lr_store_build(d.dirs, d.n, lr_getenv("LLMREPLAY_IGNORE"), report_cb, &rep);
+    if (!s) return 2;
+    int streams = 0;
+    for (int i = 0; i < s->nall; i++) {
+        lr_rec_t *r = s->all[i];
+        lr_response_t *resp = lr_render_recording(r);
+        if (!resp || (!resp->rec)) { printf("%s: its answer cannot be rendered\n", r->path); rep.problems++; }
+        else if (r->streaming && !resp->stream && !r->exception) {
+            printf("%s: is_streaming is true but the body is not a list of chunks\n", r->path);
+            rep.problems++;
+        }
+        streams += r->streaming;
+        if (resp) { resp->owned = true; lr_response_free(resp); }
+    }
+    printf("%d recording%s (%d streamed), %d problem%s, %d unsupported\n", s->nall, s->nall == 1 ? "" : "s", streams,
+           rep.problems, rep.problems == 1 ? "" : "s", rep.notes);
+    lr_store_free(s);
+    return rep.problems ? 1 : 0;
+}
+
+/* ---- explain --------------------------------------------------------------------------- */
+
+static int cmd_explain(int argc, char **argv)
+{
+    int h = help_or_version(argc, argv, usage_explain);
+    if (h >= 0) return h;
+    dirs_t d = {0};
+    const char *endpoint = NULL, *input = NULL;
+    if (parse_dirs(argc, argv, &d, &endpoint, &input)) return 2;
+    if (!input) { fprintf(stderr, "llmreplay: explain needs a request file or - (see --help)\n"); return 2; }
+    size_t len = 0;
+    char *text = NULL;
+    if (!strcmp(input, "-")) {
+        buf_t b;
+        buf_init(&b);
+        char chunk[65536];
+        size_t n;
+        while ((n = fread(chunk, 1, sizeof chunk, stdin)) > 0) buf_add(&b, chunk, n);
+        text = buf_steal(&b, &len);
+    } else {
+        text = lr_read_file(input, lr_max_file_bytes(), &len);
+    }
+    if (!text) { fprintf(stderr, "llmreplay: cannot read %s: %s\n", input, strerror(errno)); return 2; }
+    if (!lr_cjson()) return 2;
+    cJSON *j = lr_json_parse(text, len);
+    if (!j) { fprintf(stderr, "llmreplay: %s is not valid JSON\n", input); return 2; }
+    cJSON *rq = J.GetObjectItemCaseSensitive(j, "request");
+    if (!cJSON_IsObject(rq)) rq = j;
+    const cJSON *url = J.GetObjectItemCaseSensitive(rq, "url"), *ep = J.GetObjectItemCaseSensitive(rq, "endpoint");
+    const cJSON *method = J.GetObjectItemCaseSensitive(rq, "method"), *body = J.GetObjectItemCaseSensitive(rq, "body");
+    const char *target = endpoint ? endpoint
+                       : cJSON_IsString(ep) && lr_op_of_endpoint(ep->valuestring) ? ep->valuestring
+                       : cJSON_IsString(url) ? url->valuestring : NULL;
+    if (endpoint) body = j;
+    if (!target || !lr_op_of_endpoint(target)) {
+        fprintf(stderr, "llmreplay: %s names no LLM endpoint: give \"url\" or \"endpoint\", or use --endpoint PATH\n", input);
+        return 2;
+    }
+    lr_req_t req = {.op = lr_op_of_endpoint(target), .method = cJSON_IsString(method) ? method->valuestring : "POST",
+                    .url = cJSON_IsString(url) ? url->valuestring : target, .body = (cJSON *)body};
+    bool https;
+    if (!lr_url_hostport(req.url, req.host, sizeof req.host, &req.port, &https)) req.host[0] = 0;
+    report_t rep = {0, 0, false};
+    lr_store_t *s = lr_store_build(d.dirs, d.n, lr_getenv("LLMREPLAY_IGNORE"), report_cb, &rep);
+    const lr_rec_t *hit = lr_match(s, &req, false);
+    int rc;
+    if (hit) {
+        printf("match: %s\n", hit->path);
+        uint64_t h1, h2;
+        lr_match_key(req.op, req.method, req.body, &s->ig, &h1, &h2);
+        lr_entry_t *e = lr_store_find(s, h1, h2);
+        if (e && e->n > 1) {
+            printf("%d recordings answer this request, in this order (the last one repeats):\n", e->n);
+            for (int i = 0; i < e->n; i++) printf("  %d. %s\n", i + 1, e->recs[i]->path);
+        }
+        rc = 0;
+    } else {
+        lr_nearest_t n;
+        lr_find_nearest(s, &req, &n);
+        buf_t m;
+        buf_init(&m);
+        lr_miss_message(&req, &n, &m);
+        printf("%s\n", m.data ? m.data : "no match");
+        buf_free(&m);
+        rc = 1;
+    }
+    lr_store_free(s);
+    J.Delete(j);
+    free(text);
+    return rc;
+}
+
+/* ---- run ------------------------------------------------------------------------------- */
+
+static char *find_library(void)
+{
+    const char *env = lr_getenv("LLMREPLAY_LIB");
+    if (env) return strdup(env);
+    char self[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (n <= 0) return NULL;
+    self[n] = 0;
+    char *slash = strrchr(self, '/');
+    if (!slash) return NULL;
+    *slash = 0;
+    static const char *rel[] = {"libllmreplay.so", "../lib/llmreplay/libllmreplay.so", "../lib/libllmreplay.so"};
+    for (size_t i = 0; i < sizeof rel / sizeof rel[0]; i++) {
+        char p[PATH_MAX + 64];
+        snprintf(p, sizeof p, "%s/%s", self, rel[i]);
+        if (access(p, R_OK) == 0) return realpath(p, NULL);
+    }
+    return NULL;
+}
+
+static char *which(const char *cmd)
+{
+    if (strchr(cmd, '/')) return access(cmd, X_OK) == 0 ? strdup(cmd) : NULL;
+    const char *path = getenv("PATH");
+    if (!path) path = "/usr/bin:/bin";
+    while (*path) {
+        size_t l = strcspn(path, ":");
+        char p[PATH_MAX];
+        snprintf(p, sizeof p, "%.*s/%s", (int)l, path, cmd);
+        if (l && access(p, X_OK) == 0) return strdup(p);
+        path += l;
+        if (*path) path++;
+    }
+    return NULL;
+}
+
+/* Say so when LD_PRELOAD cannot work for this program. */
+static void warn_unhookable(const char *cmd)
+{
+    char *p = which(cmd);
+    if (!p) return;
+    struct stat st;
+    if (stat(p, &st) == 0 && (st.st_mode & (S_ISUID | S_ISGID)))
+        fprintf(stderr, "llmreplay: warning: %s is setuid/setgid: the loader ignores LD_PRELOAD for it, nothing will be replayed\n", p);
+    int fd = open(p, O_RDONLY | O_CLOEXEC);
+    free(p);
+    if (fd < 0) return;
+    Elf64_Ehdr eh;
+    if (read(fd, &eh, sizeof eh) == (ssize_t)sizeof eh && !memcmp(eh.e_ident, ELFMAG, SELFMAG) &&
+        eh.e_ident[EI_CLASS] == ELFCLASS64) {
+        bool interp = false;
+        for (int i = 0; i < eh.e_phnum; i++) {
+            Elf64_Phdr ph;
+            if (pread(fd, &ph, sizeof ph, (off_t)(eh.e_phoff + (Elf64_Off)i * eh.e_phentsize)) != (ssize_t)sizeof ph) break;
+            if (ph.p_type == PT_INTERP) interp = true;
+        }
+        if (!interp)
+            fprintf(stderr, "llmreplay: warning: %s is statically linked: LD_PRELOAD has no effect on it, nothing will be replayed\n", cmd);
+        /* Go programs make their own system calls: look for the Go build id note. */
+        char blk[65536];
+        ssize_t n = pread(fd, blk, sizeof blk, 0);
+        if (n > 0 && memmem(blk, (size_t)n, "Go build", 8))
+            fprintf(stderr, "llmreplay: warning: %s is a Go program: its HTTP client bypasses libc and libcurl, nothing will be replayed\n", cmd);
+    }
+    close(fd);
+}
+
+static pid_t child;
+static void forward(int sig) { if (child > 0) kill(child, sig); }
+
+static int cmd_run(int argc, char **argv)
+{
+    int sep = -1;
+    for (int i = 1; i < argc; i++)
+        if (!strcmp(argv[i], "--")) { sep = i; break; }
+    int optend = sep < 0 ? argc : sep;
+    for (int i = 1; i < optend; i++) {
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) { fputs(usage_run, stdout); return 0; }
+        if (!strcmp(argv[i], "--version")) { printf("llmreplay %s\n", LR_VERSION); return 0; }
+    }
+    bool strict = false;
+    buf_t dirs;
+    buf_init(&dirs);
+    int first_cmd = sep >= 0 ? sep + 1 : -1;
+    for (int i = 1; i < optend; i++) {
+        const char *a = argv[i];
+        const char *val = i + 1 < optend ? argv[i + 1] : NULL;
+        if ((!strcmp(a, "-d") || !strcmp(a, "--dir")) && val) {
+            char *abs = realpath(val, NULL); /* the program may chdir */
+            if (dirs.len) buf_addc(&dirs, ':');
+            buf_adds(&dirs, abs ? abs : val);
+            free(abs);
+            i++;
+        } else if (!strcmp(a, "--strict")) strict = true;
+        else if (!strcmp(a, "--ignore") && val) { setenv("LLMREPLAY_IGNORE", val, 1); i++; }
+        else if (!strcmp(a, "--pace") && val) { setenv("LLMREPLAY_PACE_MS", val, 1); i++; }
+        else if (!strcmp(a, "--mode") && val) {
+            if (strcmp(val, "replay")) {
+                fprintf(stderr, "llmreplay: --mode %s is not available in this version; only replay is\n", val);
+                return 2;
+            }
+            setenv("LLMREPLAY_MODE", val, 1);
+            i++;
+        } else if (sep < 0 && a[0] != '-') { first_cmd = i; break; }
+        else { fprintf(stderr, "llmreplay: unknown run option %s (see llmreplay run --help)\n", a); return 2; }
+    }
+    if (first_cmd < 0 || first_cmd >= argc) {
+        fprintf(stderr, "llmreplay: run needs a command: llmreplay run -d DIR -- CMD [ARGS...]\n");
+        return 2;
+    }
+    char *lib = find_library();
+    if (!lib) {
+        fprintf(stderr, "llmreplay: cannot find libllmreplay.so next to the llmreplay binary; set LLMREPLAY_LIB\n");
+        return 2;
+    }
+    if (dirs.len) setenv("LLMREPLAY_DIR", dirs.data, 1);
+    else if (!lr_getenv("LLMREPLAY_DIR"))
+        fprintf(stderr, "llmreplay: warning: no -d DIR and no LLMREPLAY_DIR: every request will miss\n");
+    buf_free(&dirs);
+    const char *pre = getenv("LD_PRELOAD");
+    if (!pre || !strstr(pre, lib)) {
+        buf_t p;
+        buf_init(&p);
+        if (pre && *pre) { buf_adds(&p, pre); buf_addc(&p, ' '); }
+        buf_adds(&p, lib);
+        setenv("LD_PRELOAD", p.data, 1);
+        buf_free(&p);
+    }
+    free(lib);
+    warn_unhookable(argv[first_cmd]);
+    char strict_file[] = "/tmp/llmreplay-strict-XXXXXX";
+    if (strict) {
+        int fd = mkstemp(strict_file);
+        if (fd < 0) { fprintf(stderr, "llmreplay: cannot create a temporary file: %s\n", strerror(errno)); return 2; }
+        close(fd);
+        setenv("LLMREPLAY__STRICT_FILE", strict_file, 1);
+    }
+    fflush(NULL);
+    child = fork();
+    if (child < 0) { fprintf(stderr, "llmreplay: fork: %s\n", strerror(errno)); return 2; }
+    if (child == 0) {
+        execvp(argv[first_cmd], argv + first_cmd);
+        fprintf(stderr, "llmreplay: cannot run %s: %s\n", argv[first_cmd], strerror(errno));
+        _exit(127);
+    }
+    signal(SIGINT, forward);
+    signal(SIGTERM, forward);
+    signal(SIGHUP, forward);
+    int st = 0;
+    while (waitpid(child, &st, 0) < 0 && errno == EINTR) {}
+    int rc = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + (WIFSIGNALED(st) ? WTERMSIG(st) : 0);
+    if (strict) {
+        struct stat sb;
+        int misses = 0;
+        if (stat(strict_file, &sb) == 0 && sb.st_size > 0) {
+            size_t len;
+            char *t = lr_read_file(strict_file, (size_t)1 << 30, &len);
+            for (size_t i = 0; t && i < len; i++) misses += t[i] == '\n';
+            free(t);
+        }
+        unlink(strict_file);
+        if (misses) {
+            fprintf(stderr, "llmreplay: --strict: %d request%s had no recording (see the messages above)\n", misses,
+                    misses == 1 ? "" : "s");
+            if (!rc) rc = 3;
+        }
+    }
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) { fputs(usage_main, stderr); return 2; }
+    const char *c = argv[1];
+    if (!strcmp(c, "--help") || !strcmp(c, "-h") || !strcmp(c, "help")) { fputs(usage_main, stdout); return 0; }
+    if (!strcmp(c, "--version")) { printf("llmreplay %s\n", LR_VERSION); return 0; }
+    if (!strcmp(c, "run")) return cmd_run(argc - 1, argv + 1);
+    if (!strcmp(c, "ls")) return cmd_ls(argc - 1, argv + 1);
+    if (!strcmp(c, "check")) return cmd_check(argc - 1, argv + 1);
+    if (!strcmp(c, "explain")) return cmd_explain(argc - 1, argv + 1);
+    fprintf(stderr, "llmreplay: unknown command %s\n\n%s", c, usage_main);
+    return 2;
+}

@@ -1,0 +1,244 @@
+#include "jspan.h"
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_DEPTH 512
+
+static const char *ws(const char *p, const char *end)
+{
+    while (p < end && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t')) p++;
+    return p;
+}
+
+static const char *skip_string(const char *p, const char *end)
+{
+    p++; /* opening quote */
+    while (p < end) {
+        const char *q = memchr(p, '"', (size_t)(end - p));
+        if (!q) return NULL;
+        /* Count the backslashes before the quote: an odd run escapes it. */
+        size_t bs = 0;
+        while (q - bs > p && q[-1 - (ptrdiff_t)bs] == '\\') bs++;
+        for (const char *c = p; c < q; c++)
+            if ((unsigned char)*c < 0x20) return NULL;
+        if (bs % 2 == 0) return q + 1;
+        p = q + 1;
+    }
+    return NULL;
+}
+
+static const char *skip_number(const char *p, const char *end)
+{
+    const char *s = p;
+    if (p < end && *p == '-') p++;
+    if (p >= end || *p < '0' || *p > '9') return NULL;
+    while (p < end && *p >= '0' && *p <= '9') p++;
+    if (p < end && *p == '.') {
+        p++;
+        if (p >= end || *p < '0' || *p > '9') return NULL;
+        while (p < end && *p >= '0' && *p <= '9') p++;
+    }
+    if (p < end && (*p == 'e' || *p == 'E')) {
+        p++;
+        if (p < end && (*p == '+' || *p == '-')) p++;
+        if (p >= end || *p < '0' || *p > '9') return NULL;
+        while (p < end && *p >= '0' && *p <= '9') p++;
+    }
+    return p > s ? p : NULL;
+}
+
+static const char *lit(const char *p, const char *end, const char *w)
+{
+    size_t n = strlen(w);
+    return ((size_t)(end - p) >= n && !memcmp(p, w, n)) ? p + n : NULL;
+}
+
+static const char *skip(const char *p, const char *end, int depth)
+{
+    p = ws(p, end);
+    if (p >= end || depth > MAX_DEPTH) return NULL;
+    switch (*p) {
+    case '"': return skip_string(p, end);
+    case 't': return lit(p, end, "true");
+    case 'f': return lit(p, end, "false");
+    case 'n': return lit(p, end, "null");
+    case '{': case '[': {
+        char close = *p == '{' ? '}' : ']';
+        bool obj = *p == '{';
+        p = ws(p + 1, end);
+        if (p < end && *p == close) return p + 1;
+        for (;;) {
+            if (obj) {
+                p = ws(p, end);
+                if (p >= end || *p != '"' || !(p = skip_string(p, end))) return NULL;
+                p = ws(p, end);
+                if (p >= end || *p != ':') return NULL;
+                p++;
+            }
+            if (!(p = skip(p, end, depth + 1))) return NULL;
+            p = ws(p, end);
+            if (p >= end) return NULL;
+            if (*p == close) return p + 1;
+            if (*p != ',') return NULL;
+            p++;
+        }
+    }
+    default: return skip_number(p, end);
+    }
+}
+
+const char *js_skip(const char *p, const char *end) { return p ? skip(p, end, 0) : NULL; }
+
+span_t js_trim(span_t s)
+{
+    const char *p = ws(s.p, s.p + s.n), *e = s.p + s.n;
+    while (e > p && (e[-1] == ' ' || e[-1] == '\n' || e[-1] == '\r' || e[-1] == '\t')) e--;
+    return (span_t){p, (size_t)(e - p)};
+}
+
+bool js_valid(span_t s)
+{
+    const char *e = js_skip(s.p, s.p + s.n);
+    return e && ws(e, s.p + s.n) == s.p + s.n;
+}
+
+char js_kind(span_t s)
+{
+    s = js_trim(s);
+    return s.n ? s.p[0] : 0;
+}
+
+bool js_get(span_t obj, const char *key, span_t *out)
+{
+    const char *p = ws(obj.p, obj.p + obj.n), *end = obj.p + obj.n;
+    size_t klen = strlen(key);
+    if (p >= end || *p != '{') return false;
+    p = ws(p + 1, end);
+    while (p < end && *p == '"') {
+        const char *ke = skip_string(p, end);
+        if (!ke) return false;
+        bool hit = (size_t)(ke - p) == klen + 2 && !memcmp(p + 1, key, klen);
+        p = ws(ke, end);
+        if (p >= end || *p != ':') return false;
+        const char *vs = ws(p + 1, end), *ve = skip(vs, end, 1);
+        if (!ve) return false;
+        if (hit) { *out = (span_t){vs, (size_t)(ve - vs)}; return true; }
+        p = ws(ve, end);
+        if (p < end && *p == ',') p = ws(p + 1, end);
+        else break;
+    }
+    return false;
+}
+
+bool js_next(span_t arr, const char **pos, span_t *item)
+{
+    const char *end = arr.p + arr.n, *p;
+    if (!*pos) {
+        p = ws(arr.p, end);
+        if (p >= end || *p != '[') return false;
+        p = ws(p + 1, end);
+    } else {
+        p = ws(*pos, end);
+        if (p >= end || *p != ',') return false;
+        p = ws(p + 1, end);
+    }
+    if (p >= end || *p == ']') return false;
+    const char *e = skip(p, end, 1);
+    if (!e) return false;
+    *item = (span_t){p, (size_t)(e - p)};
+    *pos = e;
+    return true;
+}
+
+void js_minify(span_t s, buf_t *out)
+{
+    const char *p = s.p, *end = s.p + s.n;
+    if (!buf_reserve(out, s.n)) return;
+    while (p < end) {
+        char c = *p;
+        if (c == '"') {
+            const char *e = skip_string(p, end);
+            if (!e) e = end;
+            buf_add(out, p, (size_t)(e - p));
+            p = e;
+        } else {
+            if (c != ' ' && c != '\n' && c != '\r' && c != '\t') buf_addc(out, c);
+            p++;
+        }
+    }
+}
+
+bool js_is_null(span_t s) { s = js_trim(s); return s.n == 4 && !memcmp(s.p, "null", 4); }
+bool js_is_true(span_t s) { s = js_trim(s); return s.n == 4 && !memcmp(s.p, "true", 4); }
+
+static int hexval(char c)
+{
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+static void put_utf8(buf_t *b, unsigned cp)
+{
+    char u[4];
+    if (cp < 0x80) { buf_addc(b, (char)cp); return; }
+    if (cp < 0x800) { u[0] = (char)(0xC0 | cp >> 6); u[1] = (char)(0x80 | (cp & 63)); buf_add(b, u, 2); return; }
+    if (cp < 0x10000) {
+        u[0] = (char)(0xE0 | cp >> 12); u[1] = (char)(0x80 | ((cp >> 6) & 63)); u[2] = (char)(0x80 | (cp & 63));
+        buf_add(b, u, 3);
+        return;
+    }
+    u[0] = (char)(0xF0 | cp >> 18); u[1] = (char)(0x80 | ((cp >> 12) & 63));
+    u[2] = (char)(0x80 | ((cp >> 6) & 63)); u[3] = (char)(0x80 | (cp & 63));
+    buf_add(b, u, 4);
+}
+
+static int read_u4(const char *p, const char *end)
+{
+    if (end - p < 4) return -1;
+    int v = 0;
+    for (int i = 0; i < 4; i++) {
+        int h = hexval(p[i]);
+        if (h < 0) return -1;
+        v = v * 16 + h;
+    }
+    return v;
+}
+
+char *js_strdup(span_t s)
+{
+    s = js_trim(s);
+    if (s.n < 2 || s.p[0] != '"') return NULL;
+    buf_t b;
+    buf_init(&b);
+    const char *p = s.p + 1, *end = s.p + s.n - 1;
+    while (p < end) {
+        if (*p != '\\') { buf_addc(&b, *p++); continue; }
+        if (++p >= end) break;
+        char c = *p++;
+        switch (c) {
+        case 'n': buf_addc(&b, '\n'); break;
+        case 't': buf_addc(&b, '\t'); break;
+        case 'r': buf_addc(&b, '\r'); break;
+        case 'b': buf_addc(&b, '\b'); break;
+        case 'f': buf_addc(&b, '\f'); break;
+        case 'u': {
+            int cp = read_u4(p, end);
+            if (cp < 0) { buf_free(&b); return NULL; }
+            p += 4;
+            if (cp >= 0xD800 && cp < 0xDC00 && end - p >= 6 && p[0] == '\\' && p[1] == 'u') {
+                int lo = read_u4(p + 2, end);
+                if (lo >= 0xDC00 && lo < 0xE000) {
+                    cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+                    p += 6;
+                }
+            }
+            put_utf8(&b, (unsigned)cp);
+            break;
+        }
+        default: buf_addc(&b, c);
+        }
+    }
+    return buf_steal(&b, NULL);
+}

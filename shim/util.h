@@ -1,0 +1,38 @@
+/* Small shared helpers: growable byte buffers, file reading, env parsing. */
+#ifndef LR_UTIL_H
+#define LR_UTIL_H
+#include <stddef.h>
+#include <stdint.h>
+#include <stdbool.h>
+
+#define LR_HIDDEN __attribute__((visibility("hidden")))
+#define LR_EXPORT __attribute__((visibility("default")))
+
+typedef struct {
+    char *data;
+    size_t len, cap;
+    bool oom; /* sticky: a failed allocation makes every later append a no-op */
+} buf_t;
+
+void buf_init(buf_t *b);
+void buf_free(buf_t *b);
+bool buf_reserve(buf_t *b, size_t extra);
+void buf_add(buf_t *b, const void *p, size_t n);
+void buf_adds(buf_t *b, const char *s);
+void buf_addc(buf_t *b, char c);
+void buf_printf(buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Append s as a JSON string literal (quotes included). */
+void buf_json_str(buf_t *b, const char *s, size_t n);
+/* Take ownership of the NUL-terminated contents. */
+char *buf_steal(buf_t *b, size_t *len);
+
+/* Read a whole file (at most max bytes; errno=EFBIG when larger). NUL-terminated. */
+char *lr_read_file(const char *path, size_t max, size_t *len);
+uint64_t lr_hash64(const void *p, size_t n, uint64_t seed);
+double lr_now(void); /* monotonic seconds */
+void lr_sleep_ms(double ms);
+const char *lr_getenv(const char *name); /* NULL when unset or empty */
+long lr_getenv_long(const char *name, long dflt);
+char *lr_strndup(const char *s, size_t n);
+bool lr_has_suffix(const char *s, size_t n, const char *suffix);
+#endif
