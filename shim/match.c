@@ -5,22 +5,26 @@
 #include <string.h>
 
 /* Among equal candidates, prefer the caller's test id and host: a recording made against the
- * host the client talks to is the better answer, but any host may answer. */
-static int preferred(lr_rec_t **v, int n, const lr_req_t *rq, lr_rec_t **out)
+ * host the client talks to is the better answer, but any host may answer. group names the
+ * subset chosen, so each subset keeps its own serving order. */
+static int preferred(lr_rec_t **v, int n, const lr_req_t *rq, lr_rec_t **out, char *group, size_t gcap)
 {
     const char *tid = lr_getenv("LLMREPLAY_TEST_ID");
     int m = 0;
+    group[0] = 0;
     if (tid) {
         for (int i = 0; i < n; i++)
             if (v[i]->test_id && !strcmp(v[i]->test_id, tid)) out[m++] = v[i];
-        if (m) { v = out; n = m; }
+        if (m) { v = out; n = m; snprintf(group, gcap, "%s", tid); }
     }
     int k = 0;
-    lr_rec_t *tmp[64];
-    int lim = n < 64 ? n : 64;
-    for (int i = 0; i < lim; i++)
-        if (rq->host[0] && !strcmp(v[i]->host, rq->host) && v[i]->port == rq->port) tmp[k++] = v[i];
-    if (k) { memcpy(out, tmp, sizeof tmp[0] * (size_t)k); return k; }
+    for (int i = 0; i < n; i++)
+        if (rq->host[0] && !strcmp(v[i]->host, rq->host) && v[i]->port == rq->port) out[k++] = v[i];
+    if (k) {
+        size_t l = strlen(group);
+        snprintf(group + l, gcap - l, "@%s:%d", rq->host, rq->port);
+        return k;
+    }
     if (v != out) memcpy(out, v, sizeof *v * (size_t)n);
     return n;
 }
@@ -34,10 +38,10 @@ const lr_rec_t *lr_match(lr_store_t *s, const lr_req_t *rq, bool advance)
     if (!e || !e->n) return NULL;
     lr_rec_t *stackv[16], **cand = e->n <= 16 ? stackv : malloc(sizeof *cand * (size_t)e->n);
     if (!cand) return e->recs[0];
-    int n = preferred(e->recs, e->n, rq, cand);
+    char group[300];
+    int n = preferred(e->recs, e->n, rq, cand, group, sizeof group);
     /* Several recordings of one request answer in order; the last then repeats. */
-    unsigned i = advance ? __atomic_fetch_add(&e->served, 1, __ATOMIC_RELAXED)
-                         : __atomic_load_n(&e->served, __ATOMIC_RELAXED);
+    unsigned i = lr_store_count(s, h1 ^ lr_hash64(group, strlen(group), 1), advance);
     const lr_rec_t *r = cand[i < (unsigned)n ? i : (unsigned)n - 1];
     if (cand != stackv) free(cand);
     return r;

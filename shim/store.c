@@ -81,6 +81,21 @@ lr_entry_t *lr_store_find(lr_store_t *s, uint64_t h1, uint64_t h2)
     return e;
 }
 
+unsigned lr_store_count(lr_store_t *s, uint64_t key, bool advance)
+{
+    pthread_mutex_lock(&s->lock);
+    lr_counter_t *c = NULL;
+    HASH_FIND(hh, s->counters, &key, sizeof key, c);
+    if (!c && advance && (c = calloc(1, sizeof *c))) {
+        c->key = key;
+        HASH_ADD(hh, s->counters, key, sizeof c->key, c);
+    }
+    unsigned n = c ? c->n : 0;
+    if (c && advance) c->n++;
+    pthread_mutex_unlock(&s->lock);
+    return n;
+}
+
 static void insert(lr_store_t *s, lr_rec_t *r)
 {
     lr_entry_t *e = NULL;
@@ -114,6 +129,7 @@ lr_store_t *lr_store_build(char *const *dirs, int ndirs, const char *ignore_spec
     if (!report) report = default_report;
     lr_store_t *s = calloc(1, sizeof *s);
     if (!s) return NULL;
+    pthread_mutex_init(&s->lock, NULL);
     lr_ignore_parse(&s->ig, ignore_spec);
     s->dirs = calloc((size_t)ndirs + 1, sizeof *s->dirs);
     strvec_t paths = {0};
@@ -178,6 +194,12 @@ void lr_store_free(lr_store_t *s)
         free(e->recs);
         free(e);
     }
+    lr_counter_t *c, *ctmp;
+    HASH_ITER(hh, s->counters, c, ctmp) {
+        HASH_DEL(s->counters, c);
+        free(c);
+    }
+    pthread_mutex_destroy(&s->lock);
     for (int i = 0; i < s->nall; i++) lr_rec_free(s->all[i]);
     free(s->all);
     for (int i = 0; i < s->ndirs; i++) free(s->dirs[i]);

@@ -8,9 +8,14 @@ typedef struct lr_entry {
     uint64_t h1;
     lr_rec_t **recs; /* stable order: directory order, then path */
     int n, cap;
-    unsigned served; /* how many times this request was answered */
     UT_hash_handle hh;
 } lr_entry_t;
+
+typedef struct lr_counter {
+    uint64_t key;
+    unsigned n;
+    UT_hash_handle hh;
+} lr_counter_t;
 
 typedef void (*lr_report_fn)(void *ctx, const char *path, const char *why, bool unsupported);
 
@@ -23,6 +28,8 @@ typedef struct lr_store {
     int ndirs;
     lr_ignore_t ig;
     double build_ms;
+    lr_counter_t *counters; /* answers given per request (and preferred subset) */
+    pthread_mutex_t lock;   /* counters */
 } lr_store_t;
 
 /* Scan dirs recursively for *.json; problems go to report (or warnings when NULL). */
@@ -32,5 +39,7 @@ void lr_store_free(lr_store_t *s);
 lr_store_t *lr_store_global(void);
 /* Split a colon-separated directory list. */
 int lr_split_dirs(const char *spec, char ***out);
+/* How many times key was answered before; counts this one when advance. */
+unsigned lr_store_count(lr_store_t *s, uint64_t key, bool advance);
 lr_entry_t *lr_store_find(lr_store_t *s, uint64_t h1, uint64_t h2);
 #endif
