@@ -3,7 +3,7 @@
 # everything is already there.
 set -e
 PKGS="build-essential libcurl4-openssl-dev libcjson-dev libcjson1 uthash-dev curl
-python3 python3-requests python3-httpx python3-aiohttp util-linux"
+python3 python3-requests python3-httpx python3-aiohttp python3-pycurl util-linux"
 missing=""
 for p in $PKGS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

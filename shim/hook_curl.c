@@ -574,6 +574,7 @@ static CURLcode replay_easy(shadow_t *s)
     CURLcode rc;
     xfer_t *x = xfer_start(s, &rc);
     if (!x) return rc;
+    s->xfer = x; /* lets curl_easy_pause reach it from the callbacks */
     while (!x->done) {
         if (x->paused) {
             /* Paused from the write callback: libcurl keeps calling the progress callback,
@@ -585,6 +586,7 @@ static CURLcode replay_easy(shadow_t *s)
         if (wait > 0 && x->next > 0) lr_sleep_ms(wait * 1000);
         xfer_step(x);
     }
+    s->xfer = NULL;
     return xfer_finish(s, x);
 }
 

@@ -1,0 +1,252 @@
+#!/usr/bin/env bash
+# llmreplay benchmark: what the shim costs a process that never calls an LLM, how long the lazy
+# index build takes, and what one replayed request costs through libcurl compared with a real
+# HTTP server on 127.0.0.1. Run from the repository root after `make all`:
+#
+#   scripts/bench.sh
+#
+# The machine is shared and small: every number is a median of repeated, interleaved runs and
+# only ratios measured in the same run are compared with goals. A missed goal is reported, not
+# an error; the exit status is non-zero only when something does not work.
+#
+# Uses hyperfine and nginx when installed (Debian packages `hyperfine`, `nginx`); without them
+# a Python timing loop and the Python server alone are used. Knobs (environment):
+#   LLMREPLAY_SHARED   folder with seed/ and corpus/   (default: ../shared beside the repo)
+#   BENCH_TRUE_RUNS=200 BENCH_PY_RUNS=50               runs per mode for section 1
+#   BENCH_INDEX_N=20000 BENCH_INDEX_REPS=5             generated set size, runs per set
+#   BENCH_SHIM_REQS=10000 BENCH_NGINX_REQS=10000 BENCH_PYSRV_REQS=2000 BENCH_ROUNDS=5
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+PY=/usr/bin/python3
+HELPER=$ROOT/scripts/bench_helper.py
+SHIM=$ROOT/build/libllmreplay.so
+SHARED=${LLMREPLAY_SHARED:-$(cd "$ROOT/.." && pwd)/shared}
+[ -d "$SHARED/seed" ] || SHARED=/work/shared
+SEED_DIR=$SHARED/seed
+CORPUS=$SHARED/corpus
+URL=http://localhost:8000/v1/chat/completions
+
+TRUE_RUNS=${BENCH_TRUE_RUNS:-200}
+PY_RUNS=${BENCH_PY_RUNS:-50}
+INDEX_N=${BENCH_INDEX_N:-20000}
+INDEX_REPS=${BENCH_INDEX_REPS:-5}
+SHIM_REQS=${BENCH_SHIM_REQS:-10000}
+NGINX_REQS=${BENCH_NGINX_REQS:-10000}
+PYSRV_REQS=${BENCH_PYSRV_REQS:-2000}
+ROUNDS=${BENCH_ROUNDS:-5}
+SERVER_MAX_S=900 # no server started here outlives this, even if this script is killed hard
+
+die() { echo "bench: $*" >&2; exit 1; }
+[ -f "$SHIM" ] || die "$SHIM is missing: run 'make all' first"
+[ -x "$PY" ] || die "$PY is missing"
+[ -d "$SEED_DIR" ] && [ -d "$CORPUS" ] || die "no seed/ and corpus/ under $SHARED (set LLMREPLAY_SHARED)"
+SEED=$(ls "$SEED_DIR"/*.json | head -n1)
+
+# ---- set-up and clean-up ----------------------------------------------------------------------
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/llmreplay-bench.XXXXXX")
+chmod 755 "$TMP" # nginx may read files here as another user
+PIDS=()
+cleanup() {
+    local pid
+    for pid in "${PIDS[@]}"; do
+        kill "$pid" 2>/dev/null || true
+    done
+    for pid in "${PIDS[@]}"; do
+        wait "$pid" 2>/dev/null || true
+    done
+    rm -rf "$TMP"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+export BENCH_SHIM=$SHIM BENCH_CORPUS=$CORPUS BENCH_URL=$URL
+export BENCH_BODY=$TMP/body.json BENCH_CLIENT=$ROOT/build/bench/bench_curl
+"$PY" -c 'import json,sys; print(json.dumps(json.load(open(sys.argv[1]))["request"]["body"]))' "$SEED" >"$BENCH_BODY"
+
+mkdir -p build/bench
+cc -O2 -Wall -Wextra -o build/bench/bench_curl scripts/bench_curl.c -lcurl -pthread
+
+section() { printf '\n== %s\n' "$*"; }
+T0=$(date +%s)
+echo "llmreplay benchmark  $(date -u '+%Y-%m-%d %H:%M:%S UTC')  $(nproc) cores  $(uname -r)"
+echo "shim: $SHIM   commit: $(git rev-parse --short HEAD 2>/dev/null || echo '?')"
+echo "seed: $SEED"
+echo "corpus: $CORPUS ($(find "$CORPUS" -name '*.json' | wc -l) files)"
+
+# ---- 1. cost for a process that never calls an LLM ---------------------------------------------
+section "1. start-up cost of a process that never calls an LLM (LLMREPLAY_DIR=corpus)"
+startup_cost() { # NAME RUNS CMD...
+    local name=$1 runs=$2
+    shift 2
+    if command -v hyperfine >/dev/null; then
+        # hyperfine has no per-command environment: alternate rounds without/with, each round a
+        # hyperfine run whose children inherit (or not) LD_PRELOAD; the order flips every round.
+        local rounds=10 per i mode
+        per=$(((runs + rounds - 1) / rounds))
+        for ((i = 0; i < rounds; i++)); do
+            for mode in without with; do
+                [ $((i % 2)) -eq 1 ] && mode=$([ "$mode" = with ] && echo without || echo with)
+                local out=$TMP/hf.$name.$mode.$i.json
+                if [ "$mode" = with ]; then
+                    env LD_PRELOAD="$SHIM" LLMREPLAY_DIR="$CORPUS" \
+                        hyperfine -N --style none --warmup 3 --runs "$per" --export-json "$out" -- "$*" \
+                        >/dev/null 2>"$TMP/hf.err" || { cat "$TMP/hf.err" >&2; die "hyperfine failed"; }
+                else
+                    env -u LD_PRELOAD -u LLMREPLAY_DIR \
+                        hyperfine -N --style none --warmup 3 --runs "$per" --export-json "$out" -- "$*" \
+                        >/dev/null 2>"$TMP/hf.err" || { cat "$TMP/hf.err" >&2; die "hyperfine failed"; }
+                fi
+            done
+        done
+        "$PY" "$HELPER" hfmerge "$TMP/startup_$name.json" "$TMP"/hf."$name".*.json
+    else
+        BENCH_RUNS=$runs "$PY" "$HELPER" startup "$TMP/startup_$name.json" "$@"
+    fi
+    "$PY" "$HELPER" startup-report "$TMP/startup_$name.json" "$*"
+}
+command -v hyperfine >/dev/null || echo "  (hyperfine not installed: Python posix_spawn timing loop)"
+startup_cost true "$TRUE_RUNS" /bin/true
+startup_cost python "$PY_RUNS" "$PY" -c pass
+# Lazy index: with the debug log on, a process that makes no LLM call must not print the
+# "indexed N recordings" line.
+lazy_err=$(env LD_PRELOAD="$SHIM" LLMREPLAY_DIR="$CORPUS" LLMREPLAY_LOG=debug "$PY" -c pass 2>&1 || true)
+if grep -q "indexed" <<<"$lazy_err"; then
+    echo "  !! the index was built although no LLM call was made: $lazy_err"
+else
+    echo "  LLMREPLAY_LOG=debug python3 -c pass with the shim: no 'indexed' line (the index is lazy)"
+fi
+
+# ---- 2. index build on the first intercepted request --------------------------------------------
+section "2. index build: one replayed request (bench_curl, 1 request) per process"
+GEN=$TMP/gen$INDEX_N
+t=${EPOCHREALTIME/[.,]/}
+"$PY" "$HELPER" gen "$SEED" "$GEN" "$INDEX_N"
+t=$(((${EPOCHREALTIME/[.,]/} - t) / 1000))
+echo "  generated $(find "$GEN" -name '*.json' | wc -l) recordings ($(du -sh "$GEN" | cut -f1)," \
+    "$(find "$GEN" -mindepth 1 -type d | wc -l) subdirectories) in $t ms"
+echo "  (the seed request is not in the corpus: set (b) is corpus:seed so the request is a hit)"
+"$PY" "$HELPER" index "$TMP/index.json" "$INDEX_REPS" \
+    "seed=$SEED_DIR" "corpus+seed=$CORPUS:$SEED_DIR" "generated-$INDEX_N=$GEN"
+lazy_err=$(env LD_PRELOAD="$SHIM" LLMREPLAY_DIR="$GEN" LLMREPLAY_LOG=debug /bin/true 2>&1 || true)
+grep -q indexed <<<"$lazy_err" && echo "  !! /bin/true built the $INDEX_N-recording index: $lazy_err" ||
+    echo "  /bin/true with LLMREPLAY_DIR=generated-$INDEX_N and LLMREPLAY_LOG=debug: no 'indexed' line"
+if [ -x /usr/bin/time ]; then
+    rss=$( { env LD_PRELOAD="$SHIM" LLMREPLAY_DIR="$GEN" /usr/bin/time -f 'LRBENCH_RSS=%M' \
+        "$BENCH_CLIENT" "$URL" "$BENCH_BODY" 1 >/dev/null; } 2>&1 | sed -n 's/^LRBENCH_RSS=//p')
+    echo "  cross-check, /usr/bin/time -f %M of one generated-$INDEX_N run: $rss KiB"
+fi
+rm -rf "$GEN"
+
+# ---- 3. per-request cost through libcurl --------------------------------------------------------
+section "3. per-request cost: the seed request through curl_easy_perform on one reused handle"
+RESP=$TMP/resp.sse
+env LD_PRELOAD="$SHIM" LLMREPLAY_DIR="$SEED_DIR" curl -sS --fail -o "$RESP" "$URL" \
+    -H 'content-type: application/json' --data-binary "@$BENCH_BODY" || die "replaying the seed with curl failed"
+echo "  shim's rendered answer: $(wc -c <"$RESP") bytes of SSE, served as-is by the servers below"
+
+check_server() { # URL: the server answers the seed request with exactly the shim's bytes
+    curl -sS --fail -o "$TMP/check.sse" "$1" -H 'content-type: application/json' --data-binary "@$BENCH_BODY" &&
+        cmp -s "$TMP/check.sse" "$RESP"
+}
+wait_ready() { # URL PID: poll until the server answers, or its process died, or 10 s passed
+    local i
+    for ((i = 0; i < 200; i++)); do
+        check_server "$1" 2>/dev/null && return 0
+        kill -0 "$2" 2>/dev/null || return 1
+        sleep 0.05
+    done
+    return 1
+}
+
+NGINX_URL=""
+if command -v nginx >/dev/null || [ -x /usr/sbin/nginx ]; then
+    NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+    mkdir -p "$TMP/nginx"
+    chmod 755 "$TMP/nginx"
+    chmod 644 "$RESP"
+    for attempt in 1 2 3; do
+        port=$("$PY" "$HELPER" freeport)
+        cat >"$TMP/nginx/nginx.conf" <<EOF
+# one process, in the foreground, on loopback only; POST to the path returns the file
+daemon off;
+master_process off;
+worker_processes 1;
+pid $TMP/nginx/nginx.pid;
+error_log $TMP/nginx/error.log warn;
+events { worker_connections 64; }
+http {
+    access_log off;
+    client_body_temp_path $TMP/nginx/body;
+    proxy_temp_path $TMP/nginx/proxy;
+    fastcgi_temp_path $TMP/nginx/fastcgi;
+    uwsgi_temp_path $TMP/nginx/uwsgi;
+    scgi_temp_path $TMP/nginx/scgi;
+    keepalive_requests 1000000;
+    keepalive_timeout 120s;
+    server {
+        listen 127.0.0.1:$port;
+        location = /v1/chat/completions {
+            default_type "text/event-stream; charset=utf-8";
+            alias $RESP;
+            error_page 405 =200 \$uri; # the static module refuses POST: serve the file anyway
+        }
+    }
+}
+EOF
+        timeout -k 5 "$SERVER_MAX_S" "$NGINX" -c "$TMP/nginx/nginx.conf" -p "$TMP/nginx" 2>>"$TMP/nginx/stderr" &
+        npid=$!
+        PIDS+=("$npid")
+        if wait_ready "http://127.0.0.1:$port/v1/chat/completions" "$npid"; then
+            NGINX_URL=http://127.0.0.1:$port/v1/chat/completions
+            echo "  nginx $("$NGINX" -v 2>&1 | sed 's/.*\///') serving it on 127.0.0.1:$port (keep-alive)"
+            break
+        fi
+        kill "$npid" 2>/dev/null || true
+    done
+    [ -n "$NGINX_URL" ] || { cat "$TMP/nginx/stderr" "$TMP/nginx/error.log" 2>/dev/null >&2; echo "  !! nginx did not start: skipped"; }
+else
+    echo "  nginx not installed: only the Python server baseline (apt-get install nginx for the other)"
+fi
+
+timeout -k 5 "$SERVER_MAX_S" "$PY" "$HELPER" serve "$TMP/pyport" "$RESP" "$SERVER_MAX_S" 2>"$TMP/pysrv.err" &
+PYPID=$!
+PIDS+=("$PYPID")
+for ((i = 0; i < 200; i++)); do [ -s "$TMP/pyport" ] && break; sleep 0.05; done
+[ -s "$TMP/pyport" ] || { cat "$TMP/pysrv.err" >&2; die "the Python server did not start"; }
+PY_URL=http://127.0.0.1:$(cat "$TMP/pyport")/v1/chat/completions
+wait_ready "$PY_URL" "$PYPID" || die "the Python server does not answer with the shim's bytes"
+echo "  python http.server (ThreadingHTTPServer, HTTP/1.1, Content-Length) on ${PY_URL#http://}"
+
+run_client() { # NAME N WARMUP [shim]: one bench_curl run, its result line appended to NAME.log
+    local name=$1 n=$2 warm=$3 url
+    case $name in shim) url=$URL ;; nginx) url=$NGINX_URL ;; python) url=$PY_URL ;; esac
+    if [ "$name" = shim ]; then
+        env LD_PRELOAD="$SHIM" LLMREPLAY_DIR="$SEED_DIR" timeout 300 "$BENCH_CLIENT" "$url" "$BENCH_BODY" "$n" "$warm"
+    else
+        env -u LD_PRELOAD timeout 300 "$BENCH_CLIENT" "$url" "$BENCH_BODY" "$n" "$warm"
+    fi >>"$TMP/$name.log" || die "bench_curl against $name failed"
+}
+echo "  $ROUNDS rounds, order rotated each round: shim x$SHIM_REQS, nginx x$NGINX_REQS, python server x$PYSRV_REQS"
+names=(shim)
+[ -n "$NGINX_URL" ] && names+=(nginx)
+names+=(python)
+for ((r = 0; r < ROUNDS; r++)); do
+    k=$((r % ${#names[@]}))
+    for ((j = 0; j < ${#names[@]}; j++)); do
+        name=${names[$(((j + k) % ${#names[@]}))]}
+        case $name in
+        shim) run_client shim "$SHIM_REQS" 100 ;;
+        nginx) run_client nginx "$NGINX_REQS" 100 ;;
+        python) run_client python "$PYSRV_REQS" 50 ;;
+        esac
+    done
+done
+args=()
+for name in "${names[@]}"; do args+=("$name=$TMP/$name.log"); done
+"$PY" "$HELPER" perreq "$TMP/perreq.json" "${args[@]}"
+
+# ---- summary --------------------------------------------------------------------------------------
+section "summary (ratios of medians measured in this run; total $(($(date +%s) - T0)) s)"
+"$PY" "$HELPER" summary "$TMP"

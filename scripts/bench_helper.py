@@ -1,0 +1,305 @@
+"""Helpers for scripts/bench.sh (run with /usr/bin/python3). Subcommands:
+
+  startup OUT.json CMD...            fallback timing loop when hyperfine is missing: runs CMD
+                                     with and without the shim, interleaved (A B B A ...)
+  hfmerge OUT.json FILE...           merges hyperfine --export-json files named *.with.N.json /
+                                     *.without.N.json into the same shape as `startup`
+  startup-report IN.json LABEL       prints medians and the with/without ratio of one command
+  gen SEED OUTDIR N                  N recordings: copies of SEED with distinct user messages
+  index OUT.json REPS SET=DIR...     one replayed request per process, per recording set,
+                                     REPS times interleaved; wall time, peak RSS, index line
+  serve PORTFILE RESPFILE MAX_S      keep-alive HTTP/1.1 server on 127.0.0.1 (port 0: the
+                                     kernel picks it, written to PORTFILE), stops after MAX_S
+  freeport                           prints a free TCP port on 127.0.0.1
+  perreq OUT.json NAME=LOG...        medians of bench_curl result lines
+  summary DIR                        the final table, from the JSON files in DIR
+
+Environment used by `startup` and `index`: BENCH_SHIM, BENCH_CLIENT, BENCH_URL, BENCH_BODY.
+"""
+import json
+import os
+import re
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+
+PRELOAD_VARS = ("LD_PRELOAD", "LLMREPLAY_DIR", "LLMREPLAY_LOG")
+
+
+def base_env():
+    env = dict(os.environ)
+    for k in PRELOAD_VARS:
+        env.pop(k, None)
+    return env
+
+
+def med(xs):
+    return statistics.median(xs) if xs else float("nan")
+
+
+# ---- 1. start-up cost -----------------------------------------------------------------------
+
+def startup(out, argv):
+    """Interleaved runs of argv without/with the shim (ABBA order), timed around posix_spawn +
+    waitpid, which is lighter than subprocess and close to what hyperfine -N measures."""
+    runs = int(os.environ.get("BENCH_RUNS", "100"))
+    without = base_env()
+    with_ = dict(without, LD_PRELOAD=os.environ["BENCH_SHIM"], LLMREPLAY_DIR=os.environ["BENCH_CORPUS"])
+    devnull = os.open(os.devnull, os.O_RDWR)
+    fa = [(os.POSIX_SPAWN_DUP2, devnull, 1), (os.POSIX_SPAWN_DUP2, devnull, 2)]
+
+    def once(env):
+        t = time.perf_counter_ns()
+        pid = os.posix_spawn(argv[0], argv, env, file_actions=fa)
+        _, st = os.waitpid(pid, 0)
+        dt = time.perf_counter_ns() - t
+        if st != 0:
+            sys.exit("bench: %s exited with status %d" % (" ".join(argv), st))
+        return dt / 1e9
+
+    for _ in range(3):  # warm-up: page cache, dynamic loader caches
+        once(without), once(with_)
+    res = {"without": [], "with": [], "tool": "python posix_spawn loop"}
+    for i in range(runs):
+        order = [("without", without), ("with", with_)]
+        if i % 2:
+            order.reverse()
+        for name, env in order:
+            res[name].append(once(env))
+    json.dump(res, open(out, "w"))
+
+
+def hfmerge(out, files):
+    res = {"without": [], "with": [], "tool": "hyperfine -N"}
+    for f in files:
+        mode = "with" if ".with." in os.path.basename(f) else "without"
+        res[mode] += json.load(open(f))["results"][0]["times"]
+    json.dump(res, open(out, "w"))
+
+
+def startup_report(inp, label):
+    r = json.load(open(inp))
+    a, b = med(r["without"]), med(r["with"])
+    r.update(label=label, median_without=a, median_with=b, ratio=b / a)
+    json.dump(r, open(inp, "w"))
+    print("  %-28s  without: %8.3f ms   with: %8.3f ms   (%d + %d runs, %s)"
+          % (label, a * 1e3, b * 1e3, len(r["without"]), len(r["with"]), r["tool"]))
+    print("  %-28s  ratio with/without: %.3f   difference: %+.1f us per process"
+          % ("", b / a, (b - a) * 1e6))
+
+
+# ---- 2. index build ---------------------------------------------------------------------------
+
+def gen(seed, outdir, n):
+    """N recordings, each the seed with its user message replaced by "question I" (the first
+    keeps the seed's own message, so the seed request is a hit), 100 per subdirectory."""
+    rec = json.load(open(seed))
+    msgs = rec["request"]["body"]["messages"]
+    user = [m for m in msgs if m.get("role") == "user"][-1]
+    marker = "@@LLMREPLAY_BENCH_QUESTION@@"
+    original = user["content"]
+    user["content"] = marker
+    text = json.dumps(rec, indent=2)
+    q = json.dumps(marker)
+    if text.count(q) != 1:
+        sys.exit("bench: the seed's user message is not a plain string")
+    pre, post = text.split(q)
+    per_dir = 100
+    for i in range(n):
+        d = os.path.join(outdir, "%03d" % (i // per_dir))
+        if i % per_dir == 0:
+            os.makedirs(d, exist_ok=True)
+        content = original if i == 0 else "question %d" % i
+        with open(os.path.join(d, "rec-%06d.json" % i), "w") as f:
+            f.write(pre + json.dumps(content) + post)
+
+
+INDEX_RE = re.compile(r"indexed (\d+) recordings \(([^)]*)\) in ([0-9.]+) ms")
+
+
+def run_measured(argv, env, timeout=300):
+    """Run argv; return (wall seconds, peak RSS KiB of that very process, stdout, stderr, status).
+    wait4(2) gives that child's own rusage, which is what GNU time's %M prints, without a
+    wrapper process inside the timed span."""
+    t = time.perf_counter()
+    p = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    # The child writes little; reading after wait4 cannot dead-lock (pipe buffers suffice).
+    _, status, ru = os.wait4(p.pid, 0)
+    wall = time.perf_counter() - t
+    p.returncode = os.waitstatus_to_exitcode(status)
+    out, err = p.stdout.read().decode(errors="replace"), p.stderr.read().decode(errors="replace")
+    return wall, ru.ru_maxrss, out, err, p.returncode
+
+
+def index(out, reps, sets):
+    client, url, body = os.environ["BENCH_CLIENT"], os.environ["BENCH_URL"], os.environ["BENCH_BODY"]
+    names = [s.split("=", 1)[0] for s in sets]
+    dirs = dict(s.split("=", 1) for s in sets)
+    res = {n: {"dir": dirs[n], "wall": [], "rss": [], "index_ms": [], "count": None} for n in names}
+    argv = [client, url, body, "1"]
+    for rep in range(reps + 1):  # rep 0 is a warm-up (page cache), not counted
+        order = names if rep % 2 == 0 else names[::-1]
+        for n in order:
+            env = dict(base_env(), LD_PRELOAD=os.environ["BENCH_SHIM"], LLMREPLAY_DIR=dirs[n], LLMREPLAY_LOG="debug")
+            wall, rss, so, se, rc = run_measured(argv, env)
+            if rc != 0 or "status=200" not in so:
+                sys.exit("bench: replay with LLMREPLAY_DIR=%s failed (exit %d):\n%s%s" % (dirs[n], rc, so, se))
+            m = INDEX_RE.search(se)
+            if rep == 0:
+                continue
+            res[n]["wall"].append(wall)
+            res[n]["rss"].append(rss)
+            if m:
+                res[n]["index_ms"].append(float(m.group(3)))
+                res[n]["count"] = int(m.group(1))
+                res[n]["detail"] = m.group(2)
+    base = names[0]
+    bw, br = med(res[base]["wall"]), med(res[base]["rss"])
+    print("  %-24s %9s %11s %11s %12s %12s" % ("LLMREPLAY_DIR", "indexed", "index ms", "process ms", "peak RSS", "vs baseline"))
+    for n in names:
+        r = res[n]
+        w, rss, im = med(r["wall"]), med(r["rss"]), med(r["index_ms"])
+        r.update(median_wall=w, median_rss=rss, median_index_ms=im, wall_ratio=w / bw, rss_ratio=rss / br)
+        print("  %-24s %9s %11.1f %11.1f %9.1f MiB   %+7.1f ms %+6.1f MiB" % (
+            n, r["count"], im, w * 1e3, rss / 1024, (w - bw) * 1e3, (rss - br) / 1024))
+    print("  (medians of %d runs each, interleaved; 'index ms' is the shim's own LLMREPLAY_LOG=debug line,"
+          % reps)
+    print("   'process ms' the whole process: start, libcurl load, index build, one request, exit;")
+    print("   peak RSS from wait4(2) of that process, the number /usr/bin/time -f %M prints)")
+    json.dump(res, open(out, "w"))
+
+
+# ---- 3. per-request cost --------------------------------------------------------------------
+
+def serve(portfile, respfile, max_s):
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    body = open(respfile, "rb").read()
+
+    class H(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # keep-alive
+        disable_nagle_algorithm = True  # TCP_NODELAY: no 40 ms Nagle/delayed-ACK stalls
+
+        def do_POST(self):
+            n = int(self.headers.get("Content-Length") or 0)
+            if n:
+                self.rfile.read(n)
+            if self.path != "/v1/chat/completions":
+                self.send_error(404)
+                return
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream; charset=utf-8")
+            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Cache-Control", "no-cache")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *a):
+            pass
+
+    ThreadingHTTPServer.daemon_threads = True
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), H)
+    tmp = portfile + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(str(srv.server_address[1]))
+    os.rename(tmp, portfile)
+    threading.Timer(float(max_s), lambda: os._exit(0)).start()  # never outlives the benchmark
+    srv.serve_forever()
+
+
+def freeport():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    print(s.getsockname()[1])
+    s.close()
+
+
+LINE_RE = re.compile(r"(\w+)=([0-9.]+)")
+
+
+def perreq(out, items):
+    res = {}
+    for it in items:
+        name, log = it.split("=", 1)
+        runs = [dict((k, float(v)) for k, v in LINE_RE.findall(line)) for line in open(log) if "us_per_request=" in line]
+        us = [r["us_per_request"] for r in runs]
+        res[name] = {"us": us, "median_us": med(us), "requests": int(runs[0]["requests"]),
+                     "bytes": int(runs[0]["bytes_per_request"]), "connections": max(int(r["connections"]) for r in runs)}
+    shim = res["shim"]["median_us"]
+    labels = {"shim": "shim (LD_PRELOAD, no network)", "nginx": "nginx on 127.0.0.1, keep-alive",
+              "python": "python http.server, keep-alive"}
+    print("  %-34s %9s %7s %13s %11s %9s" % ("answered by", "requests", "bytes", "us/request", "new conns", "vs shim"))
+    for name, r in res.items():
+        r["ratio"] = r["median_us"] / shim
+        print("  %-34s %9d %7d %13.2f %11d %8.1fx" % (labels.get(name, name), r["requests"], r["bytes"], r["median_us"],
+                                                  r["connections"], r["ratio"]))
+        r["all"] = " ".join("%.2f" % u for u in r["us"])
+    for name, r in res.items():
+        print("    %-8s runs (us/request): %s" % (name, r["all"]))
+    json.dump(res, open(out, "w"))
+
+
+# ---- summary ----------------------------------------------------------------------------------
+
+def summary(d):
+    rows = []
+
+    def load(name):
+        p = os.path.join(d, name)
+        return json.load(open(p)) if os.path.exists(p) else None
+
+    for f, label in (("startup_true.json", "/bin/true: with / without shim"),
+                     ("startup_python.json", "python3 -c pass: with / without shim")):
+        r = load(f)
+        if r:
+            rows.append((label, "%.3f" % r["ratio"], "<= 1.05", r["ratio"] <= 1.05))
+    ix = load("index.json")
+    if ix:
+        names = list(ix)
+        big = ix[names[-1]]
+        rows.append(("index build, %s recordings (shim's ms)" % big["count"], "%.0f ms" % big["median_index_ms"],
+                     "< 1000 ms", big["median_index_ms"] < 1000))
+        for n in names[1:]:
+            r = ix[n]
+            rows.append(("1-request process, %s / %s: time" % (n, names[0]), "%.2f" % r["wall_ratio"], "-", None))
+            rows.append(("1-request process, %s / %s: peak RSS" % (n, names[0]), "%.2f" % r["rss_ratio"], "-", None))
+    pr = load("perreq.json")
+    if pr:
+        for n, label in (("nginx", "per request: nginx / shim"), ("python", "per request: python http.server / shim")):
+            if n in pr:
+                rows.append((label, "%.1f" % pr[n]["ratio"], ">= 10", pr[n]["ratio"] >= 10))
+    w = max(len(r[0]) for r in rows)
+    print("  %-*s  %10s  %10s  %s" % (w, "measurement", "value", "goal", "verdict"))
+    print("  " + "-" * (w + 36))
+    for label, val, goal, ok in rows:
+        print("  %-*s  %10s  %10s  %s" % (w, label, val, goal, "" if ok is None else "meets goal" if ok else "MISSES goal"))
+
+
+def main():
+    cmd, args = sys.argv[1], sys.argv[2:]
+    if cmd == "startup":
+        startup(args[0], args[1:])
+    elif cmd == "hfmerge":
+        hfmerge(args[0], args[1:])
+    elif cmd == "startup-report":
+        startup_report(args[0], args[1])
+    elif cmd == "gen":
+        gen(args[0], args[1], int(args[2]))
+    elif cmd == "index":
+        index(args[0], int(args[1]), args[2:])
+    elif cmd == "serve":
+        serve(args[0], args[1], args[2])
+    elif cmd == "freeport":
+        freeport()
+    elif cmd == "perreq":
+        perreq(args[0], args[1:])
+    elif cmd == "summary":
+        summary(args[0])
+    else:
+        sys.exit("bench_helper: unknown command " + cmd)
+
+
+if __name__ == "__main__":
+    main()
