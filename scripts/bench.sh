@@ -67,6 +67,9 @@ export BENCH_BODY=$TMP/body.json BENCH_CLIENT=$ROOT/build/bench/bench_curl
 
 mkdir -p build/bench
 cc -O2 -Wall -Wextra -o build/bench/bench_curl scripts/bench_curl.c -lcurl -pthread
+EMPTY_SO=$ROOT/build/bench/empty_preload.so # the control: what preloading any library costs
+echo 'int llmreplay_bench_empty;' | cc -shared -fPIC -O2 -x c -o "$EMPTY_SO" -
+export BENCH_EMPTY=$EMPTY_SO
 
 section() { printf '\n== %s\n' "$*"; }
 T0=$(date +%s)
@@ -77,27 +80,28 @@ echo "corpus: $CORPUS ($(find "$CORPUS" -name '*.json' | wc -l) files)"
 
 # ---- 1. cost for a process that never calls an LLM ---------------------------------------------
 section "1. start-up cost of a process that never calls an LLM (LLMREPLAY_DIR=corpus)"
+# Three modes: no preload, an empty shared object preloaded (what LD_PRELOAD of anything costs:
+# open, mmap, relocation), and the shim preloaded. LLMREPLAY_DIR is the corpus in both preload
+# modes. Runs are interleaved: the order of the modes is rotated every round (or every run).
 startup_cost() { # NAME RUNS CMD...
     local name=$1 runs=$2
     shift 2
     if command -v hyperfine >/dev/null; then
-        # hyperfine has no per-command environment: alternate rounds without/with, each round a
-        # hyperfine run whose children inherit (or not) LD_PRELOAD; the order flips every round.
-        local rounds=10 per i mode
+        # hyperfine has no per-command environment: each round runs one hyperfine per mode,
+        # whose children inherit (or not) LD_PRELOAD.
+        local rounds=10 per i j mode modes=(without empty with)
         per=$(((runs + rounds - 1) / rounds))
         for ((i = 0; i < rounds; i++)); do
-            for mode in without with; do
-                [ $((i % 2)) -eq 1 ] && mode=$([ "$mode" = with ] && echo without || echo with)
-                local out=$TMP/hf.$name.$mode.$i.json
-                if [ "$mode" = with ]; then
-                    env LD_PRELOAD="$SHIM" LLMREPLAY_DIR="$CORPUS" \
-                        hyperfine -N --style none --warmup 3 --runs "$per" --export-json "$out" -- "$*" \
-                        >/dev/null 2>"$TMP/hf.err" || { cat "$TMP/hf.err" >&2; die "hyperfine failed"; }
-                else
-                    env -u LD_PRELOAD -u LLMREPLAY_DIR \
-                        hyperfine -N --style none --warmup 3 --runs "$per" --export-json "$out" -- "$*" \
-                        >/dev/null 2>"$TMP/hf.err" || { cat "$TMP/hf.err" >&2; die "hyperfine failed"; }
-                fi
+            for ((j = 0; j < 3; j++)); do
+                mode=${modes[$(((i + j) % 3))]}
+                local pre=() out=$TMP/hf.$name.$mode.$i.json
+                case $mode in
+                without) pre=(env -u LD_PRELOAD -u LLMREPLAY_DIR) ;;
+                empty) pre=(env LD_PRELOAD="$EMPTY_SO" LLMREPLAY_DIR="$CORPUS") ;;
+                with) pre=(env LD_PRELOAD="$SHIM" LLMREPLAY_DIR="$CORPUS") ;;
+                esac
+                "${pre[@]}" hyperfine -N --style none --warmup 3 --runs "$per" --export-json "$out" -- "$*" \
+                    >/dev/null 2>"$TMP/hf.err" || { cat "$TMP/hf.err" >&2; die "hyperfine failed"; }
             done
         done
         "$PY" "$HELPER" hfmerge "$TMP/startup_$name.json" "$TMP"/hf."$name".*.json

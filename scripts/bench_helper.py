@@ -1,9 +1,10 @@
 """Helpers for scripts/bench.sh (run with /usr/bin/python3). Subcommands:
 
   startup OUT.json CMD...            fallback timing loop when hyperfine is missing: runs CMD
-                                     with and without the shim, interleaved (A B B A ...)
-  hfmerge OUT.json FILE...           merges hyperfine --export-json files named *.with.N.json /
-                                     *.without.N.json into the same shape as `startup`
+                                     without preload, with an empty .so and with the shim
+                                     preloaded, interleaved (order rotated every run)
+  hfmerge OUT.json FILE...           merges hyperfine --export-json files hf.NAME.MODE.N.json
+                                     into the same shape as `startup`
   startup-report IN.json LABEL       prints medians and the with/without ratio of one command
   gen SEED OUTDIR N                  N recordings: copies of SEED with distinct user messages
   index OUT.json REPS SET=DIR...     one replayed request per process, per recording set,
@@ -14,7 +15,8 @@
   perreq OUT.json NAME=LOG...        medians of bench_curl result lines
   summary DIR                        the final table, from the JSON files in DIR
 
-Environment used by `startup` and `index`: BENCH_SHIM, BENCH_CLIENT, BENCH_URL, BENCH_BODY.
+Environment used by `startup` and `index`: BENCH_SHIM, BENCH_EMPTY, BENCH_CORPUS, BENCH_CLIENT,
+BENCH_URL, BENCH_BODY.
 """
 import json
 import os
@@ -42,12 +44,18 @@ def med(xs):
 
 # ---- 1. start-up cost -----------------------------------------------------------------------
 
+MODES = ("without", "empty", "with")  # no preload; an empty .so preloaded; the shim preloaded
+
+
 def startup(out, argv):
-    """Interleaved runs of argv without/with the shim (ABBA order), timed around posix_spawn +
-    waitpid, which is lighter than subprocess and close to what hyperfine -N measures."""
+    """Interleaved runs of argv in the three modes (order rotated every run), timed around
+    posix_spawn + waitpid, which is lighter than subprocess and close to what hyperfine -N
+    measures."""
     runs = int(os.environ.get("BENCH_RUNS", "100"))
     without = base_env()
-    with_ = dict(without, LD_PRELOAD=os.environ["BENCH_SHIM"], LLMREPLAY_DIR=os.environ["BENCH_CORPUS"])
+    envs = {"without": without,
+            "empty": dict(without, LD_PRELOAD=os.environ["BENCH_EMPTY"], LLMREPLAY_DIR=os.environ["BENCH_CORPUS"]),
+            "with": dict(without, LD_PRELOAD=os.environ["BENCH_SHIM"], LLMREPLAY_DIR=os.environ["BENCH_CORPUS"])}
     devnull = os.open(os.devnull, os.O_RDWR)
     fa = [(os.POSIX_SPAWN_DUP2, devnull, 1), (os.POSIX_SPAWN_DUP2, devnull, 2)]
 
@@ -61,34 +69,39 @@ def startup(out, argv):
         return dt / 1e9
 
     for _ in range(3):  # warm-up: page cache, dynamic loader caches
-        once(without), once(with_)
-    res = {"without": [], "with": [], "tool": "python posix_spawn loop"}
+        for m in MODES:
+            once(envs[m])
+    res = {m: [] for m in MODES}
+    res["tool"] = "python posix_spawn loop"
     for i in range(runs):
-        order = [("without", without), ("with", with_)]
-        if i % 2:
-            order.reverse()
-        for name, env in order:
-            res[name].append(once(env))
+        for j in range(len(MODES)):
+            m = MODES[(i + j) % len(MODES)]
+            res[m].append(once(envs[m]))
     json.dump(res, open(out, "w"))
 
 
 def hfmerge(out, files):
-    res = {"without": [], "with": [], "tool": "hyperfine -N"}
+    """Files are named hf.NAME.MODE.ROUND.json."""
+    res = {m: [] for m in MODES}
+    res["tool"] = "hyperfine -N"
     for f in files:
-        mode = "with" if ".with." in os.path.basename(f) else "without"
+        mode = os.path.basename(f).split(".")[2]
         res[mode] += json.load(open(f))["results"][0]["times"]
     json.dump(res, open(out, "w"))
 
 
 def startup_report(inp, label):
     r = json.load(open(inp))
-    a, b = med(r["without"]), med(r["with"])
-    r.update(label=label, median_without=a, median_with=b, ratio=b / a)
+    a, e, b = med(r["without"]), med(r["empty"]), med(r["with"])
+    r.update(label=label, median_without=a, median_empty=e, median_with=b, ratio=b / a, ratio_empty=b / e,
+             ratio_empty_none=e / a)
     json.dump(r, open(inp, "w"))
-    print("  %-28s  without: %8.3f ms   with: %8.3f ms   (%d + %d runs, %s)"
-          % (label, a * 1e3, b * 1e3, len(r["without"]), len(r["with"]), r["tool"]))
-    print("  %-28s  ratio with/without: %.3f   difference: %+.1f us per process"
-          % ("", b / a, (b - a) * 1e6))
+    print("  %s   (%d runs per mode, %s)" % (label, len(r["without"]), r["tool"]))
+    print("    median without preload: %8.3f ms" % (a * 1e3))
+    print("    median, empty .so     : %8.3f ms   ratio to without: %.3f   %+6.1f us"
+          % (e * 1e3, e / a, (e - a) * 1e6))
+    print("    median, llmreplay shim: %8.3f ms   ratio to without: %.3f   %+6.1f us   (to empty .so: %.3f, %+.1f us)"
+          % (b * 1e3, b / a, (b - a) * 1e6, b / e, (b - e) * 1e6))
 
 
 # ---- 2. index build ---------------------------------------------------------------------------
@@ -250,11 +263,12 @@ def summary(d):
         p = os.path.join(d, name)
         return json.load(open(p)) if os.path.exists(p) else None
 
-    for f, label in (("startup_true.json", "/bin/true: with / without shim"),
-                     ("startup_python.json", "python3 -c pass: with / without shim")):
+    for f, label in (("startup_true.json", "/bin/true"), ("startup_python.json", "python3 -c pass")):
         r = load(f)
         if r:
-            rows.append((label, "%.3f" % r["ratio"], "<= 1.05", r["ratio"] <= 1.05))
+            rows.append((label + ": shim / no preload", "%.3f" % r["ratio"], "<= 1.05", r["ratio"] <= 1.05))
+            rows.append((label + ": empty .so / no preload", "%.3f" % r["ratio_empty_none"], "-", None))
+            rows.append((label + ": shim / empty .so", "%.3f" % r["ratio_empty"], "-", None))
     ix = load("index.json")
     if ix:
         names = list(ix)
