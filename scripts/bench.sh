@@ -136,11 +136,6 @@ echo "  (the seed request is not in the corpus: set (b) is corpus:seed so the re
 lazy_err=$(env LD_PRELOAD="$SHIM" LLMREPLAY_DIR="$GEN" LLMREPLAY_LOG=debug /bin/true 2>&1 || true)
 grep -q indexed <<<"$lazy_err" && echo "  !! /bin/true built the $INDEX_N-recording index: $lazy_err" ||
     echo "  /bin/true with LLMREPLAY_DIR=generated-$INDEX_N and LLMREPLAY_LOG=debug: no 'indexed' line"
-if [ -x /usr/bin/time ]; then
-    rss=$( { env LD_PRELOAD="$SHIM" LLMREPLAY_DIR="$GEN" /usr/bin/time -f 'LRBENCH_RSS=%M' \
-        "$BENCH_CLIENT" "$URL" "$BENCH_BODY" 1 >/dev/null; } 2>&1 | sed -n 's/^LRBENCH_RSS=//p')
-    echo "  cross-check, /usr/bin/time -f %M of one generated-$INDEX_N run: $rss KiB"
-fi
 rm -rf "$GEN"
 
 # ---- 3. per-request cost through libcurl --------------------------------------------------------

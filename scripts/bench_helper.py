@@ -133,55 +133,70 @@ def gen(seed, outdir, n):
 INDEX_RE = re.compile(r"indexed (\d+) recordings \(([^)]*)\) in ([0-9.]+) ms")
 
 
-def run_measured(argv, env, timeout=300):
-    """Run argv; return (wall seconds, peak RSS KiB of that very process, stdout, stderr, status).
-    wait4(2) gives that child's own rusage, which is what GNU time's %M prints, without a
-    wrapper process inside the timed span."""
+GNU_TIME = "/usr/bin/time"
+
+
+def run_measured(argv, env, tmpfile):
+    """Run argv; return (wall seconds, peak RSS KiB or None, stdout, stderr, exit status).
+    The peak RSS comes from GNU time's %M when it is installed. Not from this process's own
+    wait4/getrusage: Python starts children with vfork, and the kernel then counts Python's
+    own high-water mark into the child's ru_maxrss (a ~12 MiB floor); GNU time forks from a
+    small process. Without GNU time the caller uses bench_curl's VmHWM instead."""
+    use_time = os.access(GNU_TIME, os.X_OK)
+    cmd = [GNU_TIME, "-f", "%M", "-o", tmpfile, "--"] + argv if use_time else argv
     t = time.perf_counter()
-    p = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    # The child writes little; reading after wait4 cannot dead-lock (pipe buffers suffice).
-    _, status, ru = os.wait4(p.pid, 0)
+    p = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=300)
     wall = time.perf_counter() - t
-    p.returncode = os.waitstatus_to_exitcode(status)
-    out, err = p.stdout.read().decode(errors="replace"), p.stderr.read().decode(errors="replace")
-    return wall, ru.ru_maxrss, out, err, p.returncode
+    rss = None
+    if use_time:
+        try:
+            rss = int(open(tmpfile).read().split()[-1])
+        except (OSError, ValueError, IndexError):
+            rss = None
+    return wall, rss, p.stdout.decode(errors="replace"), p.stderr.decode(errors="replace"), p.returncode
 
 
 def index(out, reps, sets):
     client, url, body = os.environ["BENCH_CLIENT"], os.environ["BENCH_URL"], os.environ["BENCH_BODY"]
     names = [s.split("=", 1)[0] for s in sets]
     dirs = dict(s.split("=", 1) for s in sets)
-    res = {n: {"dir": dirs[n], "wall": [], "rss": [], "index_ms": [], "count": None} for n in names}
+    res = {n: {"dir": dirs[n], "wall": [], "rss": [], "vmhwm": [], "index_ms": [], "count": None} for n in names}
     argv = [client, url, body, "1"]
+    tmpfile = out + ".time"
     for rep in range(reps + 1):  # rep 0 is a warm-up (page cache), not counted
         order = names if rep % 2 == 0 else names[::-1]
         for n in order:
             env = dict(base_env(), LD_PRELOAD=os.environ["BENCH_SHIM"], LLMREPLAY_DIR=dirs[n], LLMREPLAY_LOG="debug")
-            wall, rss, so, se, rc = run_measured(argv, env)
+            wall, rss, so, se, rc = run_measured(argv, env, tmpfile)
             if rc != 0 or "status=200" not in so:
                 sys.exit("bench: replay with LLMREPLAY_DIR=%s failed (exit %d):\n%s%s" % (dirs[n], rc, so, se))
             m = INDEX_RE.search(se)
+            hwm = re.search(r"vmhwm_kb=(-?\d+)", so)
             if rep == 0:
                 continue
             res[n]["wall"].append(wall)
-            res[n]["rss"].append(rss)
+            res[n]["vmhwm"].append(int(hwm.group(1)) if hwm else -1)
+            res[n]["rss"].append(rss if rss is not None else res[n]["vmhwm"][-1])
             if m:
                 res[n]["index_ms"].append(float(m.group(3)))
                 res[n]["count"] = int(m.group(1))
                 res[n]["detail"] = m.group(2)
+    src = "GNU time %M" if os.access(GNU_TIME, os.X_OK) else "VmHWM (no /usr/bin/time)"
     base = names[0]
     bw, br = med(res[base]["wall"]), med(res[base]["rss"])
-    print("  %-24s %9s %11s %11s %12s %12s" % ("LLMREPLAY_DIR", "indexed", "index ms", "process ms", "peak RSS", "vs baseline"))
+    print("  %-20s %8s %9s %11s %10s %10s %17s" % ("LLMREPLAY_DIR", "indexed", "index ms", "process ms", "peak RSS",
+                                                  "VmHWM", "vs baseline"))
     for n in names:
         r = res[n]
-        w, rss, im = med(r["wall"]), med(r["rss"]), med(r["index_ms"])
-        r.update(median_wall=w, median_rss=rss, median_index_ms=im, wall_ratio=w / bw, rss_ratio=rss / br)
-        print("  %-24s %9s %11.1f %11.1f %9.1f MiB   %+7.1f ms %+6.1f MiB" % (
-            n, r["count"], im, w * 1e3, rss / 1024, (w - bw) * 1e3, (rss - br) / 1024))
-    print("  (medians of %d runs each, interleaved; 'index ms' is the shim's own LLMREPLAY_LOG=debug line,"
+        w, rss, im, hwm = med(r["wall"]), med(r["rss"]), med(r["index_ms"]), med(r["vmhwm"])
+        r.update(median_wall=w, median_rss=rss, median_vmhwm=hwm, median_index_ms=im, wall_ratio=w / bw,
+                 rss_ratio=rss / br)
+        print("  %-20s %8s %9.1f %11.1f %6.1f MiB %6.1f MiB %+8.1f ms %+5.1f MiB" % (
+            n, r["count"], im, w * 1e3, rss / 1024, hwm / 1024, (w - bw) * 1e3, (rss - br) / 1024))
+    print("  (medians of %d runs per set, interleaved, after one warm-up run each. index ms: the shim's own"
           % reps)
-    print("   'process ms' the whole process: start, libcurl load, index build, one request, exit;")
-    print("   peak RSS from wait4(2) of that process, the number /usr/bin/time -f %M prints)")
+    print("   LLMREPLAY_LOG=debug line; process ms: the whole process (exec, libcurl load, index build,")
+    print("   one request, exit) timed from outside; peak RSS: %s; VmHWM: bench_curl's own, at exit)" % src)
     json.dump(res, open(out, "w"))
 
 

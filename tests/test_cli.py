@@ -1,0 +1,124 @@
+"""The llmreplay command: run (with --strict), ls, check, explain, --help and --version."""
+import json, os
+from lib import *
+
+URL = "http://localhost:8000/v1/chat/completions"
+
+
+def _env(**extra):
+    e = {k: v for k, v in os.environ.items() if not k.startswith("LLMREPLAY_") and k != "LD_PRELOAD"}
+    e.update({k: str(v) for k, v in extra.items()})
+    return e
+
+
+def test_help_and_version_everywhere():
+    for sub in ([], ["run"], ["ls"], ["check"], ["explain"]):
+        h = run([CLI] + sub + ["--help"], env=_env(), check=True).stdout.decode()
+        assert h.startswith("usage: llmreplay"), (sub, h)
+        v = run([CLI] + sub + ["--version"], env=_env(), check=True).stdout.decode()
+        assert v.startswith("llmreplay "), (sub, v)
+    assert run([CLI, "bogus"], env=_env()).returncode == 2
+
+
+def test_run_replays_and_keeps_ld_preload():
+    body = request_body(load(SEED))
+    r = run([CLI, "run", "-d", SEED_DIR, "--", "curl", "-sS", URL, "-d", body], env=_env(), check=True)
+    assert r.stdout.endswith(b"data: [DONE]\n\n")
+    r = run([CLI, "run", "-d", SEED_DIR, "--", "sh", "-c", "echo $LD_PRELOAD; echo $LLMREPLAY_DIR"],
+            env=_env(LD_PRELOAD="libm.so.6"), check=True)
+    pre, d = r.stdout.decode().splitlines()
+    assert pre.split()[0] == "libm.so.6" and pre.split()[1].endswith("libllmreplay.so"), pre
+    assert d == os.path.realpath(SEED_DIR)
+
+
+def test_run_exit_status_passes_through():
+    assert run([CLI, "run", "-d", SEED_DIR, "--", "sh", "-c", "exit 7"], env=_env()).returncode == 7
+    r = run([CLI, "run", "-d", SEED_DIR, "--", "no-such-program-xyz"], env=_env())
+    assert r.returncode == 127 and b"cannot run no-such-program-xyz" in r.stderr
+
+
+def test_strict_fails_when_a_miss_was_swallowed():
+    swallow = ["sh", "-c", f"curl -s -o /dev/null {URL} -d '{{\"model\":\"m\"}}'; exit 0"]
+    assert run([CLI, "run", "-d", SEED_DIR, "--"] + swallow, env=_env()).returncode == 0
+    r = run([CLI, "run", "-d", SEED_DIR, "--strict", "--"] + swallow, env=_env())
+    assert r.returncode == 3 and b"--strict: 1 request had no recording" in r.stderr, r.stderr
+    hit = ["curl", "-s", "-o", "/dev/null", URL, "-d", request_body(load(SEED))]
+    assert run([CLI, "run", "-d", SEED_DIR, "--strict", "--"] + hit, env=_env()).returncode == 0
+
+
+def test_run_warns_about_static_binaries():
+    tmp = tmpdir()
+    try:
+        src, exe = os.path.join(tmp, "s.c"), os.path.join(tmp, "static_prog")
+        with open(src, "w") as f:
+            f.write("int main(void){return 0;}\n")
+        if run(["cc", "-static", "-o", exe, src]).returncode != 0:
+            print("SKIP: no static libc here")
+            return
+        r = run([CLI, "run", "-d", SEED_DIR, "--", exe], env=_env())
+        assert r.returncode == 0 and b"statically linked" in r.stderr, r.stderr
+    finally:
+        rmtree(tmp)
+
+
+def test_ls_lines():
+    r = run([CLI, "ls", EXAMPLES], env=_env(), check=True)
+    lines = r.stdout.decode().splitlines()
+    assert len(lines) == len(os.listdir(EXAMPLES))
+    stream = next(l for l in lines if "openai-chat-stream.json" in l)
+    assert stream.split()[:4] == ["/v1/chat/completions", "gpt-4o-mini", "stream", "200"], stream
+    assert '"Hello! I\'m a recorded answer, replayed by llmreplay."' in stream
+    err = next(l for l in lines if "rate-limit" in l)
+    assert " 429 " in err and "Rate limit reached" in err
+    models = run([CLI, "ls", "-d", CORPUS], env=_env(), check=True).stdout.decode()
+    assert "[" in models and "models]" in models and "embeddings of 384 dims]" in models
+
+
+def test_check_clean_and_env_dirs():
+    r = run([CLI, "check"], env=_env(LLMREPLAY_DIR=f"{EXAMPLES}:{SEED_DIR}"), check=True)
+    assert r.stdout.decode().strip().endswith("0 problems, 0 unsupported"), r.stdout
+    r = run([CLI, "check", CORPUS], env=_env(), check=True)
+    assert r.stdout.decode().startswith(f"{len(corpus_files())} recordings"), r.stdout
+    assert run([CLI, "check"], env=_env()).returncode == 2  # no directory at all
+
+
+def test_explain_match_miss_and_inputs():
+    r = run([CLI, "explain", "-d", SEED_DIR, SEED], env=_env())
+    assert r.returncode == 0 and r.stdout.decode().strip() == f"match: {SEED}", r.stdout
+    rec = load(SEED)
+    rec["request"]["body"]["temperature"] = 0.5
+    r = run([CLI, "explain", "-d", SEED_DIR, "-"], env=_env(), input=json.dumps(rec).encode())
+    out = r.stdout.decode()
+    assert r.returncode == 1 and "first difference at temperature" in out and SEED in out, out
+    r = run([CLI, "explain", "-d", SEED_DIR, "--endpoint", "/v1/chat/completions", "-"], env=_env(),
+            input=json.dumps(load(SEED)["request"]["body"]).encode())
+    assert r.returncode == 0, r.stdout
+    tmp = tmpdir()
+    try:  # a line of the miss log explains the miss it recorded
+        log = os.path.join(tmp, "m.jsonl")
+        run(["curl", "-s", "-o", "/dev/null", URL, "-d", json.dumps(rec["request"]["body"])],
+            env=shim_env(SEED_DIR, LLMREPLAY_MISS_LOG=log, LLMREPLAY_LOG="quiet"), check=True)
+        r = run([CLI, "explain", "-d", SEED_DIR, log], env=_env())
+        assert r.returncode == 1 and "temperature" in r.stdout.decode(), r.stdout
+        with open(os.path.join(tmp, "bad.json"), "w") as f:
+            f.write("{")
+        assert run([CLI, "explain", "-d", SEED_DIR, os.path.join(tmp, "bad.json")], env=_env()).returncode == 2
+    finally:
+        rmtree(tmp)
+
+
+def test_unused_shim_loads_nothing():
+    """A process that never calls an LLM: no libcurl, no libcjson, no index, no output."""
+    code = "print(open('/proc/self/maps').read())"
+    r = run([PY, "-c", code], env=shim_env(CORPUS, LLMREPLAY_LOG="debug"), check=True)
+    maps = r.stdout.decode()
+    assert "libllmreplay.so" in maps
+    assert "libcurl" not in maps and "libcjson" not in maps, maps
+    assert r.stderr == b"", r.stderr
+
+
+def test_make_demo_script():
+    r = run(["sh", os.path.join(ROOT, "scripts", "demo.sh")], env=_env(), timeout=120, check=True)
+    out = r.stdout.decode()
+    assert out.count("Hello! I'm a recorded answer, replayed by llmreplay.\n") >= 3, out
+    assert "no recording matches" in out
