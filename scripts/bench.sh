@@ -15,6 +15,7 @@
 #   BENCH_TRUE_RUNS=200 BENCH_PY_RUNS=50               runs per mode for section 1
 #   BENCH_INDEX_N=20000 BENCH_INDEX_REPS=5             generated set size, runs per set
 #   BENCH_SHIM_REQS=10000 BENCH_NGINX_REQS=10000 BENCH_PYSRV_REQS=2000 BENCH_ROUNDS=5
+#   BENCH_NO_HYPERFINE=1 BENCH_NO_NGINX=1              use the fallbacks even when installed
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -36,6 +37,11 @@ SHIM_REQS=${BENCH_SHIM_REQS:-10000}
 NGINX_REQS=${BENCH_NGINX_REQS:-10000}
 PYSRV_REQS=${BENCH_PYSRV_REQS:-2000}
 ROUNDS=${BENCH_ROUNDS:-5}
+# BENCH_NO_HYPERFINE=1 / BENCH_NO_NGINX=1 force the fallbacks, as on a machine without them.
+HAVE_HYPERFINE=0
+[ -z "${BENCH_NO_HYPERFINE:-}" ] && command -v hyperfine >/dev/null && HAVE_HYPERFINE=1
+NGINX=""
+[ -z "${BENCH_NO_NGINX:-}" ] && NGINX=$(command -v nginx || { [ -x /usr/sbin/nginx ] && echo /usr/sbin/nginx; } || true)
 SERVER_MAX_S=900 # no server started here outlives this, even if this script is killed hard
 
 die() { echo "bench: $*" >&2; exit 1; }
@@ -86,7 +92,7 @@ section "1. start-up cost of a process that never calls an LLM (LLMREPLAY_DIR=co
 startup_cost() { # NAME RUNS CMD...
     local name=$1 runs=$2
     shift 2
-    if command -v hyperfine >/dev/null; then
+    if [ "$HAVE_HYPERFINE" = 1 ]; then
         # hyperfine has no per-command environment: each round runs one hyperfine per mode,
         # whose children inherit (or not) LD_PRELOAD.
         local rounds=10 per i j mode modes=(without empty with)
@@ -110,7 +116,7 @@ startup_cost() { # NAME RUNS CMD...
     fi
     "$PY" "$HELPER" startup-report "$TMP/startup_$name.json" "$*"
 }
-command -v hyperfine >/dev/null || echo "  (hyperfine not installed: Python posix_spawn timing loop)"
+[ "$HAVE_HYPERFINE" = 1 ] || echo "  (hyperfine not installed: Python posix_spawn timing loop)"
 startup_cost true "$TRUE_RUNS" /bin/true
 startup_cost python "$PY_RUNS" "$PY" -c pass
 # Lazy index: with the debug log on, a process that makes no LLM call must not print the
@@ -160,8 +166,7 @@ wait_ready() { # URL PID: poll until the server answers, or its process died, or
 }
 
 NGINX_URL=""
-if command -v nginx >/dev/null || [ -x /usr/sbin/nginx ]; then
-    NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+if [ -n "$NGINX" ]; then
     mkdir -p "$TMP/nginx"
     chmod 755 "$TMP/nginx"
     chmod 644 "$RESP"
