@@ -116,7 +116,7 @@ startup_cost() { # NAME RUNS CMD...
     fi
     "$PY" "$HELPER" startup-report "$TMP/startup_$name.json" "$*"
 }
-[ "$HAVE_HYPERFINE" = 1 ] || echo "  (hyperfine not installed: Python posix_spawn timing loop)"
+[ "$HAVE_HYPERFINE" = 1 ] || echo "  (hyperfine not installed or BENCH_NO_HYPERFINE set: Python posix_spawn timing loop)"
 startup_cost true "$TRUE_RUNS" /bin/true
 startup_cost python "$PY_RUNS" "$PY" -c pass
 # Lazy index: with the debug log on, a process that makes no LLM call must not print the
@@ -232,10 +232,11 @@ run_client() { # NAME N WARMUP [shim]: one bench_curl run, its result line appen
         env -u LD_PRELOAD timeout 300 "$BENCH_CLIENT" "$url" "$BENCH_BODY" "$n" "$warm"
     fi >>"$TMP/$name.log" || die "bench_curl against $name failed"
 }
-echo "  $ROUNDS rounds, order rotated each round: shim x$SHIM_REQS, nginx x$NGINX_REQS, python server x$PYSRV_REQS"
 names=(shim)
 [ -n "$NGINX_URL" ] && names+=(nginx)
 names+=(python)
+echo "  $ROUNDS rounds, order rotated each round: shim x$SHIM_REQS$([ -n "$NGINX_URL" ] && echo ", nginx x$NGINX_REQS")," \
+    "python server x$PYSRV_REQS (after 100, 100, 50 untimed warm-up requests)"
 for ((r = 0; r < ROUNDS; r++)); do
     k=$((r % ${#names[@]}))
     for ((j = 0; j < ${#names[@]}; j++)); do

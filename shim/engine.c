@@ -15,6 +15,24 @@ static uint64_t *missed;
 static size_t nmissed, capmissed;
 static unsigned misses;
 
+/* Take every engine lock around fork(), so a child forked mid-request can still serve. */
+static void fork_prepare(void)
+{
+    pthread_mutex_lock(&render_lock);
+    pthread_mutex_lock(&miss_lock);
+    lr_store_lock(true);
+}
+static void fork_release(void)
+{
+    lr_store_lock(false);
+    pthread_mutex_unlock(&miss_lock);
+    pthread_mutex_unlock(&render_lock);
+}
+__attribute__((constructor)) static void engine_init(void)
+{
+    pthread_atfork(fork_prepare, fork_release, fork_release);
+}
+
 lr_op_t lr_engine_intercepts(const char *url)
 {
     if (!url) return OP_NONE;

@@ -149,6 +149,14 @@ static pthread_mutex_t table_lock = PTHREAD_MUTEX_INITIALIZER; /* both tables be
 static shadow_t *shadows;
 static mshadow_t *mshadows;
 
+/* fork() while another thread holds the lock must not leave the child deadlocked. */
+static void fork_prepare(void) { pthread_mutex_lock(&table_lock); }
+static void fork_release(void) { pthread_mutex_unlock(&table_lock); }
+__attribute__((constructor)) static void curl_layer_init(void)
+{
+    pthread_atfork(fork_prepare, fork_release, fork_release);
+}
+
 static void shadow_defaults(shadow_t *s)
 {
     s->postsize = -1;

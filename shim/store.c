@@ -241,6 +241,18 @@ static void build_global(void)
     free(dirs);
 }
 
+void lr_store_lock(bool lock)
+{
+    static lr_store_t *held; /* the store locked by the prepare handler, if any */
+    if (lock) {
+        held = __atomic_load_n(&global, __ATOMIC_ACQUIRE);
+        if (held) pthread_mutex_lock(&held->lock);
+    } else if (held) {
+        pthread_mutex_unlock(&held->lock);
+        held = NULL;
+    }
+}
+
 lr_store_t *lr_store_global(void)
 {
     pthread_once(&global_once, build_global);

@@ -37,6 +37,8 @@ lr_store_t *lr_store_build(char *const *dirs, int ndirs, const char *ignore_spec
 void lr_store_free(lr_store_t *s);
 /* The process-wide store from LLMREPLAY_DIR / LLMREPLAY_IGNORE, built once on first use. */
 lr_store_t *lr_store_global(void);
+/* Lock or unlock the global store's counters (fork handlers); no-op before it exists. */
+void lr_store_lock(bool lock);
 /* Split a colon-separated directory list. */
 int lr_split_dirs(const char *spec, char ***out);
 /* How many times key was answered before; counts this one when advance. */

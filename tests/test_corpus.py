@@ -175,3 +175,10 @@ def test_corpus_curl_cli_serial():
 
 def test_corpus_curl_cli_parallel():
     _curl_corpus(True)
+
+
+def test_corpus_c_easy_and_multi_asan():
+    """The whole corpus again with the ASan+UBSan build of the shim."""
+    items = every_request(corpus_files())
+    _run_client("easy", items, env=asan_env(shim_env(CORPUS)))
+    _run_client("multi", items, env=asan_env(shim_env(CORPUS)))

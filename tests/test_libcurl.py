@@ -77,3 +77,13 @@ print(c.getinfo(pycurl.RESPONSE_CODE), len(chunks), b"".join(chunks).count(b"dat
         assert nchunks == want and nevents == want, (nchunks, nevents, want)
     finally:
         rmtree(tmp)
+
+
+def test_fork_while_busy():
+    tmp = tmpdir()
+    try:
+        seed, _ = _bodies(tmp)
+        r = run([os.path.join(TESTS, "fork_busy"), seed], env=shim_env(SEED_DIR), timeout=120)
+        assert r.returncode == 0, (r.stdout, r.stderr[-1000:])
+    finally:
+        rmtree(tmp)

@@ -18,6 +18,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 /* ---- reporting -------------------------------------------------------------------------- */
@@ -479,6 +480,7 @@ static void test_canon(void)
     same_canon("canon.ignore.dotted_not_top", "{'name':'a','messages':[]}", "{'name':'b','messages':[]}", &ig, false);
     same_canon("canon.ignore.dotted_content_kept", "{'messages':[{'content':'a','name':'x'}]}",
                "{'messages':[{'content':'b','name':'x'}]}", &ig, false);
+    lr_ignore_free(&ig);
 
     /* Hash: equal canonical text, equal hash; NULL is 0. */
     const char *t1 = "{\"b\":1.0,\"a\":\"x\"}", *t2 = "{\"a\":\"x\",\"b\":1}";
@@ -1039,24 +1041,47 @@ static void test_store_match(void)
     J.Delete(rq.body);
     lr_store_free(s);
 
-    /* Missing and empty directories are reported, not fatal. */
-    rp = (reports_t){0};
-    char empty[300], missing[300];
-    snprintf(empty, sizeof empty, "%s/store/sub/empty", tmp);
-    mkdir(empty, 0700);
-    snprintf(missing, sizeof missing, "%s/nope", tmp);
-    char *dirs2[] = {missing, empty};
-    s = lr_store_build(dirs2, 2, NULL, collect, &rp);
-    check(s && s->nall == 0 && rp.n == 2 && strstr(rp.whys[0], "does not exist") && strstr(rp.whys[1], "no *.json"),
-          "store.dirs_reported", "%d reports: %s / %s", rp.n, rp.whys[0], rp.whys[1]);
-    lr_store_free(s);
-
     char **v;
     int n = lr_split_dirs("a::b:", &v);
     check(n == 2 && !strcmp(v[0], "a") && !strcmp(v[1], "b"), "store.split_dirs", "%d dirs", n);
     for (int i = 0; i < n; i++) free(v[i]);
     free(v);
 #undef BODY_A
+}
+
+/* Missing and empty directories are reported, not fatal. */
+static void test_store_dirs(void)
+{
+    current = "store.dirs";
+    reports_t rp = {0};
+    char empty[300], missing[300];
+    snprintf(empty, sizeof empty, "%s/empty", tmp);
+    mkdir(empty, 0700);
+    snprintf(missing, sizeof missing, "%s/nope", tmp);
+    char *dirs[] = {missing, empty};
+    lr_store_t *s = lr_store_build(dirs, 2, NULL, collect, &rp);
+    check(s && s->nall == 0 && rp.n == 2 && strstr(rp.whys[0], "does not exist") && strstr(rp.whys[1], "no *.json"),
+          "store.dirs_reported", "%d reports: %s / %s", rp.n, rp.whys[0], rp.whys[1]);
+    lr_store_free(s);
+}
+
+/* Run fn in a child: a sanitizer abort there fails one check, and the parent goes on to its
+ * own leak check. The child exits 42 when its checks failed: sanitizers exit 1. */
+static void run_isolated(const char *name, void (*fn)(void))
+{
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid == 0) {
+        fn();
+        fflush(stdout);
+        _exit(failures ? 42 : 0);
+    }
+    int st = 0;
+    if (pid < 0 || waitpid(pid, &st, 0) != pid) { check(false, name, "fork: %s", strerror(errno)); return; }
+    if (WIFEXITED(st) && WEXITSTATUS(st) == 42) failures++; /* its "not ok" lines are printed */
+    else if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+        check(false, name, "died (%s %d): a sanitizer report or crash, see stderr",
+              WIFSIGNALED(st) ? "signal" : "exit status", WIFSIGNALED(st) ? WTERMSIG(st) : WEXITSTATUS(st));
 }
 
 int main(void)
@@ -1080,6 +1105,7 @@ int main(void)
         test_render();
         test_load_failures();
         test_store_match();
+        run_isolated("store.dirs_reported", test_store_dirs);
     }
 
     nftw(tmp, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
