@@ -1089,6 +1089,7 @@ int main(void)
     setvbuf(stdout, NULL, _IOLBF, 0); /* lines survive a crash */
     signal(SIGSEGV, on_crash);
     signal(SIGBUS, on_crash);
+    setenv("LLMREPLAY_LOG", "error", 1); /* the vanished-recording check warns on purpose */
     unsetenv("LLMREPLAY_IGNORE");
     unsetenv("LLMREPLAY_MAX_FILE_MB");
     snprintf(tmp, sizeof tmp, "%s/llmreplay-unit-XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");

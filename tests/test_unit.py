@@ -1,0 +1,43 @@
+"""The C unit tests of the engine (tests/c/unit_engine.c), one sub-result per check line, in the
+plain build and in the ASan+UBSan build with leak checking on."""
+import os, subprocess
+from lib import ROOT, TESTS
+
+
+def _env(**extra):
+    # No shim and no LLMREPLAY_* settings from the caller: the binary sets what it tests.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LLMREPLAY_") and k != "LD_PRELOAD"}
+    env.update(extra)
+    return env
+
+
+def _unit(binary, env):
+    path = os.path.join(TESTS, binary)
+    if not os.path.exists(path):
+        yield "build", False, f"{path} is missing: make all asan build/tests/{binary}"
+        return
+    # cwd ROOT: the binary reads the seed recording from ../shared/seed/.
+    r = subprocess.run([path], cwd=ROOT, env=env, capture_output=True, timeout=60)
+    lines = r.stdout.decode(errors="replace").splitlines()
+    failed = False
+    for line in lines:
+        if line.startswith("ok "):
+            yield line[3:], True, ""
+        elif line.startswith("not ok "):
+            failed = True
+            name, _, detail = line[7:].partition(": ")
+            yield name, False, detail
+    # A crash, a sanitizer report or a leak shows in the status (and on stderr), not in a line.
+    ok = r.returncode == 0 and not failed and bool(lines)
+    err = r.stderr.decode(errors="replace").strip()
+    yield "exit", ok, "" if ok else f"exit status {r.returncode}, {len(lines)} lines; stderr: {err[-3000:]}"
+
+
+def test_unit_engine():
+    yield from _unit("unit_engine", _env())
+
+
+def test_unit_engine_asan():
+    yield from _unit("asan_unit_engine",
+                     _env(ASAN_OPTIONS="detect_leaks=1:abort_on_error=0",
+                          UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"))
