@@ -12,7 +12,7 @@
 # Uses hyperfine and nginx when installed (Debian packages `hyperfine`, `nginx`); without them
 # a Python timing loop and the Python server alone are used. Knobs (environment):
 #   LLMREPLAY_SHARED   folder with seed/ and corpus/   (default: ../shared beside the repo)
-#   BENCH_TRUE_RUNS=200 BENCH_PY_RUNS=50               runs per mode for section 1
+#   BENCH_TRUE_RUNS=300 BENCH_PY_RUNS=100              runs per mode for section 1
 #   BENCH_INDEX_N=20000 BENCH_INDEX_REPS=5             generated set size, runs per set
 #   BENCH_SHIM_REQS=10000 BENCH_NGINX_REQS=10000 BENCH_PYSRV_REQS=2000 BENCH_ROUNDS=5
 #   BENCH_NO_HYPERFINE=1 BENCH_NO_NGINX=1              use the fallbacks even when installed
@@ -29,8 +29,8 @@ SEED_DIR=$SHARED/seed
 CORPUS=$SHARED/corpus
 URL=http://localhost:8000/v1/chat/completions
 
-TRUE_RUNS=${BENCH_TRUE_RUNS:-200}
-PY_RUNS=${BENCH_PY_RUNS:-50}
+TRUE_RUNS=${BENCH_TRUE_RUNS:-300}
+PY_RUNS=${BENCH_PY_RUNS:-100}
 INDEX_N=${BENCH_INDEX_N:-20000}
 INDEX_REPS=${BENCH_INDEX_REPS:-5}
 SHIM_REQS=${BENCH_SHIM_REQS:-10000}
@@ -94,8 +94,10 @@ startup_cost() { # NAME RUNS CMD...
     shift 2
     if [ "$HAVE_HYPERFINE" = 1 ]; then
         # hyperfine has no per-command environment: each round runs one hyperfine per mode,
-        # whose children inherit (or not) LD_PRELOAD.
-        local rounds=10 per i j mode modes=(without empty with)
+        # whose children inherit (or not) LD_PRELOAD. Many short rounds: on a shared machine
+        # long blocks of one mode pick up drift (10 rounds of 5 python runs once read 1.10
+        # where 20 rounds of 10 read 1.00).
+        local rounds=20 per i j mode modes=(without empty with)
         per=$(((runs + rounds - 1) / rounds))
         for ((i = 0; i < rounds; i++)); do
             for ((j = 0; j < 3; j++)); do
@@ -106,7 +108,7 @@ startup_cost() { # NAME RUNS CMD...
                 empty) pre=(env LD_PRELOAD="$EMPTY_SO" LLMREPLAY_DIR="$CORPUS") ;;
                 with) pre=(env LD_PRELOAD="$SHIM" LLMREPLAY_DIR="$CORPUS") ;;
                 esac
-                "${pre[@]}" hyperfine -N --style none --warmup 3 --runs "$per" --export-json "$out" -- "$*" \
+                "${pre[@]}" hyperfine -N --style none --warmup 2 --runs "$per" --export-json "$out" -- "$*" \
                     >/dev/null 2>"$TMP/hf.err" || { cat "$TMP/hf.err" >&2; die "hyperfine failed"; }
             done
         done

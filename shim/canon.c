@@ -91,30 +91,35 @@ static void fmt_str(const char *s, buf_t *out)
     buf_free(&t);
 }
 
-static int cmp_items(const void *a, const void *b)
+typedef struct { const cJSON *item; int pos; } kid_t;
+
+static int cmp_kids(const void *a, const void *b)
 {
-    const cJSON *x = *(const cJSON *const *)a, *y = *(const cJSON *const *)b;
-    int c = strcmp(x->string ? x->string : "", y->string ? y->string : "");
-    return c ? c : (x < y ? -1 : x > y); /* stable for duplicate keys */
+    const kid_t *x = a, *y = b;
+    int c = strcmp(x->item->string ? x->item->string : "", y->item->string ? y->item->string : "");
+    return c ? c : x->pos - y->pos; /* duplicate keys keep document order */
 }
 
-/* Children of an object, sorted by key, with duplicate keys resolved to the last one. */
+/* Children of an object, sorted by key; a duplicated key keeps its last value, as Python's
+ * json does. */
 static int sorted_children(const cJSON *j, const cJSON ***out)
 {
     int n = 0;
     for (const cJSON *c = j->child; c; c = c->next) n++;
+    kid_t *k = malloc(sizeof *k * (size_t)(n ? n : 1));
     const cJSON **v = malloc(sizeof *v * (size_t)(n ? n : 1));
-    if (!v) { *out = NULL; return 0; }
+    if (!k || !v) { free(k); free(v); *out = NULL; return 0; }
     n = 0;
-    for (const cJSON *c = j->child; c; c = c->next) v[n++] = c;
-    qsort(v, (size_t)n, sizeof *v, cmp_items);
+    for (const cJSON *c = j->child; c; c = c->next, n++) k[n] = (kid_t){c, n};
+    qsort(k, (size_t)n, sizeof *k, cmp_kids);
     int m = 0;
     for (int i = 0; i < n; i++) {
-        if (m && !strcmp(v[m - 1]->string ? v[m - 1]->string : "", v[i]->string ? v[i]->string : ""))
-            v[m - 1] = v[i];
+        if (m && !strcmp(v[m - 1]->string ? v[m - 1]->string : "", k[i].item->string ? k[i].item->string : ""))
+            v[m - 1] = k[i].item;
         else
-            v[m++] = v[i];
+            v[m++] = k[i].item;
     }
+    free(k);
     *out = v;
     return m;
 }

@@ -10,53 +10,82 @@ static const char *ws(const char *p, const char *end)
     return p;
 }
 
+/* Where the last failed scan stopped: at end means the input ran out (a truncated value). */
+static __thread const char *fail_at;
+
+static const char *bad(const char *p) { fail_at = p; return NULL; }
+
+static int hexv(char c)
+{
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
 static const char *skip_string(const char *p, const char *end)
 {
     p++; /* opening quote */
     while (p < end) {
-        const char *q = memchr(p, '"', (size_t)(end - p));
-        if (!q) return NULL;
-        /* Count the backslashes before the quote: an odd run escapes it. */
-        size_t bs = 0;
-        while (q - bs > p && q[-1 - (ptrdiff_t)bs] == '\\') bs++;
-        for (const char *c = p; c < q; c++)
-            if ((unsigned char)*c < 0x20) return NULL;
-        if (bs % 2 == 0) return q + 1;
-        p = q + 1;
+        unsigned char c = (unsigned char)*p;
+        if (c == '"') return p + 1;
+        if (c < 0x20) return bad(p);
+        if (c != '\\') { p++; continue; }
+        if (++p >= end) break;
+        switch (*p) {
+        case '"': case '\\': case '/': case 'b': case 'f': case 'n': case 'r': case 't': p++; break;
+        case 'u':
+            for (int i = 1; i <= 4; i++) {
+                if (p + i >= end) return bad(end);
+                if (hexv(p[i]) < 0) return bad(p + i);
+            }
+            p += 5;
+            break;
+        default: return bad(p);
+        }
     }
-    return NULL;
+    return bad(end);
 }
 
 static const char *skip_number(const char *p, const char *end)
 {
-    const char *s = p;
     if (p < end && *p == '-') p++;
-    if (p >= end || *p < '0' || *p > '9') return NULL;
-    while (p < end && *p >= '0' && *p <= '9') p++;
+    if (p >= end) return bad(end);
+    if (*p == '0') {
+        p++;
+        if (p < end && *p >= '0' && *p <= '9') return bad(p); /* no leading zeros */
+    } else {
+        if (*p < '1' || *p > '9') return bad(p);
+        while (p < end && *p >= '0' && *p <= '9') p++;
+    }
     if (p < end && *p == '.') {
         p++;
-        if (p >= end || *p < '0' || *p > '9') return NULL;
+        if (p >= end) return bad(end);
+        if (*p < '0' || *p > '9') return bad(p);
         while (p < end && *p >= '0' && *p <= '9') p++;
     }
     if (p < end && (*p == 'e' || *p == 'E')) {
         p++;
         if (p < end && (*p == '+' || *p == '-')) p++;
-        if (p >= end || *p < '0' || *p > '9') return NULL;
+        if (p >= end) return bad(end);
+        if (*p < '0' || *p > '9') return bad(p);
         while (p < end && *p >= '0' && *p <= '9') p++;
     }
-    return p > s ? p : NULL;
+    return p;
 }
 
 static const char *lit(const char *p, const char *end, const char *w)
 {
-    size_t n = strlen(w);
-    return ((size_t)(end - p) >= n && !memcmp(p, w, n)) ? p + n : NULL;
+    size_t n = strlen(w), have = (size_t)(end - p);
+    if (have >= n) return memcmp(p, w, n) ? bad(p) : p + n;
+    return memcmp(p, w, have) ? bad(p) : bad(end);
 }
 
 static const char *skip(const char *p, const char *end, int depth)
 {
     p = ws(p, end);
-    if (p >= end || depth > MAX_DEPTH) return NULL;
+    if (p >= end) return bad(end);
+    if (depth > MAX_DEPTH) return bad(p);
     switch (*p) {
     case '"': return skip_string(p, end);
     case 't': return lit(p, end, "true");
@@ -70,16 +99,19 @@ static const char *skip(const char *p, const char *end, int depth)
         for (;;) {
             if (obj) {
                 p = ws(p, end);
-                if (p >= end || *p != '"' || !(p = skip_string(p, end))) return NULL;
+                if (p >= end) return bad(end);
+                if (*p != '"') return bad(p);
+                if (!(p = skip_string(p, end))) return NULL;
                 p = ws(p, end);
-                if (p >= end || *p != ':') return NULL;
+                if (p >= end) return bad(end);
+                if (*p != ':') return bad(p);
                 p++;
             }
             if (!(p = skip(p, end, depth + 1))) return NULL;
             p = ws(p, end);
-            if (p >= end) return NULL;
+            if (p >= end) return bad(end);
             if (*p == close) return p + 1;
-            if (*p != ',') return NULL;
+            if (*p != ',') return bad(p);
             p++;
         }
     }
@@ -99,7 +131,15 @@ span_t js_trim(span_t s)
 bool js_valid(span_t s)
 {
     const char *e = js_skip(s.p, s.p + s.n);
-    return e && ws(e, s.p + s.n) == s.p + s.n;
+    if (!e) return false;
+    if (ws(e, s.p + s.n) != s.p + s.n) { fail_at = ws(e, s.p + s.n); return false; }
+    return true;
+}
+
+long js_error_offset(span_t s)
+{
+    if (js_valid(s)) return -1;
+    return fail_at && fail_at >= s.p && fail_at <= s.p + s.n ? (long)(fail_at - s.p) : (long)s.n;
 }
 
 char js_kind(span_t s)
@@ -171,14 +211,6 @@ void js_minify(span_t s, buf_t *out)
 bool js_is_null(span_t s) { s = js_trim(s); return s.n == 4 && !memcmp(s.p, "null", 4); }
 bool js_is_true(span_t s) { s = js_trim(s); return s.n == 4 && !memcmp(s.p, "true", 4); }
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-}
-
 static void put_utf8(buf_t *b, unsigned cp)
 {
     char u[4];
@@ -199,7 +231,7 @@ static int read_u4(const char *p, const char *end)
     if (end - p < 4) return -1;
     int v = 0;
     for (int i = 0; i < 4; i++) {
-        int h = hexval(p[i]);
+        int h = hexv(p[i]);
         if (h < 0) return -1;
         v = v * 16 + h;
     }

@@ -13,6 +13,9 @@ typedef struct { const char *p; size_t n; } span_t;
 const char *js_skip(const char *p, const char *end);
 /* True when s is exactly one JSON value, whitespace around it allowed. */
 bool js_valid(span_t s);
+/* -1 when s is valid, else the offset where scanning failed: s.n means the input ended
+ * inside a value (a truncated document). */
+long js_error_offset(span_t s);
 span_t js_trim(span_t s);
 char js_kind(span_t s); /* first byte of the trimmed value: '{', '[', '"', 't', 'f', 'n', or a digit/'-' */
 /* Value of key in the object s (keys compared raw, which suffices for ASCII keys). */

@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 /* Among equal candidates, prefer the caller's test id and host: a recording made against the
  * host the client talks to is the better answer, but any host may answer. group names the
@@ -70,7 +71,7 @@ void lr_find_nearest(lr_store_t *s, const lr_req_t *rq, lr_nearest_t *out)
             cJSON *b = lr_rec_request_body(r);
             lr_diff_t d;
             lr_diff(rq->body, b, &s->ig, &d);
-            if (strcmp(r->method, rq->method ? rq->method : "POST") && !lr_op_info(rq->op)->listing) d.count++;
+            if (strcasecmp(r->method, rq->method ? rq->method : "POST") && !lr_op_info(rq->op)->listing) d.count++;
             if (b) J.Delete(b);
             if (out->diff.count < 0 || d.count < out->diff.count) {
                 out->diff = d;
@@ -97,7 +98,7 @@ void lr_miss_message(const lr_req_t *rq, const lr_nearest_t *n, buf_t *out)
         if (n->diff.count > 0)
             buf_printf(out, ", first difference at %s: request has %s, recording has %s (%d field%s differ)",
                        n->diff.path, n->diff.mine, n->diff.theirs, n->diff.count, n->diff.count == 1 ? "" : "s");
-        else if (n->diff.count == 0 && strcmp(n->nearest->method, rq->method ? rq->method : "POST"))
+        else if (n->diff.count == 0 && strcasecmp(n->nearest->method, rq->method ? rq->method : "POST"))
             buf_printf(out, ", recorded with method %s", n->nearest->method);
     } else {
         buf_printf(out, "; there is no recording of %s at all in LLMREPLAY_DIR", lr_op_info(rq->op)->endpoint);

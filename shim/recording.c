@@ -46,13 +46,11 @@ static char *str_field(const cJSON *o, const char *k)
 
 static void describe_invalid(const char *text, size_t len, char *why, size_t cap)
 {
-    const char *end = NULL;
-    cJSON *j = J.ParseWithLengthOpts(text, len, &end, 0);
-    if (j) { J.Delete(j); snprintf(why, cap, "not valid JSON (trailing data after the value)"); return; }
-    size_t at = end && end >= text && end <= text + len ? (size_t)(end - text) : len;
-    const char *p = text + at;
-    while (p < text + len && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t')) p++;
-    if (p >= text + len) { snprintf(why, cap, "truncated JSON (the file ends after %zu bytes, inside a value)", len); return; }
+    long at = js_error_offset((span_t){text, len});
+    if (at < 0 || (size_t)at >= len) {
+        snprintf(why, cap, "truncated JSON (the file ends after %zu bytes, inside a value)", len);
+        return;
+    }
     int line = 1, col = 1;
     for (const char *q = text; q < text + at; q++) {
         if (*q == '\n') line++, col = 1;

@@ -144,7 +144,7 @@ lr_store_t *lr_store_build(char *const *dirs, int ndirs, const char *ignore_spec
         int before = paths.n;
         if (S_ISREG(st.st_mode)) sv_push(&paths, strdup(dirs[d])); /* a single file is fine too */
         else scan(dirs[d], &paths, 0);
-        qsort(paths.v + before, (size_t)(paths.n - before), sizeof(char *), cmp_str);
+        if (paths.n > before) qsort(paths.v + before, (size_t)(paths.n - before), sizeof(char *), cmp_str);
         if (paths.n == before)
             report(ctx, dirs[d], "recording directory holds no *.json recordings", false);
         int *nd = realloc(dir_of, sizeof(int) * (size_t)(paths.n ? paths.n : 1));
