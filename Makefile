@@ -7,7 +7,7 @@ BASE    := -std=gnu11 -D_GNU_SOURCE -DLR_VERSION=\"$(VERSION)\" -fPIC -fvisibili
 LDLIBS  := -ldl -pthread
 
 B := build
-ENGINE := util log cjson_rt jspan canon ops recording render store match engine real
+ENGINE := util log cjson_rt jspan canon ops recording render index store match engine real
 HOOKS  := hook_curl
 LIB_OBJ := $(ENGINE:%=$(B)/obj/%.o) $(HOOKS:%=$(B)/obj/%.o)
 CLI_OBJ := $(ENGINE:%=$(B)/obj/%.o) $(B)/obj/cli.o

@@ -16,6 +16,7 @@
 #   BENCH_INDEX_N=20000 BENCH_INDEX_REPS=5             generated set size, runs per set
 #   BENCH_SHIM_REQS=10000 BENCH_NGINX_REQS=10000 BENCH_PYSRV_REQS=2000 BENCH_ROUNDS=5
 #   BENCH_NO_HYPERFINE=1 BENCH_NO_NGINX=1              use the fallbacks even when installed
+#   BENCH_PIN_CPU=0     section 3 runs client and servers on this one CPU (taskset); empty: unpinned
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -42,6 +43,13 @@ HAVE_HYPERFINE=0
 [ -z "${BENCH_NO_HYPERFINE:-}" ] && command -v hyperfine >/dev/null && HAVE_HYPERFINE=1
 NGINX=""
 [ -z "${BENCH_NO_NGINX:-}" ] && NGINX=$(command -v nginx || { [ -x /usr/sbin/nginx ] && echo /usr/sbin/nginx; } || true)
+# Section 3 pins the client and the servers to one CPU: on this VM a request/response ping-pong
+# between two CPUs costs 2-5x more than on one, and the unpinned scheduler flips between both
+# placements from run to run (nginx measured 40 us one run, 90 us the next). One CPU is the
+# server's best case, so the server/shim ratios are conservative.
+PIN=()
+PIN_CPU=${BENCH_PIN_CPU-0}
+[ -n "$PIN_CPU" ] && command -v taskset >/dev/null && PIN=(taskset -c "$PIN_CPU")
 SERVER_MAX_S=900 # no server started here outlives this, even if this script is killed hard
 
 die() { echo "bench: $*" >&2; exit 1; }
@@ -53,21 +61,40 @@ SEED=$(ls "$SEED_DIR"/*.json | head -n1)
 # ---- set-up and clean-up ----------------------------------------------------------------------
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/llmreplay-bench.XXXXXX")
 chmod 755 "$TMP" # nginx may read files here as another user
-PIDS=()
+PIDS=()   # servers, stopped at exit
+FGPID=""  # the long step running now (see step), stopped at exit too
 cleanup() {
-    local pid
-    for pid in "${PIDS[@]}"; do
-        kill "$pid" 2>/dev/null || true
+    # Only PIDs that are still this shell's jobs: an exited, reaped child's PID may be reused.
+    local pid live
+    live=" $(jobs -p | tr '\n' ' ') "
+    for pid in $FGPID "${PIDS[@]}"; do
+        [[ $live == *" $pid "* ]] && kill "$pid" 2>/dev/null || true
     done
-    for pid in "${PIDS[@]}"; do
-        wait "$pid" 2>/dev/null || true
+    for pid in $FGPID "${PIDS[@]}"; do
+        [[ $live == *" $pid "* ]] && wait "$pid" 2>/dev/null || true
     done
     rm -rf "$TMP"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
+# Run a long step in the background and wait for it: bash runs a trap only once a foreground
+# command has finished, but interrupts `wait` at once.
+step() {
+    "$@" &
+    FGPID=$!
+    local rc=0
+    wait "$FGPID" || rc=$?
+    FGPID=""
+    return "$rc"
+}
 
+# Measure a private copy: a `make` running meanwhile cannot swap the library mid-benchmark.
+cp "$SHIM" "$TMP/libllmreplay.so"
+SHIM_BUILT=$SHIM
+SHIM=$TMP/libllmreplay.so
 export BENCH_SHIM=$SHIM BENCH_CORPUS=$CORPUS BENCH_URL=$URL
+# Where the shim keeps its persistent index (if it has one): never the user's ~/.cache here.
+export LLMREPLAY_CACHE_DIR=$TMP/cache XDG_CACHE_HOME=$TMP/xdg-cache
 export BENCH_BODY=$TMP/body.json BENCH_CLIENT=$ROOT/build/bench/bench_curl
 "$PY" -c 'import json,sys; print(json.dumps(json.load(open(sys.argv[1]))["request"]["body"]))' "$SEED" >"$BENCH_BODY"
 
@@ -80,7 +107,8 @@ export BENCH_EMPTY=$EMPTY_SO
 section() { printf '\n== %s\n' "$*"; }
 T0=$(date +%s)
 echo "llmreplay benchmark  $(date -u '+%Y-%m-%d %H:%M:%S UTC')  $(nproc) cores  $(uname -r)"
-echo "shim: $SHIM   commit: $(git rev-parse --short HEAD 2>/dev/null || echo '?')"
+echo "shim: $SHIM_BUILT ($(stat -c %s "$SHIM") bytes, built $(date -u -r "$SHIM_BUILT" '+%H:%M:%S UTC'))" \
+    " commit: $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet HEAD -- shim 2>/dev/null || echo ' + uncommitted shim/ changes')"
 echo "seed: $SEED"
 echo "corpus: $CORPUS ($(find "$CORPUS" -name '*.json' | wc -l) files)"
 
@@ -114,7 +142,7 @@ startup_cost() { # NAME RUNS CMD...
         done
         "$PY" "$HELPER" hfmerge "$TMP/startup_$name.json" "$TMP"/hf."$name".*.json
     else
-        BENCH_RUNS=$runs "$PY" "$HELPER" startup "$TMP/startup_$name.json" "$@"
+        BENCH_RUNS=$runs step "$PY" "$HELPER" startup "$TMP/startup_$name.json" "$@"
     fi
     "$PY" "$HELPER" startup-report "$TMP/startup_$name.json" "$*"
 }
@@ -134,13 +162,14 @@ fi
 section "2. index build: one replayed request (bench_curl, 1 request) per process"
 GEN=$TMP/gen$INDEX_N
 t=${EPOCHREALTIME/[.,]/}
-"$PY" "$HELPER" gen "$SEED" "$GEN" "$INDEX_N"
+step "$PY" "$HELPER" gen "$SEED" "$GEN" "$INDEX_N"
 t=$(((${EPOCHREALTIME/[.,]/} - t) / 1000))
 echo "  generated $(find "$GEN" -name '*.json' | wc -l) recordings ($(du -sh "$GEN" | cut -f1)," \
     "$(find "$GEN" -mindepth 1 -type d | wc -l) subdirectories) in $t ms"
 echo "  (the seed request is not in the corpus: set (b) is corpus:seed so the request is a hit)"
-"$PY" "$HELPER" index "$TMP/index.json" "$INDEX_REPS" \
+step "$PY" "$HELPER" index "$TMP/index.json" "$INDEX_REPS" \
     "seed=$SEED_DIR" "corpus+seed=$CORPUS:$SEED_DIR" "generated-$INDEX_N=$GEN"
+LLMREPLAY_CACHE_DIR=$TMP/cache-gen step "$PY" "$HELPER" index-cache "$TMP/index_cache.json" 3 "generated-$INDEX_N" "$GEN"
 lazy_err=$(env LD_PRELOAD="$SHIM" LLMREPLAY_DIR="$GEN" LLMREPLAY_LOG=debug /bin/true 2>&1 || true)
 grep -q indexed <<<"$lazy_err" && echo "  !! /bin/true built the $INDEX_N-recording index: $lazy_err" ||
     echo "  /bin/true with LLMREPLAY_DIR=generated-$INDEX_N and LLMREPLAY_LOG=debug: no 'indexed' line"
@@ -201,7 +230,7 @@ http {
     }
 }
 EOF
-        timeout -k 5 "$SERVER_MAX_S" "$NGINX" -c "$TMP/nginx/nginx.conf" -p "$TMP/nginx" 2>>"$TMP/nginx/stderr" &
+        timeout -k 5 "$SERVER_MAX_S" "${PIN[@]}" "$NGINX" -c "$TMP/nginx/nginx.conf" -p "$TMP/nginx" 2>>"$TMP/nginx/stderr" &
         npid=$!
         PIDS+=("$npid")
         if wait_ready "http://127.0.0.1:$port/v1/chat/completions" "$npid"; then
@@ -210,13 +239,15 @@ EOF
             break
         fi
         kill "$npid" 2>/dev/null || true
+        wait "$npid" 2>/dev/null || true
+        PIDS=("${PIDS[@]:0:${#PIDS[@]}-1}")
     done
     [ -n "$NGINX_URL" ] || { cat "$TMP/nginx/stderr" "$TMP/nginx/error.log" 2>/dev/null >&2; echo "  !! nginx did not start: skipped"; }
 else
     echo "  nginx not installed: only the Python server baseline (apt-get install nginx for the other)"
 fi
 
-timeout -k 5 "$SERVER_MAX_S" "$PY" "$HELPER" serve "$TMP/pyport" "$RESP" "$SERVER_MAX_S" 2>"$TMP/pysrv.err" &
+timeout -k 5 "$SERVER_MAX_S" "${PIN[@]}" "$PY" "$HELPER" serve "$TMP/pyport" "$RESP" "$SERVER_MAX_S" 2>"$TMP/pysrv.err" &
 PYPID=$!
 PIDS+=("$PYPID")
 for ((i = 0; i < 200; i++)); do [ -s "$TMP/pyport" ] && break; sleep 0.05; done
@@ -229,9 +260,9 @@ run_client() { # NAME N WARMUP [shim]: one bench_curl run, its result line appen
     local name=$1 n=$2 warm=$3 url
     case $name in shim) url=$URL ;; nginx) url=$NGINX_URL ;; python) url=$PY_URL ;; esac
     if [ "$name" = shim ]; then
-        env LD_PRELOAD="$SHIM" LLMREPLAY_DIR="$SEED_DIR" timeout 300 "$BENCH_CLIENT" "$url" "$BENCH_BODY" "$n" "$warm"
+        env LD_PRELOAD="$SHIM" LLMREPLAY_DIR="$SEED_DIR" timeout 300 "${PIN[@]}" "$BENCH_CLIENT" "$url" "$BENCH_BODY" "$n" "$warm"
     else
-        env -u LD_PRELOAD timeout 300 "$BENCH_CLIENT" "$url" "$BENCH_BODY" "$n" "$warm"
+        env -u LD_PRELOAD timeout 300 "${PIN[@]}" "$BENCH_CLIENT" "$url" "$BENCH_BODY" "$n" "$warm"
     fi >>"$TMP/$name.log" || die "bench_curl against $name failed"
 }
 names=(shim)
@@ -239,6 +270,11 @@ names=(shim)
 names+=(python)
 echo "  $ROUNDS rounds, order rotated each round: shim x$SHIM_REQS$([ -n "$NGINX_URL" ] && echo ", nginx x$NGINX_REQS")," \
     "python server x$PYSRV_REQS (after 100, 100, 50 untimed warm-up requests)"
+if [ ${#PIN[@]} -gt 0 ]; then
+    echo "  client and servers pinned to CPU $PIN_CPU (BENCH_PIN_CPU=): the servers' best case, see the comment at the top"
+else
+    echo "  not pinned to a CPU: server numbers vary with where the scheduler puts client and server"
+fi
 for ((r = 0; r < ROUNDS; r++)); do
     k=$((r % ${#names[@]}))
     for ((j = 0; j < ${#names[@]}; j++)); do

@@ -9,6 +9,7 @@
   gen SEED OUTDIR N                  N recordings: copies of SEED with distinct user messages
   index OUT.json REPS SET=DIR...     one replayed request per process, per recording set,
                                      REPS times interleaved; wall time, peak RSS, index line
+  index-cache OUT.json REPS NAME DIR the same with the shim's persistent index on, if it has one
   serve PORTFILE RESPFILE MAX_S      keep-alive HTTP/1.1 server on 127.0.0.1 (port 0: the
                                      kernel picks it, written to PORTFILE), stops after MAX_S
   freeport                           prints a free TCP port on 127.0.0.1
@@ -166,7 +167,10 @@ def index(out, reps, sets):
     for rep in range(reps + 1):  # rep 0 is a warm-up (page cache), not counted
         order = names if rep % 2 == 0 else names[::-1]
         for n in order:
-            env = dict(base_env(), LD_PRELOAD=os.environ["BENCH_SHIM"], LLMREPLAY_DIR=dirs[n], LLMREPLAY_LOG="debug")
+            # LLMREPLAY_CACHE=off: the shim's persistent index (where it has one) would turn
+            # every run after the first into an index load; this table is about the build.
+            env = dict(base_env(), LD_PRELOAD=os.environ["BENCH_SHIM"], LLMREPLAY_DIR=dirs[n], LLMREPLAY_LOG="debug",
+                       LLMREPLAY_CACHE="off")
             wall, rss, so, se, rc = run_measured(argv, env, tmpfile)
             if rc != 0 or "status=200" not in so:
                 sys.exit("bench: replay with LLMREPLAY_DIR=%s failed (exit %d):\n%s%s" % (dirs[n], rc, so, se))
@@ -196,7 +200,48 @@ def index(out, reps, sets):
     print("  (medians of %d runs per set, interleaved, after one warm-up run each. index ms: the shim's own"
           % reps)
     print("   LLMREPLAY_LOG=debug line; process ms: the whole process (exec, libcurl load, index build,")
-    print("   one request, exit) timed from outside; peak RSS: %s; VmHWM: bench_curl's own, at exit)" % src)
+    print("   one request, exit) timed from outside; peak RSS: %s; VmHWM: bench_curl's own, at exit;" % src)
+    print("   LLMREPLAY_CACHE=off, so a persistent index, where the shim has one, is not used)")
+    json.dump(res, open(out, "w"))
+
+
+USING_RE = re.compile(r"using index (\S+): (\d+) recordings")
+
+
+def index_cache(out, reps, name, d):
+    """The same one-request process with the persistent index on (LLMREPLAY_CACHE_DIR is set
+    by the caller to an empty folder of its own): the first run builds and writes it, the
+    next ones should open it instead of parsing every recording."""
+    client, url, body = os.environ["BENCH_CLIENT"], os.environ["BENCH_URL"], os.environ["BENCH_BODY"]
+    argv = [client, url, body, "1"]
+    env = dict(base_env(), LD_PRELOAD=os.environ["BENCH_SHIM"], LLMREPLAY_DIR=d, LLMREPLAY_LOG="debug")
+    env.pop("LLMREPLAY_CACHE", None)
+    runs = []
+    for i in range(reps + 1):
+        wall, rss, so, se, rc = run_measured(argv, env, out + ".time")
+        if rc != 0 or "status=200" not in so:
+            sys.exit("bench: replay with LLMREPLAY_DIR=%s (cache on) failed (exit %d):\n%s%s" % (d, rc, so, se))
+        hwm = re.search(r"vmhwm_kb=(-?\d+)", so)
+        rss = rss if rss is not None else (int(hwm.group(1)) if hwm else -1)
+        runs.append({"wall": wall, "rss": rss, "cached": bool(USING_RE.search(se)),
+                     "built": bool(INDEX_RE.search(se))})
+    first, rest = runs[0], runs[1:]
+    res = {"name": name, "first_wall": first["wall"], "first_rss": first["rss"],
+           "warm_wall": med([r["wall"] for r in rest]), "warm_rss": med([r["rss"] for r in rest]),
+           "warm_cached": all(r["cached"] for r in rest), "supported": any(r["cached"] for r in rest)}
+    files = []
+    cdir = env.get("LLMREPLAY_CACHE_DIR")
+    if cdir and os.path.isdir(cdir):
+        for root, _, fs in os.walk(cdir):
+            files += [os.path.getsize(os.path.join(root, f)) for f in fs]
+    res["cache_bytes"] = sum(files)
+    if not res["supported"]:
+        print("  persistent index: not in this build (no 'using index' line with the cache on); skipped")
+    else:
+        print("  persistent index on, %s: first run %.1f ms (builds, writes %.1f MiB), next %d runs: median %.1f ms,"
+              " peak RSS %.1f MiB%s" % (name, first["wall"] * 1e3, res["cache_bytes"] / 2**20, len(rest),
+                                       res["warm_wall"] * 1e3, res["warm_rss"] / 1024,
+                                       "" if res["warm_cached"] else " (!! some runs rebuilt)"))
     json.dump(res, open(out, "w"))
 
 
@@ -294,6 +339,11 @@ def summary(d):
             r = ix[n]
             rows.append(("1-request process, %s / %s: time" % (n, names[0]), "%.2f" % r["wall_ratio"], "-", None))
             rows.append(("1-request process, %s / %s: peak RSS" % (n, names[0]), "%.2f" % r["rss_ratio"], "-", None))
+    ic = load("index_cache.json")
+    if ic and ic["supported"] and ix:
+        big = ix[list(ix)[-1]]
+        rows.append(("1-request process, %s: persistent index / build" % ic["name"],
+                     "%.2f" % (ic["warm_wall"] / big["median_wall"]), "-", None))
     pr = load("perreq.json")
     if pr:
         for n, label in (("nginx", "per request: nginx / shim"), ("python", "per request: python http.server / shim")):
@@ -318,6 +368,8 @@ def main():
         gen(args[0], args[1], int(args[2]))
     elif cmd == "index":
         index(args[0], int(args[1]), args[2:])
+    elif cmd == "index-cache":
+        index_cache(args[0], int(args[1]), args[2], args[3])
     elif cmd == "serve":
         serve(args[0], args[1], args[2])
     elif cmd == "freeport":

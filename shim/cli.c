@@ -1,6 +1,7 @@
 /* llmreplay: run a program with the shim, and inspect recording directories. */
 #include "engine.h"
 #include "log.h"
+#include "index.h"
 #include "match.h"
 #include <elf.h>
 #include <errno.h>
@@ -28,6 +29,7 @@ static const char *usage_main =
     "  ls [-d DIR]... [DIR...]                 one line per recording\n"
     "  check [-d DIR]... [DIR...]              validate recordings; exit 1 on any problem\n"
     "  explain [-d DIR]... REQUEST.json|-      which recording answers a request, or why none does\n"
+    "  index [-d DIR]... [DIR...]              build the persistent index ahead of time\n"
     "\n"
     "Every command takes --help and --version. Environment: see README.md (LLMREPLAY_DIR, ...).\n";
 
@@ -199,6 +201,22 @@ static void report_cb(void *ctx, const char *path, const char *why, bool unsuppo
     if (r->print) printf("%s: %s%s\n", path, unsupported ? "note: " : "", why);
 }
 
+/* The store for a command: the persistent index when it is current, checked file by file
+ * (a CLI can afford the stats), else a fresh scan that also refreshes the index. */
+static lr_store_t *cli_store(dirs_t *d, report_t *rep)
+{
+    report_t quiet = *rep;
+    quiet.print = false;
+    lr_store_t *s = lr_store_open(d->dirs, d->n, lr_getenv("LLMREPLAY_IGNORE"), report_cb, &quiet, true);
+    if (s && s->from_cache && lr_store_stale(s)) {
+        lr_store_free(s);
+        s = lr_store_open(d->dirs, d->n, lr_getenv("LLMREPLAY_IGNORE"), report_cb, rep, false);
+    } else if (s) {
+        for (int i = 0; i < s->nbadlist; i++) report_cb(rep, s->badlist[i].path, s->badlist[i].why, s->badlist[i].unsupported);
+    }
+    return s;
+}
+
 static int cmd_ls(int argc, char **argv)
 {
     int h = help_or_version(argc, argv, usage_ls);
@@ -206,10 +224,12 @@ static int cmd_ls(int argc, char **argv)
     dirs_t d = {0};
     if (parse_dirs(argc, argv, &d, NULL, NULL)) return 2;
     report_t rep = {0, 0, false};
-    lr_store_t *s = lr_store_build(d.dirs, d.n, lr_getenv("LLMREPLAY_IGNORE"), report_cb, &rep);
+    lr_store_t *s = cli_store(&d, &rep);
     if (!s) return 2;
-    for (int i = 0; i < s->nall; i++) {
-        lr_rec_t *r = s->all[i];
+    int nall;
+    lr_rec_t **all = lr_store_all(s, &nall);
+    for (int i = 0; i < nall; i++) {
+        lr_rec_t *r = all[i];
         lr_response_t *resp = lr_render_recording(r);
         char sum[256] = "";
         if (resp) summarize(resp, sum, sizeof sum);
@@ -232,11 +252,12 @@ static int cmd_check(int argc, char **argv)
     dirs_t d = {0};
     if (parse_dirs(argc, argv, &d, NULL, NULL)) return 2;
     report_t rep = {0, 0, true};
-    lr_store_t *s = lr_store_build(d.dirs, d.n, lr_getenv("LLMREPLAY_IGNORE"), report_cb, &rep);
+    lr_store_t *s = cli_store(&d, &rep);
     if (!s) return 2;
-    int streams = 0;
-    for (int i = 0; i < s->nall; i++) {
-        lr_rec_t *r = s->all[i];
+    int streams = 0, nall;
+    lr_rec_t **all = lr_store_all(s, &nall);
+    for (int i = 0; i < nall; i++) {
+        lr_rec_t *r = all[i];
         lr_response_t *resp = lr_render_recording(r);
         if (!resp || (!resp->rec)) { printf("%s: its answer cannot be rendered\n", r->path); rep.problems++; }
         else if (r->streaming && !resp->stream && !r->exception) {
@@ -246,7 +267,7 @@ static int cmd_check(int argc, char **argv)
         streams += r->streaming;
         if (resp) { resp->owned = true; lr_response_free(resp); }
     }
-    printf("%d recording%s (%d streamed), %d problem%s, %d unsupported\n", s->nall, s->nall == 1 ? "" : "s", streams,
+    printf("%d recording%s (%d streamed), %d problem%s, %d unsupported\n", nall, nall == 1 ? "" : "s", streams,
            rep.problems, rep.problems == 1 ? "" : "s", rep.notes);
     lr_store_free(s);
     return rep.problems ? 1 : 0;
@@ -295,7 +316,8 @@ static int cmd_explain(int argc, char **argv)
     bool https;
     if (!lr_url_hostport(req.url, req.host, sizeof req.host, &req.port, &https)) req.host[0] = 0;
     report_t rep = {0, 0, false};
-    lr_store_t *s = lr_store_build(d.dirs, d.n, lr_getenv("LLMREPLAY_IGNORE"), report_cb, &rep);
+    lr_store_t *s = cli_store(&d, &rep);
+    if (!s) return 2;
     const lr_rec_t *hit = lr_match(s, &req, false);
     int rc;
     if (hit) {
@@ -322,6 +344,38 @@ static int cmd_explain(int argc, char **argv)
     J.Delete(j);
     free(text);
     return rc;
+}
+
+/* ---- index ----------------------------------------------------------------------------- */
+
+static const char *usage_index =
+    "usage: llmreplay index [-d DIR]... [DIR...]\n"
+    "\n"
+    "Build the persistent index of the recording directories now (e.g. in a CI step), so that the\n"
+    "first replaying process does not pay for it. Prints counts, timing and the index file.\n";
+
+static int cmd_index(int argc, char **argv)
+{
+    int h = help_or_version(argc, argv, usage_index);
+    if (h >= 0) return h;
+    dirs_t d = {0};
+    if (parse_dirs(argc, argv, &d, NULL, NULL)) return 2;
+    char *file = lr_index_file(lr_index_key(d.dirs, d.n, lr_getenv("LLMREPLAY_IGNORE")));
+    if (!file) { fprintf(stderr, "llmreplay: the index is disabled (LLMREPLAY_CACHE=off)\n"); return 2; }
+    report_t rep = {0, 0, true};
+    double t0 = lr_now();
+    lr_store_t *s = lr_store_open(d.dirs, d.n, lr_getenv("LLMREPLAY_IGNORE"), report_cb, &rep, false);
+    double ms = (lr_now() - t0) * 1000;
+    if (!s) return 2;
+    struct stat st;
+    long long size = stat(file, &st) == 0 ? (long long)st.st_size : -1;
+    if (size < 0) fprintf(stderr, "llmreplay: could not write %s (is the cache directory writable?)\n", file);
+    printf("indexed %d recordings (%d problems, %d unsupported) from %d director%s in %.1f ms\n", lr_store_size(s),
+           s->nbad, s->nunsupported, d.n, d.n == 1 ? "y" : "ies", ms);
+    if (size >= 0) printf("index: %s (%lld bytes)\n", file, size);
+    lr_store_free(s);
+    free(file);
+    return size < 0 ? 1 : 0;
 }
 
 /* ---- run ------------------------------------------------------------------------------- */
@@ -506,6 +560,7 @@ int main(int argc, char **argv)
     if (!strcmp(c, "ls")) return cmd_ls(argc - 1, argv + 1);
     if (!strcmp(c, "check")) return cmd_check(argc - 1, argv + 1);
     if (!strcmp(c, "explain")) return cmd_explain(argc - 1, argv + 1);
+    if (!strcmp(c, "index")) return cmd_index(argc - 1, argv + 1);
     fprintf(stderr, "llmreplay: unknown command %s\n\n%s", c, usage_main);
     return 2;
 }

@@ -127,8 +127,15 @@ lr_response_t *lr_engine_serve(const char *method, const char *url, const char *
         rq.body = lr_json_parse(body, body_len);
         rq.body_invalid = !rq.body;
     }
-    const lr_rec_t *hit = lr_match(s, &rq, true);
-    if (hit) {
+    for (int attempt = 0;; attempt++) {
+        const lr_rec_t *hit = lr_match(s, &rq, true);
+        /* A recording edited since it was indexed, or a miss while the directories changed:
+         * rescan once, so edits, additions and removals are seen on the next call. */
+        if (attempt == 0 && s && ((hit && !lr_rec_unchanged(hit)) || (!hit && lr_store_stale(s)))) {
+            s = lr_store_global_refresh(s);
+            continue;
+        }
+        if (!hit) break;
         if (rq.body) J.Delete(rq.body);
         lr_debug("%s %s -> %s", rq.method, url, hit->path);
         lr_response_t *r = cached_render((lr_rec_t *)hit);

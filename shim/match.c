@@ -59,10 +59,11 @@ void lr_find_nearest(lr_store_t *s, const lr_req_t *rq, lr_nearest_t *out)
     if (cJSON_IsString(mj) && mj->valuestring) model = mj->valuestring;
     /* Two passes: recordings of the same model first, then the rest, with a cap so a miss
      * against a huge set stays cheap. */
-    int budget = 4000;
+    int budget = 4000, nall;
+    lr_rec_t **all = lr_store_all(s, &nall);
     for (int pass = 0; pass < 2 && budget > 0; pass++) {
-        for (int i = 0; i < s->nall && budget > 0; i++) {
-            lr_rec_t *r = s->all[i];
+        for (int i = 0; i < nall && budget > 0; i++) {
+            lr_rec_t *r = all[i];
             if (lr_op_class(r->op) != cls) continue;
             bool same_model = !strcmp(r->model, model);
             if (pass == 0) out->candidates++;

@@ -2,6 +2,7 @@
 #include "log.h"
 #include <errno.h>
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -125,7 +126,8 @@ lr_rec_t *lr_rec_parse(const char *path, const char *text, size_t len, const lr_
 lr_rec_t *lr_rec_load(const char *path, const lr_ignore_t *ig, char *why, size_t whycap)
 {
     size_t len, max = lr_max_file_bytes();
-    char *text = lr_read_file(path, max, &len);
+    struct stat st;
+    char *text = lr_read_file_st(path, max, &len, &st);
     if (!text) {
         if (errno == EFBIG)
             snprintf(why, whycap, "larger than %zu MiB; raise LLMREPLAY_MAX_FILE_MB to load it", max >> 20);
@@ -136,6 +138,10 @@ lr_rec_t *lr_rec_load(const char *path, const lr_ignore_t *ig, char *why, size_t
     size_t mlen;
     char *mapped = lr_rec_apply_id_mapping(text, len, &mlen);
     lr_rec_t *r = mapped ? lr_rec_parse(path, mapped, mlen, ig, why, whycap) : lr_rec_parse(path, text, len, ig, why, whycap);
+    if (r) {
+        r->size = (uint64_t)st.st_size;
+        r->mtime_ns = lr_mtime_ns(&st);
+    }
     free(mapped);
     free(text);
     return r;
@@ -148,6 +154,12 @@ void lr_rec_free(lr_rec_t *r)
     free(r->model);
     free(r->test_id);
     free(r);
+}
+
+bool lr_rec_unchanged(const lr_rec_t *r)
+{
+    struct stat st;
+    return stat(r->path, &st) == 0 && (uint64_t)st.st_size == r->size && lr_mtime_ns(&st) == r->mtime_ns;
 }
 
 cJSON *lr_rec_request_body(const lr_rec_t *r)

@@ -21,6 +21,9 @@ typedef struct lr_rec {
     char *test_id; /* NULL when absent */
     bool streaming, exception;
     int status;    /* HTTP status it answers with */
+    uint64_t size; /* the file as indexed: a change means the index is stale */
+    int64_t mtime_ns;
+    int order;     /* position in scan order (directory order, then path) */
     uint64_t h1, h2; /* match key: see lr_match_key() */
     struct lr_response *resp; /* rendered answer: built on first use, then shared read-only */
 } lr_rec_t;
@@ -38,6 +41,8 @@ lr_rec_t *lr_rec_parse(const char *path, const char *text, size_t len, const lr_
 /* Read and parse; reasons cover unreadable, huge, binary, truncated, malformed. */
 lr_rec_t *lr_rec_load(const char *path, const lr_ignore_t *ig, char *why, size_t whycap);
 void lr_rec_free(lr_rec_t *r);
+/* Is the file still the one that was indexed (same size and mtime)? */
+bool lr_rec_unchanged(const lr_rec_t *r);
 /* Re-read the recorded request body (for diagnostics); NULL when the file changed. */
 cJSON *lr_rec_request_body(const lr_rec_t *r);
 /* Apply id_normalization_mapping to a recording's text (a new buffer, or NULL when none). */

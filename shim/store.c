@@ -1,12 +1,16 @@
 #include "store.h"
+#include "index.h"
 #include "log.h"
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 typedef struct {
     char **v;
@@ -28,11 +32,21 @@ static void sv_push(strvec_t *s, char *p)
 
 static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
-static void scan(const char *dir, strvec_t *out, int depth)
+static void add_sdir(lr_store_t *s, const char *path, int64_t mtime, int top)
+{
+    lr_sdir_t *v = realloc(s->sdirs, sizeof *v * (size_t)(s->nsdirs + 1));
+    if (!v) return;
+    s->sdirs = v;
+    s->sdirs[s->nsdirs++] = (lr_sdir_t){strdup(path), mtime, top};
+}
+
+static void scan(lr_store_t *s, const char *dir, strvec_t *out, int depth)
 {
     if (depth > 64) return; /* symlink loops */
     DIR *d = opendir(dir);
     if (!d) return;
+    struct stat dst;
+    if (fstat(dirfd(d), &dst) == 0 && depth > 0) add_sdir(s, dir, lr_mtime_ns(&dst), 0);
     struct dirent *e;
     while ((e = readdir(d))) {
         if (e->d_name[0] == '.') continue; /* ., .., and hidden files such as editor swap files */
@@ -45,7 +59,7 @@ static void scan(const char *dir, strvec_t *out, int depth)
             struct stat st;
             t = stat(p, &st) ? DT_UNKNOWN : S_ISDIR(st.st_mode) ? DT_DIR : S_ISREG(st.st_mode) ? DT_REG : DT_UNKNOWN;
         }
-        if (t == DT_DIR) { scan(p, out, depth + 1); free(p); }
+        if (t == DT_DIR) { scan(s, p, out, depth + 1); free(p); }
         else if (t == DT_REG && lr_has_suffix(p, strlen(p), ".json")) sv_push(out, p);
         else free(p);
     }
@@ -73,14 +87,6 @@ static void *worker(void *arg)
     return NULL;
 }
 
-lr_entry_t *lr_store_find(lr_store_t *s, uint64_t h1, uint64_t h2)
-{
-    lr_entry_t *e = NULL;
-    HASH_FIND(hh, s->table, &h1, sizeof h1, e);
-    if (e && e->n && e->recs[0]->h2 != h2) return NULL; /* a 64-bit collision: treat as a miss */
-    return e;
-}
-
 unsigned lr_store_count(lr_store_t *s, uint64_t key, bool advance)
 {
     pthread_mutex_lock(&s->lock);
@@ -96,16 +102,20 @@ unsigned lr_store_count(lr_store_t *s, uint64_t key, bool advance)
     return n;
 }
 
-static void insert(lr_store_t *s, lr_rec_t *r)
+static lr_entry_t *entry_for(lr_store_t *s, uint64_t h1)
 {
     lr_entry_t *e = NULL;
-    HASH_FIND(hh, s->table, &r->h1, sizeof r->h1, e);
-    if (!e) {
-        e = calloc(1, sizeof *e);
-        if (!e) return;
-        e->h1 = r->h1;
+    HASH_FIND(hh, s->table, &h1, sizeof h1, e);
+    if (!e && (e = calloc(1, sizeof *e))) {
+        e->h1 = h1;
         HASH_ADD(hh, s->table, h1, sizeof e->h1, e);
     }
+    return e;
+}
+
+static void entry_add(lr_entry_t *e, lr_rec_t *r)
+{
+    if (!e) return;
     if (e->n == e->cap) {
         int cap = e->cap ? e->cap * 2 : 2;
         lr_rec_t **v = realloc(e->recs, sizeof *v * (size_t)cap);
@@ -116,6 +126,84 @@ static void insert(lr_store_t *s, lr_rec_t *r)
     e->recs[e->n++] = r;
 }
 
+/* The recording at position i of the index, as a full lr_rec_t (made once). Lock held. */
+static lr_rec_t *materialize(lr_store_t *s, uint32_t i)
+{
+    if (s->ixrecs[i]) return s->ixrecs[i];
+    const lr_index_t *ix = s->ix;
+    const lr_ixrec_t *x = &ix->recs[i];
+    lr_rec_t *r = calloc(1, sizeof *r);
+    if (!r) return NULL;
+    r->path = strdup(lr_ixstr(ix, x->path));
+    r->model = strdup(lr_ixstr(ix, x->model));
+    r->test_id = x->test_id ? strdup(lr_ixstr(ix, x->test_id)) : NULL;
+    snprintf(r->host, sizeof r->host, "%s", lr_ixstr(ix, x->host));
+    snprintf(r->method, sizeof r->method, "%s", x->method);
+    r->dir = (int)x->dir;
+    r->order = (int)x->order;
+    r->op = (lr_op_t)x->op;
+    r->port = x->port;
+    r->status = x->status;
+    r->streaming = x->streaming;
+    r->exception = x->exception;
+    r->h1 = x->h1;
+    r->h2 = x->h2;
+    r->size = x->size;
+    r->mtime_ns = x->mtime_ns;
+    if (!r->path || !r->model) { lr_rec_free(r); return NULL; }
+    return s->ixrecs[i] = r;
+}
+
+lr_entry_t *lr_store_find(lr_store_t *s, uint64_t h1, uint64_t h2)
+{
+    lr_entry_t *e = NULL;
+    pthread_mutex_lock(&s->lock);
+    HASH_FIND(hh, s->table, &h1, sizeof h1, e);
+    if (!e && s->ix) {
+        /* binary search the index's sorted keys; equal keys are in scan order */
+        const lr_ixrec_t *v = s->ix->recs;
+        uint32_t lo = 0, hi = s->ix->nrecs;
+        while (lo < hi) {
+            uint32_t mid = lo + (hi - lo) / 2;
+            if (v[mid].h1 < h1) lo = mid + 1;
+            else hi = mid;
+        }
+        if (lo < s->ix->nrecs && v[lo].h1 == h1) {
+            e = entry_for(s, h1);
+            for (uint32_t i = lo; i < s->ix->nrecs && v[i].h1 == h1; i++) entry_add(e, materialize(s, i));
+        }
+    }
+    pthread_mutex_unlock(&s->lock);
+    if (e && e->n && e->recs[0]->h2 != h2) return NULL; /* a 64-bit collision: treat as a miss */
+    return e;
+}
+
+lr_rec_t **lr_store_all(lr_store_t *s, int *n)
+{
+    pthread_mutex_lock(&s->lock);
+    if (s->ix && !s->all_ready) {
+        lr_rec_t **all = calloc((size_t)s->ix->nrecs + 1, sizeof *all);
+        if (all) {
+            for (uint32_t i = 0; i < s->ix->nrecs; i++) {
+                lr_rec_t *r = materialize(s, i);
+                if (r && (uint32_t)r->order < s->ix->nrecs) all[r->order] = r;
+            }
+            int m = 0; /* drop holes left by allocation failures */
+            for (uint32_t i = 0; i < s->ix->nrecs; i++)
+                if (all[i]) all[m++] = all[i];
+            free(s->all);
+            s->all = all;
+            s->nall = m;
+            s->all_ready = true;
+        }
+    }
+    pthread_mutex_unlock(&s->lock);
+    *n = s->nall;
+    return s->all;
+}
+
+int lr_store_size(const lr_store_t *s) { return s->ix ? (int)s->ix->nrecs : s->nall; }
+
 static void default_report(void *ctx, const char *path, const char *why, bool unsupported)
 {
     (void)ctx;
@@ -123,30 +211,48 @@ static void default_report(void *ctx, const char *path, const char *why, bool un
     else lr_warn("skipping recording %s: %s", path, why);
 }
 
-lr_store_t *lr_store_build(char *const *dirs, int ndirs, const char *ignore_spec, lr_report_fn report, void *ctx)
+static lr_store_t *store_new(char *const *dirs, int ndirs, const char *ignore_spec)
 {
-    double t0 = lr_now();
-    if (!report) report = default_report;
     lr_store_t *s = calloc(1, sizeof *s);
     if (!s) return NULL;
     pthread_mutex_init(&s->lock, NULL);
     lr_ignore_parse(&s->ig, ignore_spec);
     s->dirs = calloc((size_t)ndirs + 1, sizeof *s->dirs);
+    for (int d = 0; d < ndirs && s->dirs; d++) s->dirs[s->ndirs++] = strdup(dirs[d]);
+    return s;
+}
+
+static void note_bad(lr_store_t *s, const char *path, const char *why, bool unsupported)
+{
+    lr_bad_t *v = realloc(s->badlist, sizeof *v * (size_t)(s->nbadlist + 1));
+    if (!v) return;
+    s->badlist = v;
+    s->badlist[s->nbadlist++] = (lr_bad_t){strdup(path), strdup(why), unsupported};
+    if (unsupported) s->nunsupported++;
+    else s->nbad++;
+}
+
+lr_store_t *lr_store_build(char *const *dirs, int ndirs, const char *ignore_spec, lr_report_fn report, void *ctx)
+{
+    double t0 = lr_now();
+    if (!report) report = default_report;
+    lr_store_t *s = store_new(dirs, ndirs, ignore_spec);
+    if (!s) return NULL;
     strvec_t paths = {0};
     int *dir_of = NULL;
-    for (int d = 0; d < ndirs && s->dirs; d++) {
-        s->dirs[s->ndirs++] = strdup(dirs[d]);
+    for (int d = 0; d < ndirs; d++) {
         struct stat st;
         if (stat(dirs[d], &st) != 0) {
-            report(ctx, dirs[d], "recording directory does not exist (check LLMREPLAY_DIR / -d)", false);
+            add_sdir(s, dirs[d], -1, 1);
+            note_bad(s, dirs[d], "recording directory does not exist (check LLMREPLAY_DIR / -d)", false);
             continue;
         }
+        add_sdir(s, dirs[d], lr_mtime_ns(&st), 1);
         int before = paths.n;
         if (S_ISREG(st.st_mode)) sv_push(&paths, strdup(dirs[d])); /* a single file is fine too */
-        else scan(dirs[d], &paths, 0);
+        else scan(s, dirs[d], &paths, 0);
         if (paths.n > before) qsort(paths.v + before, (size_t)(paths.n - before), sizeof(char *), cmp_str);
-        if (paths.n == before)
-            report(ctx, dirs[d], "recording directory holds no *.json recordings", false);
+        if (paths.n == before) note_bad(s, dirs[d], "recording directory holds no *.json recordings", false);
         int *nd = realloc(dir_of, sizeof(int) * (size_t)(paths.n ? paths.n : 1));
         if (!nd) break;
         dir_of = nd;
@@ -164,17 +270,17 @@ lr_store_t *lr_store_build(char *const *dirs, int ndirs, const char *ignore_spec
         for (int i = 0; i < paths.n && s->all; i++) {
             lr_rec_t *r = job.recs[i];
             if (!r) {
-                bool unsupported = !strncmp(job.why[i], "unsupported", 11);
-                if (unsupported) s->nunsupported++;
-                else s->nbad++;
-                report(ctx, paths.v[i], job.why[i], unsupported);
+                note_bad(s, paths.v[i], job.why[i], !strncmp(job.why[i], "unsupported", 11));
                 continue;
             }
             r->dir = dir_of[i];
+            r->order = s->nall;
             s->all[s->nall++] = r;
-            insert(s, r);
+            entry_add(entry_for(s, r->h1), r);
         }
     }
+    s->all_ready = true;
+    for (int i = 0; i < s->nbadlist; i++) report(ctx, s->badlist[i].path, s->badlist[i].why, s->badlist[i].unsupported);
     for (int i = 0; i < paths.n; i++) free(paths.v[i]);
     free(paths.v);
     free(job.recs);
@@ -183,6 +289,93 @@ lr_store_t *lr_store_build(char *const *dirs, int ndirs, const char *ignore_spec
     s->build_ms = (lr_now() - t0) * 1000;
     lr_debug("indexed %d recordings (%d bad, %d unsupported) in %.1f ms", s->nall, s->nbad, s->nunsupported, s->build_ms);
     return s;
+}
+
+static lr_store_t *from_index(lr_index_t *ix, char *const *dirs, int ndirs, const char *ignore_spec,
+                              lr_report_fn report, void *ctx)
+{
+    lr_store_t *s = store_new(dirs, ndirs, ignore_spec);
+    if (!s || !(s->ixrecs = calloc((size_t)ix->nrecs + 1, sizeof *s->ixrecs))) { lr_store_free(s); return NULL; }
+    s->ix = ix;
+    s->from_cache = true;
+    s->build_ms = ix->build_ms;
+    for (uint32_t i = 0; i < ix->ndirs; i++)
+        add_sdir(s, lr_ixstr(ix, ix->dirs[i].path), ix->dirs[i].mtime_ns, (int)ix->dirs[i].flags);
+    for (uint32_t i = 0; i < ix->nbad; i++) {
+        note_bad(s, lr_ixstr(ix, ix->bad[i].path), lr_ixstr(ix, ix->bad[i].why), ix->bad[i].unsupported);
+        report(ctx, lr_ixstr(ix, ix->bad[i].path), lr_ixstr(ix, ix->bad[i].why), ix->bad[i].unsupported);
+    }
+    lr_debug("using index %s: %u recordings", ix->path, ix->nrecs);
+    return s;
+}
+
+/* Lock the index file's build: of many processes starting at once, one builds, the others
+ * wait and then map its result. A dead builder's lock goes with it. */
+static int lock_build(const char *ixpath)
+{
+    size_t n = strlen(ixpath) + 8;
+    char *lp = malloc(n);
+    if (!lp) return -1;
+    snprintf(lp, n, "%s.lock", ixpath);
+    int fd = open(lp, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    free(lp);
+    if (fd < 0) return -1;
+    for (int i = 0; i < 600; i++) { /* at most ~60 s, then build without the lock */
+        if (flock(fd, LOCK_EX | LOCK_NB) == 0) return fd;
+        if (errno != EWOULDBLOCK && errno != EINTR) break;
+        lr_sleep_ms(100);
+    }
+    close(fd);
+    return -1;
+}
+
+lr_store_t *lr_store_open(char *const *dirs, int ndirs, const char *ignore_spec, lr_report_fn report, void *ctx,
+                          bool trust_cache)
+{
+    if (!report) report = default_report;
+    uint64_t key = lr_index_key(dirs, ndirs, ignore_spec);
+    char *path = ndirs ? lr_index_file(key) : NULL;
+    if (!path) return lr_store_build(dirs, ndirs, ignore_spec, report, ctx);
+    char why[256];
+    int lockfd = -1;
+    for (int attempt = 0; trust_cache && attempt < 2; attempt++) {
+        lr_index_t *ix = lr_index_open(path, key, why, sizeof why);
+        if (ix && lr_index_dirs_fresh(ix)) {
+            if (lockfd >= 0) close(lockfd);
+            lr_store_t *s = from_index(ix, dirs, ndirs, ignore_spec, report, ctx);
+            if (s) { free(path); return s; }
+        }
+        lr_index_close(ix);
+        if (why[0] && attempt == 0) lr_warn("index %s is unusable (%s); rebuilding it", path, why);
+        if (attempt == 0 && (lockfd = lock_build(path)) < 0) break;
+        /* with the lock held, look again: another process may have just built it */
+    }
+    if (lockfd < 0 && !trust_cache) lockfd = lock_build(path);
+    lr_store_t *s = lr_store_build(dirs, ndirs, ignore_spec, report, ctx);
+    if (s && !lr_index_write(s, path, key))
+        lr_log(LR_INFO, "cannot write index %s: %s (the cache is skipped)", path, strerror(errno));
+    if (lockfd >= 0) close(lockfd);
+    free(path);
+    return s;
+}
+
+bool lr_store_stale(lr_store_t *s)
+{
+    for (int i = 0; i < s->nsdirs; i++) {
+        struct stat st;
+        int64_t m = stat(s->sdirs[i].path, &st) == 0 ? lr_mtime_ns(&st) : -1;
+        if (m != s->sdirs[i].mtime_ns) return true;
+    }
+    /* Files edited in place leave their directory's mtime alone: stat them all, but at most
+     * once a second, so a burst of misses against a large set stays cheap. */
+    int64_t now = (int64_t)(lr_now() * 1000), last = __atomic_load_n(&s->last_file_check_ms, __ATOMIC_RELAXED);
+    if (last && now - last < 1000) return false;
+    __atomic_store_n(&s->last_file_check_ms, now, __ATOMIC_RELAXED);
+    int n;
+    lr_rec_t **all = lr_store_all(s, &n);
+    for (int i = 0; i < n; i++)
+        if (!lr_rec_unchanged(all[i])) return true;
+    return false;
 }
 
 void lr_store_free(lr_store_t *s)
@@ -200,10 +393,20 @@ void lr_store_free(lr_store_t *s)
         free(c);
     }
     pthread_mutex_destroy(&s->lock);
-    for (int i = 0; i < s->nall; i++) lr_rec_free(s->all[i]);
+    if (s->ix) {
+        for (uint32_t i = 0; i < s->ix->nrecs; i++) lr_rec_free(s->ixrecs[i]);
+        lr_index_close(s->ix);
+    } else {
+        for (int i = 0; i < s->nall; i++) lr_rec_free(s->all[i]);
+    }
+    free(s->ixrecs);
     free(s->all);
     for (int i = 0; i < s->ndirs; i++) free(s->dirs[i]);
     free(s->dirs);
+    for (int i = 0; i < s->nsdirs; i++) free(s->sdirs[i].path);
+    free(s->sdirs);
+    for (int i = 0; i < s->nbadlist; i++) { free(s->badlist[i].path); free(s->badlist[i].why); }
+    free(s->badlist);
     lr_ignore_free(&s->ig);
     free(s);
 }
@@ -230,31 +433,55 @@ int lr_split_dirs(const char *spec, char ***out)
 
 static lr_store_t *global;
 static pthread_once_t global_once = PTHREAD_ONCE_INIT;
+static pthread_mutex_t refresh_lock = PTHREAD_MUTEX_INITIALIZER; /* one rescan at a time */
 
-static void build_global(void)
+static lr_store_t *open_global(bool trust_cache)
 {
     char **dirs;
     int n = lr_split_dirs(lr_getenv("LLMREPLAY_DIR"), &dirs);
-    if (!n) lr_warn("LLMREPLAY_DIR is not set: no recordings loaded; set it to your recordings directory (or use llmreplay run -d DIR)");
-    global = lr_store_build(dirs, n, lr_getenv("LLMREPLAY_IGNORE"), NULL, NULL);
+    if (!n && trust_cache)
+        lr_warn("LLMREPLAY_DIR is not set: no recordings loaded; set it to your recordings directory (or use llmreplay run -d DIR)");
+    lr_store_t *s = lr_store_open(dirs, n, lr_getenv("LLMREPLAY_IGNORE"), NULL, NULL, trust_cache);
     for (int i = 0; i < n; i++) free(dirs[i]);
     free(dirs);
+    return s;
+}
+
+static void build_global(void) { __atomic_store_n(&global, open_global(true), __ATOMIC_RELEASE); }
+
+lr_store_t *lr_store_global(void)
+{
+    pthread_once(&global_once, build_global);
+    return __atomic_load_n(&global, __ATOMIC_ACQUIRE);
+}
+
+lr_store_t *lr_store_global_refresh(lr_store_t *stale)
+{
+    pthread_mutex_lock(&refresh_lock);
+    lr_store_t *cur = __atomic_load_n(&global, __ATOMIC_ACQUIRE);
+    if (cur == stale) { /* not already refreshed by another thread */
+        lr_debug("recordings changed: rescanning");
+        lr_store_t *fresh = open_global(false);
+        if (fresh) {
+            /* The old store stays allocated: other threads may still be serving from it. */
+            __atomic_store_n(&global, fresh, __ATOMIC_RELEASE);
+            cur = fresh;
+        }
+    }
+    pthread_mutex_unlock(&refresh_lock);
+    return cur;
 }
 
 void lr_store_lock(bool lock)
 {
     static lr_store_t *held; /* the store locked by the prepare handler, if any */
     if (lock) {
+        pthread_mutex_lock(&refresh_lock);
         held = __atomic_load_n(&global, __ATOMIC_ACQUIRE);
         if (held) pthread_mutex_lock(&held->lock);
-    } else if (held) {
-        pthread_mutex_unlock(&held->lock);
+    } else {
+        if (held) pthread_mutex_unlock(&held->lock);
         held = NULL;
+        pthread_mutex_unlock(&refresh_lock);
     }
-}
-
-lr_store_t *lr_store_global(void)
-{
-    pthread_once(&global_once, build_global);
-    return global;
 }

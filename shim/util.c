@@ -88,12 +88,33 @@ char *buf_steal(buf_t *b, size_t *len)
     return d;
 }
 
-char *lr_read_file(const char *path, size_t max, size_t *len)
+char *lr_read_file(const char *path, size_t max, size_t *len) { return lr_read_file_st(path, max, len, NULL); }
+
+int64_t lr_mtime_ns(const struct stat *st) { return (int64_t)st->st_mtim.tv_sec * 1000000000 + st->st_mtim.tv_nsec; }
+
+uint64_t lr_checksum(const void *p, size_t n)
+{
+    const unsigned char *s = p;
+    uint64_t h = 0x243f6a8885a308d3ULL ^ n, w;
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        memcpy(&w, s + i, 8);
+        h = (h ^ w) * 0x9e3779b97f4a7c15ULL;
+        h = (h << 31) | (h >> 33);
+    }
+    for (; i < n; i++) h = (h ^ s[i]) * 0x100000001b3ULL;
+    h ^= h >> 33;
+    h *= 0xff51afd7ed558ccdULL;
+    return h ^ (h >> 33);
+}
+
+char *lr_read_file_st(const char *path, size_t max, size_t *len, struct stat *stout)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) return NULL;
     struct stat st;
     if (fstat(fd, &st) < 0) { int e = errno; close(fd); errno = e; return NULL; }
+    if (stout) *stout = st;
     if (!S_ISREG(st.st_mode)) { close(fd); errno = EISDIR; return NULL; }
     if ((size_t)st.st_size > max) { close(fd); errno = EFBIG; return NULL; }
     size_t cap = (size_t)st.st_size, got = 0;

@@ -26,8 +26,14 @@ void buf_json_str(buf_t *b, const char *s, size_t n);
 /* Take ownership of the NUL-terminated contents. */
 char *buf_steal(buf_t *b, size_t *len);
 
-/* Read a whole file (at most max bytes; errno=EFBIG when larger). NUL-terminated. */
+struct stat;
+/* Read a whole file (at most max bytes; errno=EFBIG when larger). NUL-terminated.
+ * st, when given, receives the file's status as read. */
 char *lr_read_file(const char *path, size_t max, size_t *len);
+char *lr_read_file_st(const char *path, size_t max, size_t *len, struct stat *st);
+int64_t lr_mtime_ns(const struct stat *st);
+/* Word-at-a-time checksum for large buffers (the index file). */
+uint64_t lr_checksum(const void *p, size_t n);
 uint64_t lr_hash64(const void *p, size_t n, uint64_t seed);
 double lr_now(void); /* monotonic seconds */
 void lr_sleep_ms(double ms);

@@ -16,9 +16,13 @@ EXAMPLES = os.path.join(ROOT, "examples", "recordings")
 PY = "/usr/bin/python3"
 
 
+CACHE = os.path.join(BUILD, "test-cache")  # the suite's own index cache, shared by its tests
+
+
 def shim_env(dirs=None, **extra):
     env = {k: v for k, v in os.environ.items() if not k.startswith("LLMREPLAY_")}
     env["LD_PRELOAD"] = LIB
+    env["LLMREPLAY_CACHE_DIR"] = CACHE
     if dirs is not None:
         env["LLMREPLAY_DIR"] = ":".join(dirs) if isinstance(dirs, (list, tuple)) else dirs
     for k, v in extra.items():

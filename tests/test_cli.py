@@ -7,6 +7,7 @@ URL = "http://localhost:8000/v1/chat/completions"
 
 def _env(**extra):
     e = {k: v for k, v in os.environ.items() if not k.startswith("LLMREPLAY_") and k != "LD_PRELOAD"}
+    e["LLMREPLAY_CACHE_DIR"] = CACHE
     e.update({k: str(v) for k, v in extra.items()})
     return e
 

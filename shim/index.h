@@ -1,0 +1,58 @@
+/* The persistent index: a binary snapshot of a store, mmap()ed and shared by every process
+ * that replays from the same directories. It is trusted only after its checksum, bounds and
+ * the modification times of every scanned directory have been verified. */
+#ifndef LR_INDEX_H
+#define LR_INDEX_H
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define LR_INDEX_VERSION 1
+
+typedef struct {
+    uint32_t path;   /* offset in the string blob */
+    uint32_t flags;  /* 1: a top-level LLMREPLAY_DIR entry */
+    int64_t mtime_ns; /* -1: did not exist */
+} lr_ixdir_t;
+
+typedef struct {
+    uint64_t h1, h2;
+    int64_t mtime_ns;
+    uint64_t size;
+    uint32_t path, model, test_id, host; /* string offsets; test_id 0: none */
+    uint32_t dir, order;
+    uint16_t op, status, port;
+    uint8_t streaming, exception;
+    char method[12];
+} lr_ixrec_t;
+
+typedef struct {
+    uint32_t path, why, unsupported, pad;
+} lr_ixbad_t;
+
+typedef struct lr_index {
+    void *map;
+    size_t size;
+    const lr_ixdir_t *dirs;
+    const lr_ixrec_t *recs; /* sorted by (h1, order) */
+    const lr_ixbad_t *bad;
+    const char *strings;
+    uint32_t ndirs, nrecs, nbad;
+    double build_ms;
+    char *path;
+} lr_index_t;
+
+struct lr_store;
+/* Identity of an index: the directories (absolute), the ignore list, the format. */
+uint64_t lr_index_key(char *const *dirs, int n, const char *ignore);
+/* Where the index of key lives; NULL when the cache is off or has no home. */
+char *lr_index_file(uint64_t key);
+/* Open and verify; NULL with why[0] == 0 when there is none, else why says what is wrong. */
+lr_index_t *lr_index_open(const char *path, uint64_t key, char *why, size_t cap);
+void lr_index_close(lr_index_t *ix);
+/* Are all scanned directories as they were? */
+bool lr_index_dirs_fresh(const lr_index_t *ix);
+/* Write s atomically (temporary file, then rename); false with errno on failure. */
+bool lr_index_write(const struct lr_store *s, const char *path, uint64_t key);
+static inline const char *lr_ixstr(const lr_index_t *ix, uint32_t off) { return ix->strings + off; }
+#endif
