@@ -78,7 +78,8 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 # Run a long step in the background and wait for it: bash runs a trap only once a foreground
-# command has finished, but interrupts `wait` at once.
+# command has finished (and ignores a Ctrl-C that the command survived, as `timeout` does: it
+# has a process group of its own), but interrupts `wait` at once.
 step() {
     "$@" &
     FGPID=$!
@@ -259,11 +260,10 @@ echo "  python http.server (ThreadingHTTPServer, HTTP/1.1, Content-Length) on ${
 run_client() { # NAME N WARMUP [shim]: one bench_curl run, its result line appended to NAME.log
     local name=$1 n=$2 warm=$3 url
     case $name in shim) url=$URL ;; nginx) url=$NGINX_URL ;; python) url=$PY_URL ;; esac
-    if [ "$name" = shim ]; then
-        env LD_PRELOAD="$SHIM" LLMREPLAY_DIR="$SEED_DIR" timeout 300 "${PIN[@]}" "$BENCH_CLIENT" "$url" "$BENCH_BODY" "$n" "$warm"
-    else
-        env -u LD_PRELOAD timeout 300 "${PIN[@]}" "$BENCH_CLIENT" "$url" "$BENCH_BODY" "$n" "$warm"
-    fi >>"$TMP/$name.log" || die "bench_curl against $name failed"
+    local pre=(env -u LD_PRELOAD)
+    [ "$name" = shim ] && pre=(env LD_PRELOAD="$SHIM" LLMREPLAY_DIR="$SEED_DIR")
+    step "${pre[@]}" timeout 300 "${PIN[@]}" "$BENCH_CLIENT" "$url" "$BENCH_BODY" "$n" "$warm" >>"$TMP/$name.log" ||
+        die "bench_curl against $name failed"
 }
 names=(shim)
 [ -n "$NGINX_URL" ] && names+=(nginx)

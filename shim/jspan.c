@@ -1,13 +1,23 @@
 #include "jspan.h"
 #include <stdlib.h>
+#include <stdint.h>
 #include <string.h>
 
 #define MAX_DEPTH 512
 
 static const char *ws(const char *p, const char *end)
 {
-    while (p < end && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t')) p++;
-    return p;
+    /* pretty-printed recordings indent with long runs of spaces: eat them 8 at a time */
+    for (;;) {
+        while (end - p >= 8) {
+            uint64_t w;
+            memcpy(&w, p, 8);
+            if (w != 0x2020202020202020ULL) break;
+            p += 8;
+        }
+        if (p < end && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t')) { p++; continue; }
+        return p;
+    }
 }
 
 /* Where the last failed scan stopped: at end means the input ran out (a truncated value). */
@@ -23,15 +33,42 @@ static int hexv(char c)
     return -1;
 }
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+/* Pointer to the first '"', '\\' or control byte in [p, end), or end: 16 bytes per step, since
+ * strings are most of a recording's bytes. Loads stay inside the buffer. */
+static const char *string_special(const char *p, const char *end)
+{
+    const __m128i q = _mm_set1_epi8('"'), bs = _mm_set1_epi8('\\'), ctl = _mm_set1_epi8(0x1F);
+    while (end - p >= 16) {
+        __m128i v = _mm_loadu_si128((const __m128i *)(const void *)p);
+        __m128i m = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, q), _mm_cmpeq_epi8(v, bs)),
+                                 _mm_cmpeq_epi8(_mm_min_epu8(v, ctl), v)); /* v <= 0x1F */
+        int mask = _mm_movemask_epi8(m);
+        if (mask) return p + __builtin_ctz((unsigned)mask);
+        p += 16;
+    }
+    while (p < end && *p != '"' && *p != '\\' && (unsigned char)*p >= 0x20) p++;
+    return p;
+}
+#else
+static const char *string_special(const char *p, const char *end)
+{
+    while (p < end && *p != '"' && *p != '\\' && (unsigned char)*p >= 0x20) p++;
+    return p;
+}
+#endif
+
 static const char *skip_string(const char *p, const char *end)
 {
     p++; /* opening quote */
-    while (p < end) {
+    for (;;) {
+        p = string_special(p, end);
+        if (p >= end) return bad(end);
         unsigned char c = (unsigned char)*p;
         if (c == '"') return p + 1;
         if (c < 0x20) return bad(p);
-        if (c != '\\') { p++; continue; }
-        if (++p >= end) break;
+        if (++p >= end) return bad(end); /* a backslash: one escape */
         switch (*p) {
         case '"': case '\\': case '/': case 'b': case 'f': case 'n': case 'r': case 't': p++; break;
         case 'u':
@@ -44,7 +81,6 @@ static const char *skip_string(const char *p, const char *end)
         default: return bad(p);
         }
     }
-    return bad(end);
 }
 
 static const char *skip_number(const char *p, const char *end)
@@ -139,6 +175,11 @@ bool js_valid(span_t s)
 long js_error_offset(span_t s)
 {
     if (js_valid(s)) return -1;
+    return js_last_error(s);
+}
+
+long js_last_error(span_t s)
+{
     return fail_at && fail_at >= s.p && fail_at <= s.p + s.n ? (long)(fail_at - s.p) : (long)s.n;
 }
 
@@ -168,6 +209,38 @@ bool js_get(span_t obj, const char *key, span_t *out)
         else break;
     }
     return false;
+}
+
+bool js_fields(span_t obj, const char *const *keys, span_t *out, int n)
+{
+    for (int i = 0; i < n; i++) out[i] = (span_t){NULL, 0};
+    const char *p = ws(obj.p, obj.p + obj.n), *end = obj.p + obj.n;
+    if (p >= end) { fail_at = end; return false; }
+    if (*p != '{') { fail_at = p; return false; }
+    p = ws(p + 1, end);
+    if (p < end && *p == '}') return ws(p + 1, end) == end || (fail_at = ws(p + 1, end), false);
+    for (;;) {
+        if (p >= end) { fail_at = end; return false; }
+        if (*p != '"') { fail_at = p; return false; }
+        const char *ks = p, *ke = skip_string(p, end);
+        if (!ke) return false;
+        p = ws(ke, end);
+        if (p >= end) { fail_at = end; return false; }
+        if (*p != ':') { fail_at = p; return false; }
+        const char *vs = ws(p + 1, end), *ve = skip(vs, end, 1);
+        if (!ve) return false;
+        size_t kl = (size_t)(ke - ks) - 2;
+        for (int i = 0; i < n; i++)
+            if (!out[i].p && strlen(keys[i]) == kl && !memcmp(ks + 1, keys[i], kl)) out[i] = (span_t){vs, (size_t)(ve - vs)};
+        p = ws(ve, end);
+        if (p >= end) { fail_at = end; return false; }
+        if (*p == '}') break;
+        if (*p != ',') { fail_at = p; return false; }
+        p = ws(p + 1, end);
+    }
+    p = ws(p + 1, end);
+    if (p != end) { fail_at = p; return false; }
+    return true;
 }
 
 bool js_next(span_t arr, const char **pos, span_t *item)

@@ -16,6 +16,11 @@ bool js_valid(span_t s);
 /* -1 when s is valid, else the offset where scanning failed: s.n means the input ended
  * inside a value (a truncated document). */
 long js_error_offset(span_t s);
+/* The same, for the scan that just failed in this thread (js_fields, js_valid). */
+long js_last_error(span_t s);
+/* One validating pass over a whole document that must be an object: the values of keys
+ * (first occurrence; .p NULL when absent). False when the document is not valid JSON. */
+bool js_fields(span_t obj, const char *const *keys, span_t *out, int n);
 span_t js_trim(span_t s);
 char js_kind(span_t s); /* first byte of the trimmed value: '{', '[', '"', 't', 'f', 'n', or a digit/'-' */
 /* Value of key in the object s (keys compared raw, which suffices for ASCII keys). */

@@ -45,9 +45,8 @@ static char *str_field(const cJSON *o, const char *k)
     return cJSON_IsString(v) && v->valuestring ? v->valuestring : NULL;
 }
 
-static void describe_invalid(const char *text, size_t len, char *why, size_t cap)
+static void describe_invalid(const char *text, size_t len, long at, char *why, size_t cap)
 {
-    long at = js_error_offset((span_t){text, len});
     if (at < 0 || (size_t)at >= len) {
         snprintf(why, cap, "truncated JSON (the file ends after %zu bytes, inside a value)", len);
         return;
@@ -60,6 +59,25 @@ static void describe_invalid(const char *text, size_t len, char *why, size_t cap
     snprintf(why, cap, "not valid JSON (error at line %d, column %d)", line, col);
 }
 
+enum { F_REQUEST, F_RESPONSE, F_TEST_ID, F_MAPPING, F_COUNT };
+static const char *const top_keys[F_COUNT] = {"request", "response", "test_id", "id_normalization_mapping"};
+
+/* One validating pass over the document; NULL-free spans of the top-level fields we use. */
+static bool top_fields(const char *text, size_t len, span_t *f, char *why, size_t whycap)
+{
+    span_t top = {text, len};
+    if (js_kind(top) != '{') {
+        if (js_valid(top)) snprintf(why, whycap, "not a llama-stack recording (top level is not an object)");
+        else describe_invalid(text, len, js_last_error(top), why, whycap);
+        return false;
+    }
+    if (!js_fields(top, top_keys, f, F_COUNT)) {
+        describe_invalid(text, len, js_last_error(top), why, whycap);
+        return false;
+    }
+    return true;
+}
+
 lr_rec_t *lr_rec_parse(const char *path, const char *text, size_t len, const lr_ignore_t *ig,
                        char *why, size_t whycap)
 {
@@ -67,15 +85,14 @@ lr_rec_t *lr_rec_parse(const char *path, const char *text, size_t len, const lr_
     if (len == 0) { snprintf(why, whycap, "empty file"); return NULL; }
     size_t probe = len < 4096 ? len : 4096;
     if (memchr(text, 0, probe)) { snprintf(why, whycap, "binary data, not a JSON recording"); return NULL; }
-    span_t top = {text, len};
-    if (!js_valid(top)) { describe_invalid(text, len, why, whycap); return NULL; }
-    if (js_kind(top) != '{') { snprintf(why, whycap, "not a llama-stack recording (top level is not an object)"); return NULL; }
-    span_t req, resp;
-    if (!js_get(top, "request", &req) || js_kind(req) != '{') {
+    span_t f[F_COUNT];
+    if (!top_fields(text, len, f, why, whycap)) return NULL;
+    span_t req = f[F_REQUEST], resp = f[F_RESPONSE];
+    if (!req.p || js_kind(req) != '{') {
         snprintf(why, whycap, "not a llama-stack recording (no \"request\" object)");
         return NULL;
     }
-    if (!js_get(top, "response", &resp) || js_kind(resp) != '{') {
+    if (!resp.p || js_kind(resp) != '{') {
         snprintf(why, whycap, "not a llama-stack recording (no \"response\" object)");
         return NULL;
     }
@@ -101,8 +118,7 @@ lr_rec_t *lr_rec_parse(const char *path, const char *text, size_t len, const lr_
     const cJSON *body = J.GetObjectItemCaseSensitive(rq, "body");
     if (!model && cJSON_IsObject(body)) model = str_field(body, "model");
     r->model = strdup(model ? model : "");
-    span_t tid;
-    if (js_get(top, "test_id", &tid) && js_kind(tid) == '"') r->test_id = js_strdup(tid);
+    if (f[F_TEST_ID].p && js_kind(f[F_TEST_ID]) == '"') r->test_id = js_strdup(f[F_TEST_ID]);
     lr_match_key(r->op, r->method, body, ig, &r->h1, &r->h2);
     span_t v;
     r->streaming = js_get(resp, "is_streaming", &v) && js_is_true(v);
@@ -172,20 +188,42 @@ cJSON *lr_rec_request_body(const lr_rec_t *r)
     const char *t = mapped ? mapped : text;
     size_t n = mapped ? mlen : len;
     cJSON *body = NULL;
-    span_t req, bs;
-    if (js_valid((span_t){t, n}) && js_get((span_t){t, n}, "request", &req) && js_get(req, "body", &bs))
+    span_t f[F_COUNT], bs;
+    char why[8];
+    if (top_fields(t, n, f, why, sizeof why) && f[F_REQUEST].p && js_get(f[F_REQUEST], "body", &bs))
         body = lr_json_parse(bs.p, bs.n);
     free(mapped);
     free(text);
     return body;
 }
 
+bool lr_rec_response_span(const char *text, size_t len, span_t *resp)
+{
+    span_t f[F_COUNT];
+    char why[8];
+    if (!top_fields(text, len, f, why, sizeof why) || !f[F_RESPONSE].p) return false;
+    *resp = f[F_RESPONSE];
+    return true;
+}
+
 /* llama-stack replaces, in the serialized recording, every original id by its normalized
  * form (mapping: normalized -> original). Done on the text, as llama-stack does. */
 char *lr_rec_apply_id_mapping(const char *text, size_t len, size_t *outlen)
 {
-    span_t top = {text, len}, map;
-    if (!js_valid(top) || !js_get(top, "id_normalization_mapping", &map) || js_kind(map) != '{') return NULL;
+    /* most recordings have no mapping or an empty one: decide that without a full parse */
+    const char *k = memmem(text, len, "\"id_normalization_mapping\"", 26);
+    if (!k) return NULL;
+    const char *v = k + 26, *end = text + len;
+    while (v < end && (*v == ' ' || *v == ':' || *v == '\n' || *v == '\r' || *v == '\t')) v++;
+    if (v < end && *v == '{') {
+        const char *w = v + 1;
+        while (w < end && (*w == ' ' || *w == '\n' || *w == '\r' || *w == '\t')) w++;
+        if (w < end && *w == '}') return NULL;
+    }
+    span_t f[F_COUNT];
+    char why[8];
+    if (!top_fields(text, len, f, why, sizeof why) || !f[F_MAPPING].p || js_kind(f[F_MAPPING]) != '{') return NULL;
+    span_t map = f[F_MAPPING];
     cJSON *mj = lr_json_parse(map.p, map.n);
     if (!mj) return NULL;
     char *cur = NULL;
@@ -197,10 +235,10 @@ char *lr_rec_apply_id_mapping(const char *text, size_t len, size_t *outlen)
         const char *src = cur ? cur : text;
         buf_t b;
         buf_init(&b);
-        const char *p = src, *end = src + curlen;
-        while (p < end) {
-            const char *hit = memmem(p, (size_t)(end - p), from, fl);
-            if (!hit) { buf_add(&b, p, (size_t)(end - p)); break; }
+        const char *p = src, *stop = src + curlen;
+        while (p < stop) {
+            const char *hit = memmem(p, (size_t)(stop - p), from, fl);
+            if (!hit) { buf_add(&b, p, (size_t)(stop - p)); break; }
             buf_add(&b, p, (size_t)(hit - p));
             buf_add(&b, to, tl);
             p = hit + fl;

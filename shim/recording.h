@@ -48,4 +48,6 @@ cJSON *lr_rec_request_body(const lr_rec_t *r);
 /* Apply id_normalization_mapping to a recording's text (a new buffer, or NULL when none). */
 char *lr_rec_apply_id_mapping(const char *text, size_t len, size_t *outlen);
 size_t lr_max_file_bytes(void);
+/* The "response" object of a recording's text, after one validating pass. */
+bool lr_rec_response_span(const char *text, size_t len, span_t *resp);
 #endif

@@ -121,8 +121,8 @@ lr_response_t *lr_render_recording(const lr_rec_t *r)
     if (!text) return fail(r, "the file can no longer be read");
     char *mapped = lr_rec_apply_id_mapping(text, len, &mlen);
     if (mapped) { free(text); text = mapped; len = mlen; }
-    span_t top = {text, len}, resp, body;
-    if (!js_valid(top) || !js_get(top, "response", &resp)) { free(text); return fail(r, "it changed since it was indexed"); }
+    span_t resp, body;
+    if (!lr_rec_response_span(text, len, &resp)) { free(text); return fail(r, "it changed since it was indexed"); }
     lr_response_t *o = calloc(1, sizeof *o);
     if (!o) { free(text); return NULL; }
     o->rec = r;
