@@ -1,5 +1,6 @@
 #include "index.h"
 #include "log.h"
+#include "ops.h"
 #include "store.h"
 #include <errno.h>
 #include <fcntl.h>
@@ -13,7 +14,7 @@
 typedef struct {
     char magic[8];
     uint32_t version, header_size;
-    uint64_t file_size, checksum, key;
+    uint64_t file_size, checksum, key, meta_checksum; /* checksum: after the header; meta: dirs+bad */
     uint32_t ndirs, nrecs, nbad, rec_size;
     uint64_t dirs_off, recs_off, bad_off, strings_off, strings_size;
     double build_ms;
@@ -70,6 +71,59 @@ void lr_index_close(lr_index_t *ix)
 
 static bool str_ok(uint32_t off, uint64_t ssize) { return off < ssize; }
 
+/* Checksum of the parts every process uses: directories, problems and their strings. */
+static uint64_t meta_checksum(const lr_index_t *ix)
+{
+    uint64_t h = lr_checksum(ix->dirs, sizeof *ix->dirs * ix->ndirs) ^ lr_checksum(ix->bad, sizeof *ix->bad * ix->nbad);
+    for (uint32_t i = 0; i < ix->ndirs; i++)
+        if (ix->dirs[i].path < ix->strings_size) h = h * 31 + lr_hash64(lr_ixstr(ix, ix->dirs[i].path), strlen(lr_ixstr(ix, ix->dirs[i].path)), 0);
+    for (uint32_t i = 0; i < ix->nbad; i++) {
+        if (ix->bad[i].path < ix->strings_size) h = h * 31 + lr_hash64(lr_ixstr(ix, ix->bad[i].path), strlen(lr_ixstr(ix, ix->bad[i].path)), 0);
+        if (ix->bad[i].why < ix->strings_size) h = h * 31 + lr_hash64(lr_ixstr(ix, ix->bad[i].why), strlen(lr_ixstr(ix, ix->bad[i].why)), 0);
+    }
+    return h;
+}
+
+/* A record's own checksum: its fields (check = 0) and the strings it points to. */
+static uint64_t rec_checksum(const lr_index_t *ix, const lr_ixrec_t *r)
+{
+    lr_ixrec_t c = *r;
+    c.check = 0;
+    uint64_t h = lr_checksum(&c, sizeof c);
+    uint32_t offs[4] = {r->path, r->model, r->test_id, r->host};
+    for (int i = 0; i < 4; i++) {
+        const char *str = lr_ixstr(ix, offs[i]);
+        h = h * 31 + lr_hash64(str, strnlen(str, ix->strings_size - offs[i]), 0);
+    }
+    return h;
+}
+
+bool lr_index_rec_ok(const lr_index_t *ix, uint32_t i)
+{
+    if (i >= ix->nrecs) return false;
+    const lr_ixrec_t *r = &ix->recs[i];
+    uint64_t ss = ix->strings_size;
+    if (!str_ok(r->path, ss) || !str_ok(r->model, ss) || !str_ok(r->test_id, ss) || !str_ok(r->host, ss) ||
+        r->op == 0 || r->op >= OP_COUNT || r->dir >= ix->ndirs || r->order >= ix->nrecs ||
+        !memchr(r->method, 0, sizeof r->method))
+        return false;
+    return rec_checksum(ix, r) == r->check;
+}
+
+bool lr_index_verify_all(lr_index_t *ix, char *why, size_t cap)
+{
+    if (ix->verified) return ix->verified > 0;
+    const char *body = (const char *)ix->map + sizeof(header_t);
+    ix->verified = -1;
+    if (lr_checksum(body, ix->size - sizeof(header_t)) != ix->full_checksum) BAD("checksum mismatch (corrupt)");
+    for (uint32_t i = 0; i < ix->nrecs; i++)
+        if (!lr_index_rec_ok(ix, i) || (i && ix->recs[i].h1 < ix->recs[i - 1].h1)) BAD("record %u is inconsistent (corrupt)", i);
+    ix->verified = 1;
+    return true;
+fail:
+    return false;
+}
+
 lr_index_t *lr_index_open(const char *path, uint64_t key, char *why, size_t cap)
 {
     why[0] = 0;
@@ -80,7 +134,7 @@ lr_index_t *lr_index_open(const char *path, uint64_t key, char *why, size_t cap)
     if (!ix || fstat(fd, &st) < 0) { close(fd); free(ix); return NULL; }
     ix->size = (size_t)st.st_size;
     if (ix->size < sizeof(header_t)) { close(fd); snprintf(why, cap, "truncated (%zu bytes)", ix->size); free(ix); return NULL; }
-    ix->map = mmap(NULL, ix->size, PROT_READ, MAP_SHARED | MAP_POPULATE, fd, 0);
+    ix->map = mmap(NULL, ix->size, PROT_READ, MAP_SHARED, fd, 0);
     close(fd);
     if (ix->map == MAP_FAILED) { ix->map = NULL; snprintf(why, cap, "cannot be mapped: %s", strerror(errno)); goto fail; }
     const header_t *h = ix->map;
@@ -89,8 +143,6 @@ lr_index_t *lr_index_open(const char *path, uint64_t key, char *why, size_t cap)
         BAD("index format %u, this version writes %u", h->version, LR_INDEX_VERSION);
     if (h->key != key) BAD("index of other directories");
     if (h->file_size != ix->size) BAD("truncated or extended (%zu bytes, header says %llu)", ix->size, (unsigned long long)h->file_size);
-    if (lr_checksum((const char *)ix->map + sizeof *h, ix->size - sizeof *h) != h->checksum) BAD("checksum mismatch (corrupt)");
-    /* The checksum proves the writer wrote it; bounds are checked anyway: never trust offsets. */
     uint64_t end = ix->size;
     if (h->dirs_off > end || h->ndirs > (end - h->dirs_off) / sizeof(lr_ixdir_t) ||
         h->recs_off > end || h->nrecs > (end - h->recs_off) / sizeof(lr_ixrec_t) ||
@@ -105,18 +157,16 @@ lr_index_t *lr_index_open(const char *path, uint64_t key, char *why, size_t cap)
     ix->nrecs = h->nrecs;
     ix->nbad = h->nbad;
     ix->build_ms = h->build_ms;
+    ix->strings_size = h->strings_size;
+    ix->full_checksum = h->checksum;
+    /* What every process reads (directories to check, problems to report) is verified now;
+     * records are verified when a request uses them, the rest of the file on a miss. Opening
+     * a 100,000-recording index thus touches a few pages, not all of them. */
+    if (meta_checksum(ix) != h->meta_checksum) BAD("checksum mismatch (corrupt)");
     uint64_t ss = h->strings_size;
     if (ix->strings[ss - 1] != 0) BAD("string table not terminated (corrupt)");
     for (uint32_t i = 0; i < ix->ndirs; i++)
         if (!str_ok(ix->dirs[i].path, ss)) BAD("directory name out of bounds (corrupt)");
-    for (uint32_t i = 0; i < ix->nrecs; i++) {
-        const lr_ixrec_t *r = &ix->recs[i];
-        if (!str_ok(r->path, ss) || !str_ok(r->model, ss) || !str_ok(r->test_id, ss) ||
-            !str_ok(r->host, ss) || r->op == 0 || r->op >= OP_COUNT || r->dir >= ix->ndirs ||
-            r->order >= ix->nrecs || memchr(r->method, 0, sizeof r->method) == NULL ||
-            (i && (r->h1 < ix->recs[i - 1].h1)))
-            BAD("record %u is inconsistent (corrupt)", i);
-    }
     for (uint32_t i = 0; i < ix->nbad; i++)
         if (!str_ok(ix->bad[i].path, ss) || !str_ok(ix->bad[i].why, ss)) BAD("bad-file list corrupt");
     ix->path = strdup(path);
@@ -226,6 +276,19 @@ bool lr_index_write(const lr_store_t *s, const char *path, uint64_t key)
     buf_add(&body, strings.data, strings.len);
     if (body.oom || strings.oom || strings.len > UINT32_MAX) { errno = ENOMEM; goto out; }
     h.file_size = sizeof h + body.len;
+    {
+        /* record checksums cover their strings: compute them against the final layout */
+        lr_index_t view = {0};
+        view.strings = body.data + (h.strings_off - sizeof h);
+        view.strings_size = h.strings_size;
+        view.dirs = (const lr_ixdir_t *)(const void *)body.data;
+        view.ndirs = h.ndirs;
+        view.bad = (const lr_ixbad_t *)(const void *)(body.data + (h.bad_off - sizeof h));
+        view.nbad = h.nbad;
+        lr_ixrec_t *rv = (lr_ixrec_t *)(void *)(body.data + (h.recs_off - sizeof h));
+        for (uint32_t i = 0; i < h.nrecs; i++) rv[i].check = rec_checksum(&view, &rv[i]);
+        h.meta_checksum = meta_checksum(&view);
+    }
     h.checksum = lr_checksum(body.data, body.len);
     /* temporary file + rename: readers see the old index or the new one, never half of one */
     size_t pl = strlen(path) + 32;

@@ -7,7 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define LR_INDEX_VERSION 1
+#define LR_INDEX_VERSION 2
 
 typedef struct {
     uint32_t path;   /* offset in the string blob */
@@ -24,6 +24,7 @@ typedef struct {
     uint16_t op, status, port;
     uint8_t streaming, exception;
     char method[12];
+    uint64_t check; /* checksum of this record (check = 0) and its strings */
 } lr_ixrec_t;
 
 typedef struct {
@@ -40,6 +41,8 @@ typedef struct lr_index {
     uint32_t ndirs, nrecs, nbad;
     double build_ms;
     char *path;
+    uint64_t strings_size, full_checksum;
+    int verified; /* 0 not yet, 1 whole file verified, -1 found corrupt */
 } lr_index_t;
 
 struct lr_store;
@@ -47,9 +50,14 @@ struct lr_store;
 uint64_t lr_index_key(char *const *dirs, int n, const char *ignore);
 /* Where the index of key lives; NULL when the cache is off or has no home. */
 char *lr_index_file(uint64_t key);
-/* Open and verify; NULL with why[0] == 0 when there is none, else why says what is wrong. */
+/* Open and verify the header, directory and problem lists; NULL with why[0] == 0 when there
+ * is none, else why says what is wrong. Records are verified one by one when used. */
 lr_index_t *lr_index_open(const char *path, uint64_t key, char *why, size_t cap);
 void lr_index_close(lr_index_t *ix);
+/* Is record i intact (checksum, bounds)? Check before use. */
+bool lr_index_rec_ok(const lr_index_t *ix, uint32_t i);
+/* The whole file against its checksum, and every record: done once, on a miss. */
+bool lr_index_verify_all(lr_index_t *ix, char *why, size_t cap);
 /* Are all scanned directories as they were? */
 bool lr_index_dirs_fresh(const lr_index_t *ix);
 /* Write s atomically (temporary file, then rename); false with errno on failure. */

@@ -131,6 +131,7 @@ static lr_rec_t *materialize(lr_store_t *s, uint32_t i)
 {
     if (s->ixrecs[i]) return s->ixrecs[i];
     const lr_index_t *ix = s->ix;
+    if (!lr_index_rec_ok(ix, i)) { s->ix_corrupt = true; return NULL; }
     const lr_ixrec_t *x = &ix->recs[i];
     lr_rec_t *r = calloc(1, sizeof *r);
     if (!r) return NULL;
@@ -170,7 +171,11 @@ lr_entry_t *lr_store_find(lr_store_t *s, uint64_t h1, uint64_t h2)
         }
         if (lo < s->ix->nrecs && v[lo].h1 == h1) {
             e = entry_for(s, h1);
-            for (uint32_t i = lo; i < s->ix->nrecs && v[i].h1 == h1; i++) entry_add(e, materialize(s, i));
+            for (uint32_t i = lo; i < s->ix->nrecs && v[i].h1 == h1; i++) {
+                lr_rec_t *r = materialize(s, i);
+                if (r) entry_add(e, r);
+            }
+            if (s->ix_corrupt) e = NULL; /* answer nothing from a damaged index: the miss rebuilds */
         }
     }
     pthread_mutex_unlock(&s->lock);
@@ -181,7 +186,7 @@ lr_entry_t *lr_store_find(lr_store_t *s, uint64_t h1, uint64_t h2)
 lr_rec_t **lr_store_all(lr_store_t *s, int *n)
 {
     pthread_mutex_lock(&s->lock);
-    if (s->ix && !s->all_ready) {
+    if (s->ix && !s->all_ready && lr_index_verify_all(s->ix, (char[8]){0}, 8)) {
         lr_rec_t **all = calloc((size_t)s->ix->nrecs + 1, sizeof *all);
         if (all) {
             for (uint32_t i = 0; i < s->ix->nrecs; i++) {
@@ -361,6 +366,16 @@ lr_store_t *lr_store_open(char *const *dirs, int ndirs, const char *ignore_spec,
 
 bool lr_store_stale(lr_store_t *s)
 {
+    if (s->ix) {
+        char why[256];
+        pthread_mutex_lock(&s->lock);
+        bool ok = !s->ix_corrupt && lr_index_verify_all(s->ix, why, sizeof why);
+        pthread_mutex_unlock(&s->lock);
+        if (!ok) {
+            lr_warn("index %s is unusable (%s); rebuilding it", s->ix->path, s->ix_corrupt ? "a record is corrupt" : why);
+            return true;
+        }
+    }
     for (int i = 0; i < s->nsdirs; i++) {
         struct stat st;
         int64_t m = stat(s->sdirs[i].path, &st) == 0 ? lr_mtime_ns(&st) : -1;

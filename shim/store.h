@@ -50,7 +50,7 @@ typedef struct lr_store {
     int nbadlist;
     struct lr_index *ix;    /* the mapped index, or NULL */
     lr_rec_t **ixrecs;      /* materialized index records, by position */
-    bool from_cache, all_ready;
+    bool from_cache, all_ready, ix_corrupt;
     int64_t last_file_check_ms; /* when files were last checked for edits (lr_now, ms) */
     lr_counter_t *counters; /* answers given per request (and preferred subset) */
     pthread_mutex_t lock;   /* table (lazy part), ixrecs, all, counters */

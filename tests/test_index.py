@@ -113,16 +113,21 @@ def _index_file(cache):
 
 
 def test_corrupt_index_is_detected_and_rebuilt():
+    """Header, directory list and every record used are verified before use (records with
+    their strings); the whole file on a miss. Whatever is damaged is never trusted."""
     root, rec, cache = _setup()
     try:
         good = _curl(rec, cache, _hello()).stdout
         ix = _index_file(cache)
         data = open(ix, "rb").read()
+        used = data.rindex(b"openai-chat.json")  # the path of the recording this request uses
+        flip = lambda d, i: d[:i] + bytes([d[i] ^ 0x01]) + d[i + 1:]
         corruptions = {
             "truncated": data[:len(data) // 2],
             "random bytes": os.urandom(len(data)),
             "wrong version": data[:8] + b"\x63\x00\x00\x00" + data[12:],
-            "flipped byte": data[:len(data) - 40] + bytes([data[-40] ^ 0xFF]) + data[len(data) - 39:],
+            "foreign file": b"PK\x03\x04" + data[4:],
+            "flipped byte in the record used": flip(data, used + 3),
             "empty": b"",
         }
         for name, bad in corruptions.items():
@@ -135,6 +140,18 @@ def test_corrupt_index_is_detected_and_rebuilt():
             # rebuilt: the next process uses it silently
             r = _curl(rec, cache, _hello())
             assert b"using index" in r.stderr and r.stdout == good, (name, r.stderr)
+        # a damaged record that this request does not use: the answer is right, and the first
+        # miss verifies the whole file, warns once and rebuilds
+        data = open(ix, "rb").read()
+        with open(ix, "wb") as f:
+            f.write(flip(data, data.rindex(b"ollama-chat.json") + 3))
+        r = _curl(rec, cache, _hello(), LLMREPLAY_LOG="warn")
+        assert r.stdout == good and r.stderr == b"", r.stderr
+        r = _curl(rec, cache, '{"model":"gpt-4o-mini","messages":[]}', LLMREPLAY_LOG="warn")
+        assert b"no recording matches" in r.stdout
+        assert r.stderr.decode().count("unusable") == 1, r.stderr
+        r = _curl(rec, cache, _hello())
+        assert b"using index" in r.stderr and r.stdout == good
     finally:
         rmtree(root)
 
