@@ -55,8 +55,9 @@ SERVER_MAX_S=900 # no server started here outlives this, even if this script is 
 die() { echo "bench: $*" >&2; exit 1; }
 [ -f "$SHIM" ] || die "$SHIM is missing: run 'make all' first"
 [ -x "$PY" ] || die "$PY is missing"
-[ -d "$SEED_DIR" ] && [ -d "$CORPUS" ] || die "no seed/ and corpus/ under $SHARED (set LLMREPLAY_SHARED)"
-SEED=$(ls "$SEED_DIR"/*.json | head -n1)
+if [ ! -d "$SEED_DIR" ] || [ ! -d "$CORPUS" ]; then die "no seed/ and corpus/ under $SHARED (set LLMREPLAY_SHARED)"; fi
+SEED=$(find "$SEED_DIR" -maxdepth 1 -name '*.json' | sort | head -n1)
+[ -n "$SEED" ] || die "no *.json recording in $SEED_DIR"
 
 # ---- set-up and clean-up ----------------------------------------------------------------------
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/llmreplay-bench.XXXXXX")
@@ -68,10 +69,10 @@ cleanup() {
     local pid live
     live=" $(jobs -p | tr '\n' ' ') "
     for pid in $FGPID "${PIDS[@]}"; do
-        [[ $live == *" $pid "* ]] && kill "$pid" 2>/dev/null || true
+        if [[ $live == *" $pid "* ]]; then kill "$pid" 2>/dev/null || true; fi
     done
     for pid in $FGPID "${PIDS[@]}"; do
-        [[ $live == *" $pid "* ]] && wait "$pid" 2>/dev/null || true
+        if [[ $live == *" $pid "* ]]; then wait "$pid" 2>/dev/null || true; fi
     done
     rm -rf "$TMP"
 }
@@ -202,7 +203,7 @@ if [ -n "$NGINX" ]; then
     mkdir -p "$TMP/nginx"
     chmod 755 "$TMP/nginx"
     chmod 644 "$RESP"
-    for attempt in 1 2 3; do
+    for _ in 1 2 3; do # a port picked free may be taken before nginx binds it: retry
         port=$("$PY" "$HELPER" freeport)
         cat >"$TMP/nginx/nginx.conf" <<EOF
 # one process, in the foreground, on loopback only; POST to the path returns the file
