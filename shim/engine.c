@@ -10,9 +10,7 @@
 #include <unistd.h>
 
 static pthread_mutex_t render_lock = PTHREAD_MUTEX_INITIALIZER; /* first render of a recording */
-static pthread_mutex_t miss_lock = PTHREAD_MUTEX_INITIALIZER;   /* the set of reported misses */
-static uint64_t *missed;
-static size_t nmissed, capmissed;
+static pthread_mutex_t miss_lock = PTHREAD_MUTEX_INITIALIZER;   /* the misses seen so far */
 static unsigned misses;
 
 /* Take every engine lock around fork(), so a child forked mid-request can still serve. */
@@ -52,21 +50,34 @@ static lr_response_t *cached_render(lr_rec_t *r)
     return resp;
 }
 
-/* True the first time a given request misses in this process: stderr gets one line each. */
-static bool first_miss(uint64_t key)
+/* Misses seen in this process, by request: the explanation is computed once (it reads
+ * candidate recordings) and stderr gets one line per distinct request. */
+typedef struct {
+    uint64_t key;
+    lr_response_t *resp;
+    char *nearest;
+} miss_t;
+static miss_t *missed;
+static size_t nmissed, capmissed;
+
+static miss_t *miss_find(uint64_t key)
 {
-    bool first = true;
-    pthread_mutex_lock(&miss_lock);
     for (size_t i = 0; i < nmissed; i++)
-        if (missed[i] == key) { first = false; break; }
-    if (first && nmissed == capmissed) {
+        if (missed[i].key == key) return &missed[i];
+    return NULL;
+}
+
+static void miss_add(uint64_t key, lr_response_t *resp, const char *nearest)
+{
+    if (nmissed == capmissed) {
         size_t cap = capmissed ? capmissed * 2 : 16;
-        uint64_t *v = realloc(missed, cap * sizeof *v);
-        if (v) missed = v, capmissed = cap;
+        miss_t *v = realloc(missed, cap * sizeof *v);
+        if (!v) return;
+        missed = v;
+        capmissed = cap;
     }
-    if (first && nmissed < capmissed) missed[nmissed++] = key;
-    pthread_mutex_unlock(&miss_lock);
-    return first;
+    resp->owned = false; /* kept for the next time this request misses */
+    missed[nmissed++] = (miss_t){key, resp, nearest ? strdup(nearest) : NULL};
 }
 
 static void append_line(const char *path, const buf_t *line)
@@ -78,7 +89,7 @@ static void append_line(const char *path, const buf_t *line)
     close(fd);
 }
 
-static void log_miss(const lr_req_t *rq, const lr_nearest_t *n, const char *body, size_t blen, const char *msg)
+static void log_miss(const lr_req_t *rq, const char *nearest, const char *body, size_t blen, const char *msg)
 {
     const char *logp = lr_getenv("LLMREPLAY_MISS_LOG"), *strict = lr_getenv("LLMREPLAY__STRICT_FILE");
     if (!logp && !strict) return;
@@ -98,7 +109,7 @@ static void log_miss(const lr_req_t *rq, const lr_nearest_t *n, const char *body
     if (rq->body && !rq->body_invalid) js_minify((span_t){body, blen}, &b);
     else buf_json_str(&b, body ? body : "", body ? blen : 0);
     buf_adds(&b, ",\"nearest\":");
-    if (n->nearest) buf_json_str(&b, n->nearest->path, strlen(n->nearest->path));
+    if (nearest) buf_json_str(&b, nearest, strlen(nearest));
     else buf_adds(&b, "null");
     buf_adds(&b, ",\"message\":");
     buf_json_str(&b, msg, strlen(msg));
@@ -108,6 +119,23 @@ static void log_miss(const lr_req_t *rq, const lr_nearest_t *n, const char *body
         if (strict) append_line(strict, &b);
     }
     buf_free(&b);
+}
+
+/* The error message inside a miss response (its JSON "message"/"error" string). */
+static char *miss_text(const lr_response_t *r)
+{
+    if (!r || !r->nevents) return NULL;
+    const char *p = strstr(r->events[0].data, "llmreplay: ");
+    if (!p) return NULL;
+    cJSON *j = lr_json_parse(r->events[0].data, r->events[0].len);
+    char *out = NULL;
+    if (j) {
+        const cJSON *e = J.GetObjectItemCaseSensitive(j, "error");
+        const cJSON *m = cJSON_IsObject(e) ? J.GetObjectItemCaseSensitive(e, "message") : e;
+        if (cJSON_IsString(m)) out = strdup(m->valuestring);
+        J.Delete(j);
+    }
+    return out;
 }
 
 lr_response_t *lr_engine_serve(const char *method, const char *url, const char *body, size_t body_len)
@@ -131,7 +159,7 @@ lr_response_t *lr_engine_serve(const char *method, const char *url, const char *
         const lr_rec_t *hit = lr_match(s, &rq, true);
         /* A recording edited since it was indexed, or a miss while the directories changed:
          * rescan once, so edits, additions and removals are seen on the next call. */
-        if (attempt == 0 && s && ((hit && !lr_rec_unchanged(hit)) || (!hit && lr_store_stale(s)))) {
+        if (attempt == 0 && s && ((hit && !lr_rec_fresh((lr_rec_t *)hit)) || (!hit && lr_store_stale(s)))) {
             s = lr_store_global_refresh(s);
             continue;
         }
@@ -142,19 +170,34 @@ lr_response_t *lr_engine_serve(const char *method, const char *url, const char *
         return r ? r : &oom;
     }
     __atomic_fetch_add(&misses, 1, __ATOMIC_RELAXED);
-    lr_nearest_t near;
-    lr_find_nearest(s, &rq, &near);
-    buf_t msg;
-    buf_init(&msg);
-    lr_miss_message(&rq, &near, &msg);
-    const char *m = msg.data ? msg.data : "llmreplay: no recording matches this request";
     uint64_t h1, h2;
     lr_match_key(rq.op, rq.method, rq.body, s ? &s->ig : NULL, &h1, &h2);
     if (rq.body_invalid) h1 ^= lr_hash64(body, body_len, 7);
-    if (first_miss(h1)) lr_error("%s", m + strlen("llmreplay: "));
-    log_miss(&rq, &near, body, body_len, m);
-    lr_response_t *e = lr_render_error(rq.op, 404, "invalid_request_error", "llmreplay_no_recording", m);
-    buf_free(&msg);
+    pthread_mutex_lock(&miss_lock);
+    miss_t *known = miss_find(h1);
+    lr_response_t *e = known ? known->resp : NULL;
+    char *nearest = known && known->nearest ? strdup(known->nearest) : NULL;
+    pthread_mutex_unlock(&miss_lock);
+    if (!e) {
+        lr_nearest_t near;
+        lr_find_nearest(s, &rq, &near);
+        buf_t msg;
+        buf_init(&msg);
+        lr_miss_message(&rq, &near, &msg);
+        const char *m = msg.data ? msg.data : "llmreplay: no recording matches this request";
+        e = lr_render_error(rq.op, 404, "invalid_request_error", "llmreplay_no_recording", m);
+        nearest = near.nearest ? strdup(near.nearest->path) : NULL;
+        pthread_mutex_lock(&miss_lock);
+        bool first = !miss_find(h1);
+        if (first && e) miss_add(h1, e, nearest);
+        pthread_mutex_unlock(&miss_lock);
+        if (first) lr_error("%s", m + strlen("llmreplay: "));
+        buf_free(&msg);
+    }
+    char *text = miss_text(e);
+    log_miss(&rq, nearest, body, body_len, text ? text : "llmreplay: no recording matches this request");
+    free(text);
+    free(nearest);
     if (rq.body) J.Delete(rq.body);
     return e ? e : &oom;
 }

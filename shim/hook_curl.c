@@ -128,6 +128,7 @@ struct xfer {
     size_t off;     /* bytes of that event already delivered (a paused write resumes there) */
     bool paused, done;
     double due;     /* pacing: when the next event may go */
+    double pace_ms; /* LLMREPLAY_PACE_MS, read once per transfer */
     CURLcode result;
     char *body;     /* request body, kept for debug output */
     size_t body_len;
@@ -420,7 +421,8 @@ static xfer_t *xfer_start(shadow_t *s, CURLcode *err)
     debug_out(s, CURLINFO_HEADER_OUT, rq.data, rq.len);
     if (x->body_len) debug_out(s, CURLINFO_DATA_OUT, x->body, x->body_len);
     buf_free(&rq);
-    x->due = lr_now();
+    x->due = s->t_start;
+    x->pace_ms = (double)lr_getenv_long("LLMREPLAY_PACE_MS", 0);
     return x;
 }
 
@@ -478,7 +480,7 @@ static bool send_headers(shadow_t *s, xfer_t *x)
     s->status = r->status;
     s->content_type = r->content_type;
     s->content_length = r->stream ? -1 : (curl_off_t)r->body_len;
-    s->t_first = elapsed(s);
+    s->t_first = x->pace_ms > 0 ? elapsed(s) : 0;
     if (s->failonerror && r->status >= 400) {
         set_error(s, "The requested URL returned error: %d", r->status);
         x->result = CURLE_HTTP_RETURNED_ERROR;
@@ -528,7 +530,7 @@ static void xfer_step(xfer_t *x)
 {
     shadow_t *s = x->sh;
     if (x->done || x->paused) return;
-    if (s->timeout_ms > 0 && elapsed(s) * 1000 > (double)s->timeout_ms) {
+    if (s->timeout_ms > 0 && x->pace_ms > 0 && elapsed(s) * 1000 > (double)s->timeout_ms) {
         set_error(s, "Operation timed out after %ld milliseconds with %lld bytes received", s->timeout_ms, (long long)s->dl);
         x->result = CURLE_OPERATION_TIMEDOUT;
         x->done = true;
@@ -545,8 +547,8 @@ static void xfer_step(xfer_t *x)
         }
         x->next++;
         if (!progress(s, x)) { x->done = true; return; }
-        double pace = (double)lr_getenv_long("LLMREPLAY_PACE_MS", 0);
-        x->due = lr_now() + pace / 1000;
+        /* the clock is read only when pacing: an unpaced replay is a tight loop of callbacks */
+        if (x->pace_ms > 0) x->due = lr_now() + x->pace_ms / 1000;
     }
     if (x->next >= x->resp->nevents) {
         x->done = true;
@@ -590,8 +592,10 @@ static CURLcode replay_easy(shadow_t *s)
             if (!progress(s, x)) break;
             if (x->paused) { lr_sleep_ms(1); continue; }
         }
-        double wait = x->due - lr_now();
-        if (wait > 0 && x->next > 0) lr_sleep_ms(wait * 1000);
+        if (x->pace_ms > 0 && x->next > 0) {
+            double wait = x->due - lr_now();
+            if (wait > 0) lr_sleep_ms(wait * 1000);
+        }
         xfer_step(x);
     }
     s->xfer = NULL;

@@ -15,8 +15,8 @@ typedef struct {
     char magic[8];
     uint32_t version, header_size;
     uint64_t file_size, checksum, key, meta_checksum; /* checksum: after the header; meta: dirs+bad */
-    uint32_t ndirs, nrecs, nbad, rec_size;
-    uint64_t dirs_off, recs_off, bad_off, strings_off, strings_size;
+    uint32_t ndirs, nrecs, nbad, rec_size, nhosts, pad;
+    uint64_t dirs_off, recs_off, bad_off, hosts_off, strings_off, strings_size;
     double build_ms;
 } header_t;
 
@@ -74,7 +74,10 @@ static bool str_ok(uint32_t off, uint64_t ssize) { return off < ssize; }
 /* Checksum of the parts every process uses: directories, problems and their strings. */
 static uint64_t meta_checksum(const lr_index_t *ix)
 {
-    uint64_t h = lr_checksum(ix->dirs, sizeof *ix->dirs * ix->ndirs) ^ lr_checksum(ix->bad, sizeof *ix->bad * ix->nbad);
+    uint64_t h = lr_checksum(ix->dirs, sizeof *ix->dirs * ix->ndirs) ^ lr_checksum(ix->bad, sizeof *ix->bad * ix->nbad) ^
+                 (lr_checksum(ix->hosts, sizeof *ix->hosts * ix->nhosts) * 3);
+    for (uint32_t i = 0; i < ix->nhosts; i++)
+        if (ix->hosts[i].host < ix->strings_size) h = h * 31 + lr_hash64(lr_ixstr(ix, ix->hosts[i].host), strlen(lr_ixstr(ix, ix->hosts[i].host)), 0);
     for (uint32_t i = 0; i < ix->ndirs; i++)
         if (ix->dirs[i].path < ix->strings_size) h = h * 31 + lr_hash64(lr_ixstr(ix, ix->dirs[i].path), strlen(lr_ixstr(ix, ix->dirs[i].path)), 0);
     for (uint32_t i = 0; i < ix->nbad; i++) {
@@ -147,11 +150,14 @@ lr_index_t *lr_index_open(const char *path, uint64_t key, char *why, size_t cap)
     if (h->dirs_off > end || h->ndirs > (end - h->dirs_off) / sizeof(lr_ixdir_t) ||
         h->recs_off > end || h->nrecs > (end - h->recs_off) / sizeof(lr_ixrec_t) ||
         h->bad_off > end || h->nbad > (end - h->bad_off) / sizeof(lr_ixbad_t) ||
+        h->hosts_off > end || h->nhosts > (end - h->hosts_off) / sizeof(lr_ixhost_t) ||
         h->strings_off > end || h->strings_size > end - h->strings_off || !h->strings_size)
         BAD("section out of bounds (corrupt)");
     ix->dirs = (const lr_ixdir_t *)((const char *)ix->map + h->dirs_off);
     ix->recs = (const lr_ixrec_t *)((const char *)ix->map + h->recs_off);
     ix->bad = (const lr_ixbad_t *)((const char *)ix->map + h->bad_off);
+    ix->hosts = (const lr_ixhost_t *)((const char *)ix->map + h->hosts_off);
+    ix->nhosts = h->nhosts;
     ix->strings = (const char *)ix->map + h->strings_off;
     ix->ndirs = h->ndirs;
     ix->nrecs = h->nrecs;
@@ -169,6 +175,8 @@ lr_index_t *lr_index_open(const char *path, uint64_t key, char *why, size_t cap)
         if (!str_ok(ix->dirs[i].path, ss)) BAD("directory name out of bounds (corrupt)");
     for (uint32_t i = 0; i < ix->nbad; i++)
         if (!str_ok(ix->bad[i].path, ss) || !str_ok(ix->bad[i].why, ss)) BAD("bad-file list corrupt");
+    for (uint32_t i = 0; i < ix->nhosts; i++)
+        if (!str_ok(ix->hosts[i].host, ss)) BAD("host list corrupt");
     ix->path = strdup(path);
     return ix;
 fail:
@@ -225,8 +233,10 @@ bool lr_index_write(const lr_store_t *s, const char *path, uint64_t key)
     lr_ixdir_t *dirs = calloc((size_t)s->nsdirs + 1, sizeof *dirs);
     lr_ixrec_t *recs = calloc((size_t)n + 1, sizeof *recs);
     lr_ixbad_t *bad = calloc((size_t)s->nbadlist + 1, sizeof *bad);
+    lr_ixhost_t *hosts = calloc((size_t)s->nhosts + 1, sizeof *hosts);
     bool ok = false;
-    if (!dirs || !recs || !bad) goto out;
+    if (!dirs || !recs || !bad || !hosts) goto out;
+    for (int i = 0; i < s->nhosts; i++) hosts[i] = (lr_ixhost_t){addstr(&strings, s->hosts[i].host), (uint32_t)s->hosts[i].port};
     for (int i = 0; i < s->nsdirs; i++)
         dirs[i] = (lr_ixdir_t){addstr(&strings, s->sdirs[i].path), s->sdirs[i].top, s->sdirs[i].mtime_ns};
     for (int i = 0; i < n; i++) {
@@ -263,6 +273,7 @@ bool lr_index_write(const lr_store_t *s, const char *path, uint64_t key)
     h.ndirs = (uint32_t)s->nsdirs;
     h.nrecs = (uint32_t)n;
     h.nbad = (uint32_t)s->nbadlist;
+    h.nhosts = (uint32_t)s->nhosts;
     h.build_ms = s->build_ms;
     h.dirs_off = sizeof h;
     buf_add(&body, dirs, sizeof *dirs * (size_t)s->nsdirs);
@@ -270,6 +281,8 @@ bool lr_index_write(const lr_store_t *s, const char *path, uint64_t key)
     buf_add(&body, recs, sizeof *recs * (size_t)n);
     h.bad_off = sizeof h + body.len;
     buf_add(&body, bad, sizeof *bad * (size_t)s->nbadlist);
+    h.hosts_off = sizeof h + body.len;
+    buf_add(&body, hosts, sizeof *hosts * (size_t)s->nhosts);
     while (body.len % 8) buf_addc(&body, 0);
     h.strings_off = sizeof h + body.len;
     h.strings_size = strings.len;
@@ -285,6 +298,8 @@ bool lr_index_write(const lr_store_t *s, const char *path, uint64_t key)
         view.ndirs = h.ndirs;
         view.bad = (const lr_ixbad_t *)(const void *)(body.data + (h.bad_off - sizeof h));
         view.nbad = h.nbad;
+        view.hosts = (const lr_ixhost_t *)(const void *)(body.data + (h.hosts_off - sizeof h));
+        view.nhosts = h.nhosts;
         lr_ixrec_t *rv = (lr_ixrec_t *)(void *)(body.data + (h.recs_off - sizeof h));
         for (uint32_t i = 0; i < h.nrecs; i++) rv[i].check = rec_checksum(&view, &rv[i]);
         h.meta_checksum = meta_checksum(&view);
@@ -309,6 +324,7 @@ out:
     free(dirs);
     free(recs);
     free(bad);
+    free(hosts);
     buf_free(&strings);
     buf_free(&body);
     return ok;

@@ -7,7 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define LR_INDEX_VERSION 2
+#define LR_INDEX_VERSION 3
 
 typedef struct {
     uint32_t path;   /* offset in the string blob */
@@ -31,12 +31,18 @@ typedef struct {
     uint32_t path, why, unsupported, pad;
 } lr_ixbad_t;
 
+typedef struct {
+    uint32_t host, port;
+} lr_ixhost_t;
+
 typedef struct lr_index {
     void *map;
     size_t size;
     const lr_ixdir_t *dirs;
     const lr_ixrec_t *recs; /* sorted by (h1, order) */
     const lr_ixbad_t *bad;
+    const lr_ixhost_t *hosts;
+    uint32_t nhosts;
     const char *strings;
     uint32_t ndirs, nrecs, nbad;
     double build_ms;

@@ -58,8 +58,8 @@ void lr_find_nearest(lr_store_t *s, const lr_req_t *rq, lr_nearest_t *out)
     const cJSON *mj = rq->body ? J.GetObjectItemCaseSensitive(rq->body, "model") : NULL;
     if (cJSON_IsString(mj) && mj->valuestring) model = mj->valuestring;
     /* Two passes: recordings of the same model first, then the rest, with a cap so a miss
-     * against a huge set stays cheap. */
-    int budget = 4000, nall;
+     * against a huge set stays cheap (each candidate's request is read from its file). */
+    int budget = 1000, nall;
     lr_rec_t **all = lr_store_all(s, &nall);
     for (int pass = 0; pass < 2 && budget > 0; pass++) {
         for (int i = 0; i < nall && budget > 0; i++) {

@@ -178,6 +178,15 @@ bool lr_rec_unchanged(const lr_rec_t *r)
     return stat(r->path, &st) == 0 && (uint64_t)st.st_size == r->size && lr_mtime_ns(&st) == r->mtime_ns;
 }
 
+bool lr_rec_fresh(lr_rec_t *r)
+{
+    int64_t now = (int64_t)(lr_now() * 1000), last = __atomic_load_n(&r->checked_ms, __ATOMIC_RELAXED);
+    if (last && now - last < 100) return true;
+    if (!lr_rec_unchanged(r)) return false;
+    __atomic_store_n(&r->checked_ms, now, __ATOMIC_RELAXED);
+    return true;
+}
+
 cJSON *lr_rec_request_body(const lr_rec_t *r)
 {
     size_t len;

@@ -24,6 +24,7 @@ typedef struct lr_rec {
     uint64_t size; /* the file as indexed: a change means the index is stale */
     int64_t mtime_ns;
     int order;     /* position in scan order (directory order, then path) */
+    int64_t checked_ms; /* when the file was last found unchanged (lr_now, ms) */
     uint64_t h1, h2; /* match key: see lr_match_key() */
     struct lr_response *resp; /* rendered answer: built on first use, then shared read-only */
 } lr_rec_t;
@@ -43,6 +44,9 @@ lr_rec_t *lr_rec_load(const char *path, const lr_ignore_t *ig, char *why, size_t
 void lr_rec_free(lr_rec_t *r);
 /* Is the file still the one that was indexed (same size and mtime)? */
 bool lr_rec_unchanged(const lr_rec_t *r);
+/* The same, for serving: a file checked in the last 100 ms is not stat()ed again, so a hot
+ * loop of replays costs no system call. */
+bool lr_rec_fresh(lr_rec_t *r);
 /* Re-read the recorded request body (for diagnostics); NULL when the file changed. */
 cJSON *lr_rec_request_body(const lr_rec_t *r);
 /* Apply id_normalization_mapping to a recording's text (a new buffer, or NULL when none). */

@@ -209,6 +209,24 @@ lr_rec_t **lr_store_all(lr_store_t *s, int *n)
 
 int lr_store_size(const lr_store_t *s) { return s->ix ? (int)s->ix->nrecs : s->nall; }
 
+const lr_hostport_t *lr_store_hosts(const lr_store_t *s, int *n)
+{
+    *n = s->nhosts;
+    return s->hosts;
+}
+
+static void add_host(lr_store_t *s, const char *host, int port)
+{
+    if (!host || !*host) return;
+    for (int i = 0; i < s->nhosts; i++)
+        if (s->hosts[i].port == port && !strcmp(s->hosts[i].host, host)) return;
+    lr_hostport_t *v = realloc(s->hosts, sizeof *v * (size_t)(s->nhosts + 1));
+    if (!v) return;
+    s->hosts = v;
+    snprintf(s->hosts[s->nhosts].host, sizeof s->hosts[s->nhosts].host, "%s", host);
+    s->hosts[s->nhosts++].port = port;
+}
+
 static void default_report(void *ctx, const char *path, const char *why, bool unsupported)
 {
     (void)ctx;
@@ -280,6 +298,7 @@ lr_store_t *lr_store_build(char *const *dirs, int ndirs, const char *ignore_spec
             }
             r->dir = dir_of[i];
             r->order = s->nall;
+            add_host(s, r->host, r->port);
             s->all[s->nall++] = r;
             entry_add(entry_for(s, r->h1), r);
         }
@@ -306,6 +325,7 @@ static lr_store_t *from_index(lr_index_t *ix, char *const *dirs, int ndirs, cons
     s->build_ms = ix->build_ms;
     for (uint32_t i = 0; i < ix->ndirs; i++)
         add_sdir(s, lr_ixstr(ix, ix->dirs[i].path), ix->dirs[i].mtime_ns, (int)ix->dirs[i].flags);
+    for (uint32_t i = 0; i < ix->nhosts; i++) add_host(s, lr_ixstr(ix, ix->hosts[i].host), (int)ix->hosts[i].port);
     for (uint32_t i = 0; i < ix->nbad; i++) {
         note_bad(s, lr_ixstr(ix, ix->bad[i].path), lr_ixstr(ix, ix->bad[i].why), ix->bad[i].unsupported);
         report(ctx, lr_ixstr(ix, ix->bad[i].path), lr_ixstr(ix, ix->bad[i].why), ix->bad[i].unsupported);
@@ -422,6 +442,7 @@ void lr_store_free(lr_store_t *s)
     free(s->sdirs);
     for (int i = 0; i < s->nbadlist; i++) { free(s->badlist[i].path); free(s->badlist[i].why); }
     free(s->badlist);
+    free(s->hosts);
     lr_ignore_free(&s->ig);
     free(s);
 }

@@ -33,6 +33,11 @@ typedef struct {
     bool unsupported;
 } lr_bad_t;
 
+typedef struct {
+    char host[128];
+    int port;
+} lr_hostport_t;
+
 typedef void (*lr_report_fn)(void *ctx, const char *path, const char *why, bool unsupported);
 
 typedef struct lr_store {
@@ -48,6 +53,8 @@ typedef struct lr_store {
     int nsdirs;
     lr_bad_t *badlist;
     int nbadlist;
+    lr_hostport_t *hosts;   /* distinct destinations the recordings were made against */
+    int nhosts;
     struct lr_index *ix;    /* the mapped index, or NULL */
     lr_rec_t **ixrecs;      /* materialized index records, by position */
     bool from_cache, all_ready, ix_corrupt;
@@ -66,6 +73,8 @@ void lr_store_free(lr_store_t *s);
 /* Every recording, in scan order. */
 lr_rec_t **lr_store_all(lr_store_t *s, int *n);
 int lr_store_size(const lr_store_t *s);
+/* Distinct host:port pairs of the recordings (for the socket layer). */
+const lr_hostport_t *lr_store_hosts(const lr_store_t *s, int *n);
 /* Has any directory or recording changed since the store was made? (stats every file) */
 bool lr_store_stale(lr_store_t *s);
 /* The process-wide store from LLMREPLAY_DIR / LLMREPLAY_IGNORE, made on first use. */
