@@ -76,6 +76,10 @@ static void resolve(void)
 
 static void curl_real(void) { pthread_once(&real_once, resolve); }
 
+/* Set while the real curl_easy_perform runs: libcurl's own multi calls then pass straight
+ * through. Not lr_inside: the program's traffic inside libcurl still meets the socket layer. */
+static __thread int in_real_perform;
+
 /* ---- shadowed state of easy and multi handles ---------------------------------------- */
 
 typedef size_t (*rw_cb)(char *, size_t, size_t, void *);
@@ -569,7 +573,7 @@ static CURLcode xfer_finish(shadow_t *s, xfer_t *x)
 /* Is this handle's next transfer one the shim answers? */
 static bool intercepted(shadow_t *s)
 {
-    if (!s || lr_inside || !lr_layer_enabled("curl")) return false;
+    if (!s || lr_inside || in_real_perform || !lr_layer_enabled("curl")) return false;
     if (s->curlu) {
         char *u = transfer_url(s);
         bool r = lr_engine_intercepts(u) != OP_NONE;
@@ -714,9 +718,9 @@ LR_EXPORT CURLcode curl_easy_perform(CURL *h)
     }
     if (s) s->replayed = false;
     if (!real.easy_perform) return CURLE_FAILED_INIT;
-    lr_inside++; /* libcurl's own multi calls inside easy_perform pass straight through */
+    in_real_perform++;
     CURLcode rc = real.easy_perform(h);
-    lr_inside--;
+    in_real_perform--;
     return rc;
 }
 
@@ -841,7 +845,7 @@ LR_EXPORT CURLcode curl_easy_pause(CURL *h, int bitmask)
 LR_EXPORT CURLMcode curl_multi_add_handle(CURLM *m, CURL *h)
 {
     curl_real();
-    shadow_t *s = h && !lr_inside ? shadow_of(h, false) : NULL;
+    shadow_t *s = h && !in_real_perform ? shadow_of(h, false) : NULL;
     if (!m || !intercepted(s)) return real.multi_add_handle ? real.multi_add_handle(m, h) : CURLM_INTERNAL_ERROR;
     if (s->multi) return CURLM_ADDED_ALREADY;
     mshadow_t *ms = mshadow_of(m, true);
@@ -865,7 +869,7 @@ LR_EXPORT CURLMcode curl_multi_add_handle(CURLM *m, CURL *h)
 LR_EXPORT CURLMcode curl_multi_remove_handle(CURLM *m, CURL *h)
 {
     curl_real();
-    shadow_t *s = h && !lr_inside ? shadow_of(h, false) : NULL;
+    shadow_t *s = h && !in_real_perform ? shadow_of(h, false) : NULL;
     if (s && s->multi && s->multi == m) {
         mshadow_t *ms = mshadow_of(m, false);
         if (ms) ms_drop(ms, s);
@@ -882,7 +886,7 @@ LR_EXPORT CURLMcode curl_multi_perform(CURLM *m, int *running)
     curl_real();
     int r = 0;
     CURLMcode rc = real.multi_perform ? real.multi_perform(m, &r) : CURLM_INTERNAL_ERROR;
-    mshadow_t *ms = !lr_inside && m ? mshadow_of(m, false) : NULL;
+    mshadow_t *ms = !in_real_perform && m ? mshadow_of(m, false) : NULL;
     if (ms) {
         r += ms_run(ms);
         if (rc == CURLM_BAD_HANDLE) rc = CURLM_OK;
@@ -894,7 +898,7 @@ LR_EXPORT CURLMcode curl_multi_perform(CURLM *m, int *running)
 /* Shorten a poll/wait so replays due sooner are served on time. */
 static int bounded_timeout(CURLM *m, int timeout_ms)
 {
-    mshadow_t *ms = !lr_inside && m ? mshadow_of(m, false) : NULL;
+    mshadow_t *ms = !in_real_perform && m ? mshadow_of(m, false) : NULL;
     long due = ms ? ms_due_ms(ms) : -1;
     if (due < 0 && ms && ms->nmsgs) due = 0;
     return due >= 0 && due < timeout_ms ? (int)due : timeout_ms;
@@ -916,7 +920,7 @@ LR_EXPORT CURLMcode curl_multi_timeout(CURLM *m, long *timeout_ms)
 {
     curl_real();
     CURLMcode rc = real.multi_timeout ? real.multi_timeout(m, timeout_ms) : CURLM_INTERNAL_ERROR;
-    mshadow_t *ms = !lr_inside && m ? mshadow_of(m, false) : NULL;
+    mshadow_t *ms = !in_real_perform && m ? mshadow_of(m, false) : NULL;
     long due = ms ? ms_due_ms(ms) : -1;
     if (rc == CURLM_OK && timeout_ms && due >= 0 && (*timeout_ms < 0 || due < *timeout_ms)) *timeout_ms = due;
     return rc;
@@ -925,7 +929,7 @@ LR_EXPORT CURLMcode curl_multi_timeout(CURLM *m, long *timeout_ms)
 LR_EXPORT CURLMsg *curl_multi_info_read(CURLM *m, int *left)
 {
     curl_real();
-    mshadow_t *ms = !lr_inside && m ? mshadow_of(m, false) : NULL;
+    mshadow_t *ms = !in_real_perform && m ? mshadow_of(m, false) : NULL;
     if (ms && ms->nmsgs) {
         ms->out = ms->msgs[0];
         memmove(ms->msgs, ms->msgs + 1, sizeof *ms->msgs * (size_t)(ms->nmsgs - 1));
@@ -941,7 +945,7 @@ LR_EXPORT CURLMcode curl_multi_socket_action(CURLM *m, curl_socket_t sock, int e
     curl_real();
     int r = 0;
     CURLMcode rc = real.multi_socket_action ? real.multi_socket_action(m, sock, ev, &r) : CURLM_INTERNAL_ERROR;
-    mshadow_t *ms = !lr_inside && m ? mshadow_of(m, false) : NULL;
+    mshadow_t *ms = !in_real_perform && m ? mshadow_of(m, false) : NULL;
     if (ms) {
         r += ms_run(ms);
         ms_wake(ms);

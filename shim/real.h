@@ -2,6 +2,7 @@
 #ifndef LR_REAL_H
 #define LR_REAL_H
 #include <stdbool.h>
+#include "util.h"
 
 /* dlsym(RTLD_NEXT, name), falling back to already-loaded libraries in libs (a NULL-terminated
  * list tried with RTLD_NOLOAD: a libcurl dlopen()ed RTLD_LOCAL, e.g. by Python's ctypes, is not

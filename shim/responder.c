@@ -1,0 +1,436 @@
+/* The in-process HTTP/1.1 server behind swapped sockets: one thread, one epoll loop, every
+ * connection non-blocking. It speaks as a careful server does (keep-alive, pipelining,
+ * Content-Length and chunked bodies, 100-continue, HTTP/1.0, absolute-form targets) and
+ * streams an answer one event per chunk, each written on its own. */
+#include "responder.h"
+#include "engine.h"
+#include "http.h"
+#include "log.h"
+#include "real.h"
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define MAX_HEAD (64 * 1024)
+
+typedef struct conn {
+    int fd;
+    char host[160]; /* host[:port] the client connected to, for the Host-less and for URLs */
+    const char *scheme;
+    buf_t in, out;
+    size_t out_off;
+    /* the request being read */
+    bool have_head, sent_continue, head_chunked, expect_continue, keep_alive, head_only;
+    long head_len;
+    size_t content_length;
+    char method[16];
+    char *url;
+    /* the answer being written */
+    lr_response_t *resp;
+    int next_ev;
+    bool chunked, close_after;
+    double pace_ms, due;
+    bool want_out, closing, dead, eof;
+} conn_t;
+
+static pthread_mutex_t resp_lock = PTHREAD_MUTEX_INITIALIZER; /* startup and the registry */
+static int epfd = -1;
+static pid_t owner; /* process whose thread runs the loop */
+static conn_t **conns;
+static int nconns, capconns;
+
+static size_t max_request(void) { return (size_t)lr_getenv_long("LLMREPLAY_MAX_REQUEST_MB", 64) << 20; }
+
+static void arm(conn_t *c)
+{
+    /* after the client's EOF, reading is over: watching it would report readiness forever */
+    struct epoll_event ev = {.events = (c->eof ? 0u : EPOLLIN | EPOLLRDHUP) | (c->want_out ? EPOLLOUT : 0u), .data.ptr = c};
+    epoll_ctl(epfd, EPOLL_CTL_MOD, c->fd, &ev);
+}
+
+static void drop(conn_t *c)
+{
+    pthread_mutex_lock(&resp_lock);
+    for (int i = 0; i < nconns; i++)
+        if (conns[i] == c) { conns[i] = conns[--nconns]; break; }
+    pthread_mutex_unlock(&resp_lock);
+    epoll_ctl(epfd, EPOLL_CTL_DEL, c->fd, NULL);
+    close(c->fd);
+    lr_response_free(c->resp);
+    buf_free(&c->in);
+    buf_free(&c->out);
+    free(c->url);
+    free(c);
+}
+
+/* Write what is queued; false when the connection is gone. */
+static bool flush(conn_t *c)
+{
+    while (c->out_off < c->out.len) {
+        ssize_t w = send(c->fd, c->out.data + c->out_off, c->out.len - c->out_off, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (w < 0 && errno == EINTR) continue;
+        if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            if (!c->want_out) { c->want_out = true; arm(c); }
+            return true;
+        }
+        if (w <= 0) return false; /* EPIPE, ECONNRESET: the client went away mid-answer */
+        c->out_off += (size_t)w;
+    }
+    c->out.len = c->out_off = 0;
+    if (c->want_out) { c->want_out = false; arm(c); }
+    return true;
+}
+
+static void start_answer(conn_t *c, lr_response_t *r)
+{
+    c->resp = r;
+    c->next_ev = 0;
+    /* HTTP/1.0 has no chunked encoding: a stream then ends by closing the connection */
+    c->chunked = r->stream && c->keep_alive;
+    if (r->stream && !c->chunked) c->close_after = true;
+    if (!c->keep_alive) c->close_after = true;
+    buf_t h;
+    buf_init(&h);
+    lr_render_head(r, &h, c->chunked);
+    if (r->stream && !c->chunked && h.len >= 2) {
+        /* no length and no chunking: drop the Content-Length line lr_render_head wrote */
+        char *cl = strstr(h.data, "Content-Length: ");
+        if (cl) {
+            char *e = strstr(cl, "\r\n");
+            memmove(cl, e + 2, (size_t)(h.data + h.len - (e + 2)) + 1);
+            h.len -= (size_t)(e + 2 - cl);
+        }
+    }
+    if (c->close_after && h.len >= 2) {
+        h.len -= 2; /* reopen the head for one more header */
+        buf_adds(&h, "Connection: close\r\n\r\n");
+    }
+    buf_add(&c->out, h.data, h.len);
+    buf_free(&h);
+    c->pace_ms = r->stream ? (double)lr_getenv_long("LLMREPLAY_PACE_MS", 0) : 0;
+    c->due = 0;
+    if (c->head_only) c->next_ev = r->nevents;
+}
+
+/* Queue events that are due; each is written on its own so a client sees them one by one. */
+static bool pump(conn_t *c)
+{
+    while (c->resp) {
+        lr_response_t *r = c->resp;
+        if (c->next_ev < r->nevents) {
+            if (c->pace_ms > 0 && c->next_ev > 0 && lr_now() < c->due) return flush(c);
+            if (c->out.len - c->out_off > 256 * 1024) return flush(c); /* the client is not reading */
+            const lr_event_t *ev = &r->events[c->next_ev++];
+            if (c->chunked) buf_printf(&c->out, "%zx\r\n", ev->len);
+            buf_add(&c->out, ev->data, ev->len);
+            if (c->chunked) buf_adds(&c->out, "\r\n");
+            if (c->pace_ms > 0) c->due = lr_now() + c->pace_ms / 1000;
+            if (!flush(c)) return false;
+            continue;
+        }
+        if (c->chunked && !c->head_only) buf_adds(&c->out, "0\r\n\r\n");
+        lr_response_free(r);
+        c->resp = NULL;
+        if (c->close_after) c->closing = true;
+    }
+    return flush(c);
+}
+
+static lr_response_t *plain_error(int status, const char *msg)
+{
+    lr_response_t *r = lr_render_error(OP_CHAT, status, "invalid_request_error", "llmreplay_bad_request", msg);
+    return r;
+}
+
+/* Reply and close: for requests that cannot be read (400, 413). */
+static void refuse(conn_t *c, int status, const char *msg)
+{
+    c->keep_alive = false;
+    c->head_only = false;
+    lr_response_t *r = plain_error(status, msg);
+    if (r) start_answer(c, r);
+    c->have_head = false;
+    c->in.len = 0;
+}
+
+/* Take the request head apart: target, length, encoding, expectations. */
+static bool read_head(conn_t *c, const lr_http_req_t *q, long n)
+{
+    size_t vl;
+    const char *v;
+    c->head_len = n;
+    c->have_head = true;
+    c->sent_continue = false;
+    snprintf(c->method, sizeof c->method, "%.*s", (int)(q->mlen < 15 ? q->mlen : 15), q->method);
+    c->head_only = !strcmp(c->method, "HEAD");
+    c->keep_alive = q->minor >= 1;
+    if ((v = lr_http_header(q, "Connection", &vl))) {
+        if (lr_http_has_token(v, vl, "close")) c->keep_alive = false;
+        if (lr_http_has_token(v, vl, "keep-alive")) c->keep_alive = true;
+    }
+    c->head_chunked = false;
+    c->content_length = 0;
+    const char *te = lr_http_header(q, "Transfer-Encoding", &vl);
+    if (te) {
+        if (q->minor < 1 || !lr_http_has_token(te, vl, "chunked")) { refuse(c, 400, "llmreplay: unsupported Transfer-Encoding"); return false; }
+        c->head_chunked = true;
+    }
+    if ((v = lr_http_header(q, "Content-Length", &vl))) {
+        if (te) { refuse(c, 400, "llmreplay: both Content-Length and Transfer-Encoding"); return false; }
+        size_t len = 0;
+        if (!vl) { refuse(c, 400, "llmreplay: empty Content-Length"); return false; }
+        for (size_t i = 0; i < vl; i++) {
+            if (v[i] < '0' || v[i] > '9' || len > (SIZE_MAX - 9) / 10) { refuse(c, 400, "llmreplay: invalid Content-Length"); return false; }
+            len = len * 10 + (size_t)(v[i] - '0');
+        }
+        if (len > max_request()) { refuse(c, 413, "llmreplay: request body too large (LLMREPLAY_MAX_REQUEST_MB)"); return false; }
+        c->content_length = len;
+    }
+    c->expect_continue = (v = lr_http_header(q, "Expect", &vl)) && lr_http_has_token(v, vl, "100-continue");
+    /* the URL the engine sees: absolute-form as given, origin-form under the Host header */
+    buf_t u;
+    buf_init(&u);
+    if (q->tlen > 7 && (!strncasecmp(q->target, "http://", 7) || !strncasecmp(q->target, "https://", 8))) {
+        buf_add(&u, q->target, q->tlen);
+    } else {
+        const char *h = lr_http_header(q, "Host", &vl);
+        buf_printf(&u, "%s://", c->scheme);
+        if (h && vl) buf_add(&u, h, vl);
+        else buf_adds(&u, c->host);
+        if (q->target[0] != '/') buf_addc(&u, '/');
+        buf_add(&u, q->target, q->tlen);
+    }
+    free(c->url);
+    c->url = buf_steal(&u, NULL);
+    return true;
+}
+
+static void answer(conn_t *c, const char *body, size_t len)
+{
+    lr_response_t *r;
+    if (lr_engine_intercepts(c->url) == OP_NONE) {
+        char msg[1024];
+        snprintf(msg, sizeof msg,
+                 "llmreplay: %s %.600s is not an LLM API call llmreplay replays; requests to an intercepted host never "
+                 "reach the network (LLMREPLAY_HOSTS and the recordings' hosts are intercepted)",
+                 c->method, c->url);
+        r = lr_render_error(OP_CHAT, 404, "invalid_request_error", "llmreplay_not_an_llm_endpoint", msg);
+    } else {
+        r = lr_engine_serve(c->method, c->url, body, len);
+    }
+    if (r) start_answer(c, r);
+    else refuse(c, 500, "llmreplay: out of memory");
+}
+
+/* Parse and answer as many complete requests as the input holds, one answer at a time. */
+static void process(conn_t *c)
+{
+    while (!c->resp && !c->closing && c->in.len) {
+        if (!c->have_head) {
+            lr_http_req_t q;
+            long n = lr_http_parse_head(c->in.data, c->in.len, &q);
+            if (n == -2) {
+                if (c->in.len > MAX_HEAD) refuse(c, 413, "llmreplay: request head too large");
+                return;
+            }
+            if (n < 0) { refuse(c, 400, "llmreplay: malformed HTTP request"); return; }
+            if (!read_head(c, &q, n)) return;
+        }
+        size_t avail = c->in.len - (size_t)c->head_len, consumed;
+        buf_t body;
+        buf_init(&body);
+        if (c->head_chunked) {
+            long r = lr_http_dechunk(c->in.data + c->head_len, avail, &body, max_request());
+            if (r == -1) {
+                buf_free(&body);
+                refuse(c, body.len >= max_request() ? 413 : 400, "llmreplay: malformed or too large chunked body");
+                return;
+            }
+            if (r == -2) {
+                buf_free(&body);
+                goto need_more;
+            }
+            consumed = (size_t)c->head_len + (size_t)r;
+        } else {
+            if (avail < c->content_length) goto need_more;
+            buf_add(&body, c->in.data + c->head_len, c->content_length);
+            consumed = (size_t)c->head_len + c->content_length;
+        }
+        memmove(c->in.data, c->in.data + consumed, c->in.len - consumed);
+        c->in.len -= consumed;
+        c->have_head = false;
+        answer(c, body.data, body.len);
+        buf_free(&body);
+        continue;
+    need_more:
+        if (c->expect_continue && !c->sent_continue) {
+            buf_adds(&c->out, "HTTP/1.1 100 Continue\r\n\r\n");
+            c->sent_continue = true;
+        }
+        return;
+    }
+}
+
+static void on_readable(conn_t *c)
+{
+    char tmp[65536];
+    for (;;) {
+        ssize_t n = recv(c->fd, tmp, sizeof tmp, MSG_DONTWAIT);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) {
+            if (errno != EAGAIN && errno != EWOULDBLOCK) c->dead = true;
+            break;
+        }
+        if (n == 0) {
+            /* the client closed its side: finish an answer in progress (it may still read) */
+            c->eof = true;
+            arm(c);
+            if (!c->resp && c->out_off >= c->out.len && !c->in.len) c->dead = true;
+            else c->closing = true;
+            break;
+        }
+        if (c->in.len + (size_t)n > max_request() + MAX_HEAD) {
+            refuse(c, 413, "llmreplay: request too large (LLMREPLAY_MAX_REQUEST_MB)");
+            c->closing = true;
+            break;
+        }
+        buf_add(&c->in, tmp, (size_t)n);
+    }
+}
+
+/* Answer what can be answered now: pipelined requests one after the other. */
+static void service(conn_t *c)
+{
+    while (!c->dead) {
+        size_t before = c->in.len;
+        bool had = c->resp != NULL;
+        if (!c->resp) process(c);
+        if (!pump(c)) { c->dead = true; return; }
+        if (!c->resp && c->closing) {
+            if (c->out_off >= c->out.len) {
+                shutdown(c->fd, SHUT_WR);
+                c->dead = true;
+            }
+            return;
+        }
+        if (c->resp) return;                    /* paced, or the client is not reading: later */
+        if (!had && c->in.len == before) return; /* nothing more to do until more bytes come */
+    }
+}
+
+static int next_timeout(void)
+{
+    double now = lr_now(), best = -1;
+    pthread_mutex_lock(&resp_lock);
+    for (int i = 0; i < nconns; i++) {
+        conn_t *c = conns[i];
+        if (c->resp && c->pace_ms > 0 && c->next_ev < c->resp->nevents && !c->want_out) {
+            double left = c->due - now;
+            if (best < 0 || left < best) best = left;
+        }
+    }
+    pthread_mutex_unlock(&resp_lock);
+    if (best < 0) return -1;
+    return best <= 0 ? 0 : (int)(best * 1000) + 1;
+}
+
+static void *loop(void *arg)
+{
+    (void)arg;
+    lr_inside = 1; /* this thread's own calls never meet the hooks' interception */
+    sigset_t all;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, NULL); /* the host's signal handlers run in its own threads */
+    struct epoll_event evs[64];
+    for (;;) {
+        int n = epoll_wait(epfd, evs, 64, next_timeout());
+        if (n < 0 && errno != EINTR) break;
+        for (int i = 0; i < n; i++) {
+            conn_t *c = evs[i].data.ptr;
+            if (evs[i].events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) on_readable(c);
+            if ((evs[i].events & (EPOLLHUP | EPOLLERR)) && !(evs[i].events & EPOLLIN)) c->dead = true;
+            service(c);
+            if (c->dead) drop(c);
+        }
+        /* paced streams whose next event is due */
+        pthread_mutex_lock(&resp_lock);
+        int k = nconns;
+        conn_t **due = k ? malloc(sizeof *due * (size_t)k) : NULL;
+        if (due) memcpy(due, conns, sizeof *due * (size_t)k);
+        pthread_mutex_unlock(&resp_lock);
+        double now = lr_now();
+        for (int i = 0; due && i < k; i++) {
+            conn_t *c = due[i];
+            if (c->resp && c->pace_ms > 0 && c->due <= now && !c->want_out) {
+                service(c);
+                if (c->dead) drop(c);
+            }
+        }
+        free(due);
+    }
+    return NULL;
+}
+
+static void fork_prepare(void) { pthread_mutex_lock(&resp_lock); }
+static void fork_parent(void) { pthread_mutex_unlock(&resp_lock); }
+static void fork_child(void)
+{
+    /* The loop thread did not come along. The child's copies of the server ends belong to the
+     * parent's connections (which the parent keeps serving): close them and start afresh. */
+    for (int i = 0; i < nconns; i++) close(conns[i]->fd);
+    nconns = 0;
+    if (epfd >= 0) close(epfd);
+    epfd = -1;
+    owner = 0;
+    pthread_mutex_unlock(&resp_lock);
+}
+__attribute__((constructor)) static void responder_init(void) { pthread_atfork(fork_prepare, fork_parent, fork_child); }
+
+bool lr_responder_add(int fd, const char *host, int port, const char *scheme)
+{
+    conn_t *c = calloc(1, sizeof *c);
+    if (!c) return false;
+    c->fd = fd;
+    c->scheme = scheme;
+    if (strchr(host, ':')) snprintf(c->host, sizeof c->host, "[%s]:%d", host, port);
+    else snprintf(c->host, sizeof c->host, "%s:%d", host, port);
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+    pthread_mutex_lock(&resp_lock);
+    bool ok = true;
+    if (owner != getpid()) {
+        epfd = epoll_create1(EPOLL_CLOEXEC);
+        pthread_t th;
+        pthread_attr_t a;
+        pthread_attr_init(&a);
+        pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+        ok = epfd >= 0 && pthread_create(&th, &a, loop, NULL) == 0;
+        pthread_attr_destroy(&a);
+        if (ok) owner = getpid();
+        else lr_error("cannot start the in-process responder: %s", strerror(errno));
+    }
+    if (ok && nconns == capconns) {
+        int cap = capconns ? capconns * 2 : 16;
+        conn_t **v = realloc(conns, sizeof *v * (size_t)cap);
+        if (v) conns = v, capconns = cap;
+        else ok = false;
+    }
+    if (ok) conns[nconns++] = c;
+    pthread_mutex_unlock(&resp_lock);
+    struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP, .data.ptr = c};
+    if (ok && epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev) != 0) ok = false;
+    if (!ok) {
+        pthread_mutex_lock(&resp_lock);
+        for (int i = 0; i < nconns; i++)
+            if (conns[i] == c) { conns[i] = conns[--nconns]; break; }
+        pthread_mutex_unlock(&resp_lock);
+        free(c);
+    }
+    return ok;
+}

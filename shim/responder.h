@@ -1,0 +1,10 @@
+/* The in-process HTTP server that answers swapped sockets from the engine. */
+#ifndef LR_RESPONDER_H
+#define LR_RESPONDER_H
+#include <stdbool.h>
+
+/* Serve the server end fd of a socketpair; host and port are where the client connected,
+ * scheme is "http" (or "https" for TLS seen in plaintext). Starts the loop on first use (again
+ * in a forked child). Takes ownership of fd. */
+bool lr_responder_add(int fd, const char *host, int port, const char *scheme);
+#endif
