@@ -241,6 +241,7 @@ static void process(conn_t *c)
                 return;
             }
             if (n < 0) { refuse(c, 400, "llmreplay: malformed HTTP request"); return; }
+            if (n > MAX_HEAD) { refuse(c, 413, "llmreplay: request head too large"); return; }
             if (!read_head(c, &q, n)) return;
         }
         size_t avail = c->in.len - (size_t)c->head_len, consumed;
