@@ -1,8 +1,9 @@
 #!/bin/sh
-# Install what building and testing llmreplay needs, from Debian packages. Quiet and fast when
-# everything is already there.
+# Install what building and testing llmreplay needs: Debian packages, and the npm packages the
+# Node tests drive (tests/node). Quiet and fast when everything is already there.
 set -e
-PKGS="build-essential libcurl4-openssl-dev libcjson-dev libcjson1 uthash-dev curl
+cd "$(dirname "$0")/.."
+PKGS="build-essential libcurl4-openssl-dev libcjson-dev libcjson1 uthash-dev curl strace
 python3 python3-requests python3-httpx python3-aiohttp python3-pycurl util-linux"
 missing=""
 for p in $PKGS; do
@@ -11,10 +12,16 @@ done
 # Node may come from another repository (with its own npm): only install Debian's when absent.
 command -v node >/dev/null 2>&1 || missing="$missing nodejs"
 command -v npm >/dev/null 2>&1 || missing="$missing npm"
-[ -z "$missing" ] && exit 0
-echo "llmreplay: installing missing packages:$missing"
-SUDO=""
-[ "$(id -u)" -ne 0 ] && SUDO="sudo"
-export DEBIAN_FRONTEND=noninteractive
-$SUDO apt-get update -qq >/dev/null
-$SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null
+if [ -n "$missing" ]; then
+    echo "llmreplay: installing missing packages:$missing"
+    SUDO=""
+    [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+    export DEBIAN_FRONTEND=noninteractive
+    $SUDO apt-get update -qq >/dev/null
+    $SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null
+fi
+# The npm clients of the test suite, pinned in tests/node/package-lock.json.
+if [ ! -d tests/node/node_modules/openai ] || [ ! -d tests/node/node_modules/ollama ]; then
+    echo "llmreplay: installing the Node test clients (npm ci in tests/node)"
+    (cd tests/node && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+fi
