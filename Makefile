@@ -7,8 +7,8 @@ BASE    := -std=gnu11 -D_GNU_SOURCE -DLR_VERSION=\"$(VERSION)\" -fPIC -fvisibili
 LDLIBS  := -ldl -pthread
 
 B := build
-ENGINE := util log cjson_rt jspan canon ops recording render index store match engine real http
-HOOKS  := fdtable dest responder hook_curl hook_socket hook_dns
+ENGINE := util log cjson_rt jspan canon ops recording render index store match engine real http sha256 pyjson record
+HOOKS  := curl_rt fdtable dest responder hook_curl hook_socket hook_dns
 LIB_OBJ := $(ENGINE:%=$(B)/obj/%.o) $(HOOKS:%=$(B)/obj/%.o)
 CLI_OBJ := $(ENGINE:%=$(B)/obj/%.o) $(B)/obj/cli.o
 HEADERS := $(wildcard shim/*.h)

@@ -37,6 +37,23 @@ lr_op_t lr_engine_intercepts(const char *url)
     return lr_op_of_url(url);
 }
 
+bool lr_engine_has(const char *method, const char *url, const char *body, size_t body_len)
+{
+    if (!url || !lr_cjson()) return false;
+    lr_req_t rq = {.op = lr_op_of_url(url), .method = method && *method ? method : "POST", .url = url};
+    bool https;
+    if (!lr_url_hostport(url, rq.host, sizeof rq.host, &rq.port, &https)) rq.host[0] = 0;
+    if (!lr_op_info(rq.op)->listing && body && body_len) {
+        rq.body = lr_json_parse(body, body_len);
+        rq.body_invalid = !rq.body;
+    }
+    lr_store_t *s = lr_store_global();
+    const lr_rec_t *hit = lr_match(s, &rq, false);
+    if (!hit && s && lr_store_stale(s)) hit = lr_match(lr_store_global_refresh(s), &rq, false);
+    if (rq.body) J.Delete(rq.body);
+    return hit != NULL;
+}
+
 unsigned lr_engine_misses(void) { return __atomic_load_n(&misses, __ATOMIC_RELAXED); }
 
 static lr_response_t *cached_render(lr_rec_t *r)

@@ -7,6 +7,8 @@
 lr_op_t lr_engine_intercepts(const char *url);
 /* The answer to one request. Never NULL. Release with lr_response_free (no-op when cached). */
 lr_response_t *lr_engine_serve(const char *method, const char *url, const char *body, size_t body_len);
+/* Would this request be answered from a recording? (record-if-missing asks first) */
+bool lr_engine_has(const char *method, const char *url, const char *body, size_t body_len);
 /* Misses so far in this process. */
 unsigned lr_engine_misses(void);
 #endif

@@ -2,6 +2,7 @@
  * the engine through the application's own callbacks, with libcurl's semantics. Everything
  * else goes to the real libcurl untouched. */
 #include "engine.h"
+#include "record.h"
 #include "log.h"
 #include "real.h"
 /* The shim needs curl.h's plain prototypes, not its type-checking macros. */
@@ -426,7 +427,7 @@ static xfer_t *xfer_start(shadow_t *s, CURLcode *err)
     if (x->body_len) debug_out(s, CURLINFO_DATA_OUT, x->body, x->body_len);
     buf_free(&rq);
     x->due = s->t_start;
-    x->pace_ms = (double)lr_getenv_long("LLMREPLAY_PACE_MS", 0);
+    x->pace_ms = lr_pace_setting(); /* -1: the recorded timing */
     return x;
 }
 
@@ -484,7 +485,7 @@ static bool send_headers(shadow_t *s, xfer_t *x)
     s->status = r->status;
     s->content_type = r->content_type;
     s->content_length = r->stream ? -1 : (curl_off_t)r->body_len;
-    s->t_first = x->pace_ms > 0 ? elapsed(s) : 0;
+    s->t_first = x->pace_ms != 0 ? elapsed(s) : 0;
     if (s->failonerror && r->status >= 400) {
         set_error(s, "The requested URL returned error: %d", r->status);
         x->result = CURLE_HTTP_RETURNED_ERROR;
@@ -534,7 +535,7 @@ static void xfer_step(xfer_t *x)
 {
     shadow_t *s = x->sh;
     if (x->done || x->paused) return;
-    if (s->timeout_ms > 0 && x->pace_ms > 0 && elapsed(s) * 1000 > (double)s->timeout_ms) {
+    if (s->timeout_ms > 0 && x->pace_ms != 0 && elapsed(s) * 1000 > (double)s->timeout_ms) {
         set_error(s, "Operation timed out after %ld milliseconds with %lld bytes received", s->timeout_ms, (long long)s->dl);
         x->result = CURLE_OPERATION_TIMEDOUT;
         x->done = true;
@@ -552,7 +553,7 @@ static void xfer_step(xfer_t *x)
         x->next++;
         if (!progress(s, x)) { x->done = true; return; }
         /* the clock is read only when pacing: an unpaced replay is a tight loop of callbacks */
-        if (x->pace_ms > 0) x->due = lr_now() + x->pace_ms / 1000;
+        if (x->pace_ms != 0) x->due = lr_now() + lr_event_gap_ms(x->resp, x->next, x->pace_ms) / 1000;
     }
     if (x->next >= x->resp->nevents) {
         x->done = true;
@@ -596,7 +597,7 @@ static CURLcode replay_easy(shadow_t *s)
             if (!progress(s, x)) break;
             if (x->paused) { lr_sleep_ms(1); continue; }
         }
-        if (x->pace_ms > 0 && x->next > 0) {
+        if (x->pace_ms != 0 && x->next > 0) {
             double wait = x->due - lr_now();
             if (wait > 0) lr_sleep_ms(wait * 1000);
         }
@@ -683,6 +684,129 @@ static void ms_wake(mshadow_t *ms)
         ((int (*)(CURLM *, long, void *))ms->timer_cb)(ms->m, due, ms->timer_data);
 }
 
+/* ---- going upstream (record, record-if-missing, live, trace) ---------------------------- */
+
+/* The real transfer runs; these callbacks tee what libcurl delivers into the capture and hand
+ * it to the application exactly as libcurl would have, so the program sees no difference. */
+typedef struct {
+    shadow_t *s;
+    lr_capture_t *cap;
+} tee_t;
+
+static size_t tee_write(char *p, size_t sz, size_t n, void *ud)
+{
+    tee_t *t = ud;
+    shadow_t *s = t->s;
+    size_t len = sz * n;
+    size_t w = s->write_cb ? s->write_cb(p, sz, n, s->write_data) : fwrite(p, sz, n, s->write_data ? (FILE *)s->write_data : stdout);
+    if (w == len || (s->write_cb == NULL && w == n)) lr_capture_data(t->cap, p, len);
+    return s->write_cb ? w : w * sz;
+}
+
+static size_t tee_header(char *p, size_t sz, size_t n, void *ud)
+{
+    tee_t *t = ud;
+    shadow_t *s = t->s;
+    size_t len = sz * n;
+    lr_capture_header(t->cap, p, len);
+    if (s->header_cb) return s->header_cb(p, sz, n, s->header_data);
+    if (s->header_data_set) {
+        if (s->write_cb) return s->write_cb(p, sz, n, s->header_data);
+        return fwrite(p, sz, n, (FILE *)s->header_data) * sz;
+    }
+    return len;
+}
+
+static size_t tee_read(char *p, size_t sz, size_t n, void *ud)
+{
+    tee_t *t = ud;
+    shadow_t *s = t->s;
+    size_t r = s->read_cb ? s->read_cb(p, sz, n, s->read_data) : fread(p, sz, n, s->read_data ? (FILE *)s->read_data : stdin) * sz;
+    if (r && r <= sz * n) buf_add(&t->cap->req, p, r);
+    return r;
+}
+
+static void tee_install(shadow_t *s, tee_t *t)
+{
+    real.easy_setopt(s->h, CURLOPT_WRITEFUNCTION, tee_write);
+    real.easy_setopt(s->h, CURLOPT_WRITEDATA, t);
+    real.easy_setopt(s->h, CURLOPT_HEADERFUNCTION, tee_header);
+    real.easy_setopt(s->h, CURLOPT_HEADERDATA, t);
+    if (!s->postfields) {
+        real.easy_setopt(s->h, CURLOPT_READFUNCTION, tee_read);
+        real.easy_setopt(s->h, CURLOPT_READDATA, t);
+    }
+}
+
+/* Put the application's own callbacks back (NULL restores libcurl's defaults). */
+static void tee_remove(shadow_t *s)
+{
+    real.easy_setopt(s->h, CURLOPT_WRITEFUNCTION, s->write_cb);
+    real.easy_setopt(s->h, CURLOPT_WRITEDATA, s->write_data ? s->write_data : (void *)stdout);
+    real.easy_setopt(s->h, CURLOPT_HEADERFUNCTION, s->header_cb);
+    real.easy_setopt(s->h, CURLOPT_HEADERDATA, s->header_data);
+    if (!s->postfields) {
+        real.easy_setopt(s->h, CURLOPT_READFUNCTION, s->read_cb);
+        real.easy_setopt(s->h, CURLOPT_READDATA, s->read_data ? s->read_data : (void *)stdin);
+    }
+}
+
+static tee_t *upstream_begin(shadow_t *s)
+{
+    char *url = transfer_url(s);
+    tee_t *t = calloc(1, sizeof *t);
+    if (!t || !url) { free(t); free(url); return NULL; }
+    t->s = s;
+    t->cap = lr_capture_new(method_name(s), url);
+    free(url);
+    if (!t->cap) { free(t); return NULL; }
+    if (s->postfields) buf_add(&t->cap->req, s->postfields, s->postsize >= 0 ? (size_t)s->postsize : strlen(s->postfields));
+    tee_install(s, t);
+    s->replayed = false;
+    return t;
+}
+
+static void upstream_end(shadow_t *s, tee_t *t, CURLcode rc)
+{
+    tee_remove(s);
+    long status = 0;
+    real.easy_getinfo(s->h, CURLINFO_RESPONSE_CODE, &status);
+    if (status) t->cap->status = (int)status;
+    if (rc != CURLE_OK && rc != CURLE_HTTP_RETURNED_ERROR && !(rc == CURLE_WRITE_ERROR || rc == CURLE_ABORTED_BY_CALLBACK))
+        snprintf(t->cap->error, sizeof t->cap->error, "libcurl error %d", (int)rc);
+    if (rc == CURLE_WRITE_ERROR || rc == CURLE_ABORTED_BY_CALLBACK)
+        snprintf(t->cap->error, sizeof t->cap->error, "the program stopped the transfer");
+    lr_capture_finish(t->cap);
+    free(t);
+}
+
+/* Does this transfer go upstream rather than replay? */
+static bool goes_upstream(shadow_t *s)
+{
+    lr_mode_t m = lr_mode();
+    if (m == MODE_REPLAY) return false;
+    if (m != MODE_RECORD_IF_MISSING) return true;
+    char *body = NULL, *url = transfer_url(s);
+    size_t len = 0;
+    if (s->postfields) { body = (char *)s->postfields; len = s->postsize >= 0 ? (size_t)s->postsize : strlen(body); }
+    bool has = url && lr_engine_has(method_name(s), url, body, len);
+    free(url);
+    return !has; /* a read-callback body cannot be peeked at: such misses go upstream */
+}
+
+static CURLcode upstream_easy(shadow_t *s, CURL *h)
+{
+    tee_t *t = upstream_begin(s);
+    /* the real transfer must reach the real network, even to a host the socket layer answers */
+    in_real_perform++;
+    lr_inside++;
+    CURLcode rc = real.easy_perform(h);
+    lr_inside--;
+    in_real_perform--;
+    if (t) upstream_end(s, t, rc);
+    return rc;
+}
+
 /* ---- exported hooks -------------------------------------------------------------------- */
 
 LR_EXPORT CURLcode curl_easy_setopt(CURL *h, CURLoption opt, ...)
@@ -714,6 +838,7 @@ LR_EXPORT CURLcode curl_easy_perform(CURL *h)
     shadow_t *s = h ? shadow_of(h, false) : NULL;
     if (intercepted(s)) {
         if (s->xfer) return CURLE_RECURSIVE_API_CALL;
+        if (goes_upstream(s)) return upstream_easy(s, h);
         return replay_easy(s);
     }
     if (s) s->replayed = false;

@@ -84,6 +84,10 @@ static void exception_body(lr_op_t op, span_t resp, buf_t *b)
     span_t ed, eb, v;
     bool have_ed = js_get(resp, "exception_data", &ed) && js_kind(ed) == '{';
     if (have_ed && js_get(ed, "body", &eb) && js_kind(eb) == '{') { js_minify(eb, b); return; }
+    if (have_ed && js_get(ed, "body", &eb) && js_kind(eb) == '"') { /* a non-JSON error body, as recorded */
+        char *t = js_strdup(eb);
+        if (t) { buf_adds(b, t); free(t); return; }
+    }
     char *msg = NULL, *type = NULL;
     if (have_ed && js_get(ed, "message", &v) && js_kind(v) == '"') msg = js_strdup(v);
     if (!msg && js_get(resp, "exception_message", &v) && js_kind(v) == '"') msg = js_strdup(v);
@@ -141,6 +145,14 @@ lr_response_t *lr_render_recording(const lr_rec_t *r)
             frame(f, payload(item), &b);
             add_event(o, &b);
         }
+        span_t times;
+        if (js_get(resp, "chunk_times_ms", &times) && js_kind(times) == '[') {
+            const char *tpos = NULL;
+            span_t t;
+            o->times_ms = calloc((size_t)o->nevents + 1, sizeof *o->times_ms);
+            while (o->times_ms && o->ntimes < o->nevents && js_next(times, &tpos, &t))
+                o->times_ms[o->ntimes++] = strtod(js_trim(t).p, NULL);
+        }
         if (r->exception) {
             /* The stream broke upstream: send what came, then the error, never a clean end. */
             buf_t e;
@@ -155,6 +167,13 @@ lr_response_t *lr_render_recording(const lr_rec_t *r)
             buf_adds(&b, "data: [DONE]\n\n");
             add_event(o, &b);
         }
+    } else if (js_get(resp, "llmreplay_raw_body", &body) && js_kind(body) == '"') {
+        /* recorded by llmreplay: the bytes the client saw live */
+        o->content_type = "application/json";
+        char *raw = js_strdup(body);
+        if (raw) buf_adds(&b, raw);
+        free(raw);
+        add_event(o, &b);
     } else {
         o->content_type = "application/json";
         if (r->exception) {
@@ -219,8 +238,27 @@ void lr_response_free(lr_response_t *r)
     if (!r || !r->owned) return;
     for (int i = 0; i < r->nevents; i++) free(r->events[i].data);
     free(r->events);
+    free(r->times_ms);
     free(r->extra_headers);
     free(r);
+}
+
+double lr_pace_setting(void)
+{
+    const char *p = lr_getenv("LLMREPLAY_PACE");
+    if (p && !strcmp(p, "recorded")) return -1;
+    return (double)lr_getenv_long("LLMREPLAY_PACE_MS", 0);
+}
+
+double lr_event_gap_ms(const lr_response_t *r, int i, double pace_ms)
+{
+    if (i <= 0) return 0;
+    if (pace_ms < 0) {
+        if (!r->times_ms || i >= r->ntimes) return 0;
+        double g = r->times_ms[i] - r->times_ms[i - 1];
+        return g > 0 ? g : 0;
+    }
+    return pace_ms;
 }
 
 void lr_render_head(const lr_response_t *r, buf_t *out, bool chunked)

@@ -3,7 +3,9 @@
  * Content-Length and chunked bodies, 100-continue, HTTP/1.0, absolute-form targets) and
  * streams an answer one event per chunk, each written on its own. */
 #include "responder.h"
+#include "curl_rt.h"
 #include "engine.h"
+#include "record.h"
 #include "http.h"
 #include "log.h"
 #include "real.h"
@@ -14,7 +16,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
 #include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -38,10 +42,15 @@ typedef struct conn {
     bool chunked, close_after;
     double pace_ms, due;
     bool want_out, closing, dead, eof;
+    int minor;          /* HTTP/1.minor of the request being answered */
+    buf_t fwd_headers;  /* its headers, for an upstream call */
+    int upstream;       /* an upstream call owns the connection's output (atomic) */
 } conn_t;
 
 static pthread_mutex_t resp_lock = PTHREAD_MUTEX_INITIALIZER; /* startup and the registry */
 static int epfd = -1;
+static int wakefd = -1; /* upstream workers wake the loop when they are done */
+static char wake_marker;
 static pid_t owner; /* process whose thread runs the loop */
 static conn_t **conns;
 static int nconns, capconns;
@@ -66,8 +75,15 @@ static void drop(conn_t *c)
     lr_response_free(c->resp);
     buf_free(&c->in);
     buf_free(&c->out);
+    buf_free(&c->fwd_headers);
     free(c->url);
     free(c);
+}
+
+/* A connection can go only once no upstream worker writes to it. */
+static void maybe_drop(conn_t *c)
+{
+    if (c->dead && !__atomic_load_n(&c->upstream, __ATOMIC_ACQUIRE)) drop(c);
 }
 
 /* Write what is queued; false when the connection is gone. */
@@ -114,7 +130,7 @@ static void start_answer(conn_t *c, lr_response_t *r)
     }
     buf_add(&c->out, h.data, h.len);
     buf_free(&h);
-    c->pace_ms = r->stream ? (double)lr_getenv_long("LLMREPLAY_PACE_MS", 0) : 0;
+    c->pace_ms = r->stream ? lr_pace_setting() : 0; /* -1: the recorded timing */
     c->due = 0;
     if (c->head_only) c->next_ev = r->nevents;
 }
@@ -125,13 +141,13 @@ static bool pump(conn_t *c)
     while (c->resp) {
         lr_response_t *r = c->resp;
         if (c->next_ev < r->nevents) {
-            if (c->pace_ms > 0 && c->next_ev > 0 && lr_now() < c->due) return flush(c);
+            if (c->pace_ms != 0 && c->next_ev > 0 && lr_now() < c->due) return flush(c);
             if (c->out.len - c->out_off > 256 * 1024) return flush(c); /* the client is not reading */
             const lr_event_t *ev = &r->events[c->next_ev++];
             if (c->chunked) buf_printf(&c->out, "%zx\r\n", ev->len);
             buf_add(&c->out, ev->data, ev->len);
             if (c->chunked) buf_adds(&c->out, "\r\n");
-            if (c->pace_ms > 0) c->due = lr_now() + c->pace_ms / 1000;
+            if (c->pace_ms != 0) c->due = lr_now() + lr_event_gap_ms(r, c->next_ev, c->pace_ms) / 1000;
             if (!flush(c)) return false;
             continue;
         }
@@ -171,6 +187,25 @@ static bool read_head(conn_t *c, const lr_http_req_t *q, long n)
     snprintf(c->method, sizeof c->method, "%.*s", (int)(q->mlen < 15 ? q->mlen : 15), q->method);
     c->head_only = !strcmp(c->method, "HEAD");
     c->keep_alive = q->minor >= 1;
+    c->minor = q->minor;
+    c->fwd_headers.len = 0;
+    for (int i = 0; i < q->nheaders; i++) {
+        const lr_http_header_t *hd = &q->headers[i];
+        static const char *hop = "host,content-length,transfer-encoding,connection,expect,keep-alive,proxy-connection,te,upgrade,accept-encoding";
+        char name[64];
+        snprintf(name, sizeof name, "%.*s", (int)(hd->nlen < 63 ? hd->nlen : 63), hd->name);
+        bool skip = false;
+        for (const char *p = hop; *p && !skip;) {
+            size_t l = strcspn(p, ",");
+            skip = l == strlen(name) && !strncasecmp(p, name, l);
+            p += l + (p[l] == ',');
+        }
+        if (skip) continue;
+        buf_add(&c->fwd_headers, hd->name, hd->nlen);
+        buf_adds(&c->fwd_headers, ": ");
+        buf_add(&c->fwd_headers, hd->value, hd->vlen);
+        buf_addc(&c->fwd_headers, '\n');
+    }
     if ((v = lr_http_header(q, "Connection", &vl))) {
         if (lr_http_has_token(v, vl, "close")) c->keep_alive = false;
         if (lr_http_has_token(v, vl, "keep-alive")) c->keep_alive = true;
@@ -212,9 +247,204 @@ static bool read_head(conn_t *c, const lr_http_req_t *q, long n)
     return true;
 }
 
+/* ---- going upstream: record, record-if-missing, live, trace ---------------------------- */
+
+typedef struct {
+    conn_t *c;
+    char *body;
+    size_t len;
+    bool head_sent, chunked, client_gone;
+    int status;
+    buf_t head;
+    lr_capture_t *cap;
+} job_t;
+
+/* Blocking write on the non-blocking client socket; false when the client is gone. */
+static bool send_all(int fd, const char *p, size_t n)
+{
+    while (n) {
+        ssize_t w = send(fd, p, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (w < 0 && errno == EINTR) continue;
+        if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            struct pollfd pf = {fd, POLLOUT, 0};
+            if (poll(&pf, 1, 30000) <= 0) return false;
+            continue;
+        }
+        if (w <= 0) return false;
+        p += w;
+        n -= (size_t)w;
+    }
+    return true;
+}
+
+static void job_head(job_t *j)
+{
+    if (j->head_sent) return;
+    j->head_sent = true;
+    conn_t *c = j->c;
+    j->chunked = c->keep_alive && c->minor >= 1;
+    buf_t h;
+    buf_init(&h);
+    buf_printf(&h, "HTTP/1.1 %d %s\r\n", j->status ? j->status : 502, lr_reason(j->status ? j->status : 502));
+    buf_add(&h, j->head.data ? j->head.data : "", j->head.len);
+    buf_adds(&h, j->chunked ? "Transfer-Encoding: chunked\r\n" : "Connection: close\r\n");
+    buf_adds(&h, "\r\n");
+    if (!send_all(c->fd, h.data, h.len)) j->client_gone = true;
+    buf_free(&h);
+}
+
+static size_t up_header(char *p, size_t sz, size_t n, void *ud)
+{
+    job_t *j = ud;
+    size_t len = sz * n;
+    lr_capture_header(j->cap, p, len);
+    if (len > 5 && !strncmp(p, "HTTP/", 5)) {
+        const char *sp = memchr(p, ' ', len);
+        j->status = sp ? atoi(sp + 1) : 502;
+        j->head.len = 0;
+    } else if (len > 2) {
+        /* pass end-to-end headers on; framing is the responder's own */
+        static const char *skip[] = {"content-length:", "transfer-encoding:", "connection:", "keep-alive:", NULL};
+        bool drop_it = false;
+        for (int i = 0; skip[i]; i++) drop_it |= len >= strlen(skip[i]) && !strncasecmp(p, skip[i], strlen(skip[i]));
+        if (!drop_it) buf_add(&j->head, p, len);
+    }
+    return len;
+}
+
+static size_t up_body(char *p, size_t sz, size_t n, void *ud)
+{
+    job_t *j = ud;
+    size_t len = sz * n;
+    if (j->status >= 100 && j->status < 200) return len;
+    job_head(j);
+    lr_capture_data(j->cap, p, len);
+    char pre[32];
+    int pl = snprintf(pre, sizeof pre, "%zx\r\n", len);
+    /* each upstream piece goes to the client the moment it arrives: a recorded stream is
+     * still a live stream for the program */
+    if (j->client_gone || (j->chunked && !send_all(j->c->fd, pre, (size_t)pl)) || !send_all(j->c->fd, p, len) ||
+        (j->chunked && !send_all(j->c->fd, "\r\n", 2))) {
+        j->client_gone = true;
+        return 0;
+    }
+    return len;
+}
+
+static void *upstream_worker(void *arg)
+{
+    job_t *j = arg;
+    conn_t *c = j->c;
+    lr_inside = 1; /* real DNS, real connect, real TLS: the network, not the hooks */
+    sigset_t all;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, NULL);
+    const lr_curl_t *C = lr_curl();
+    CURLcode rc = CURLE_FAILED_INIT;
+    if (C) {
+        CURL *h = C->easy_init();
+        struct curl_slist *hl = NULL;
+        for (const char *p = c->fwd_headers.data; p && *p;) {
+            const char *e = strchr(p, '\n');
+            char *line = lr_strndup(p, e ? (size_t)(e - p) : strlen(p));
+            if (line) { hl = C->slist_append(hl, line); free(line); }
+            p = e ? e + 1 : p + strlen(p);
+        }
+        hl = C->slist_append(hl, "Expect:"); /* no 100-continue round trip upstream */
+        C->easy_setopt(h, CURLOPT_URL, c->url);
+        C->easy_setopt(h, CURLOPT_CUSTOMREQUEST, c->method);
+        if (j->len || strcmp(c->method, "GET")) {
+            C->easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)j->len);
+            C->easy_setopt(h, CURLOPT_POSTFIELDS, j->body ? j->body : "");
+        }
+        if (c->head_only) C->easy_setopt(h, CURLOPT_NOBODY, 1L);
+        C->easy_setopt(h, CURLOPT_HTTPHEADER, hl);
+        C->easy_setopt(h, CURLOPT_HEADERFUNCTION, up_header);
+        C->easy_setopt(h, CURLOPT_HEADERDATA, j);
+        C->easy_setopt(h, CURLOPT_WRITEFUNCTION, up_body);
+        C->easy_setopt(h, CURLOPT_WRITEDATA, j);
+        C->easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+        C->easy_setopt(h, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
+        rc = C->easy_perform(h);
+        if (rc != CURLE_OK && !j->client_gone)
+            snprintf(j->cap->error, sizeof j->cap->error, "%s", C->easy_strerror(rc));
+        if (j->client_gone) snprintf(j->cap->error, sizeof j->cap->error, "the client went away mid-answer");
+        C->easy_cleanup(h);
+        C->slist_free_all(hl);
+    } else {
+        snprintf(j->cap->error, sizeof j->cap->error, "libcurl cannot be loaded");
+    }
+    if (!j->head_sent && !j->client_gone) {
+        if (rc != CURLE_OK) { /* the upstream never answered: say so, as a gateway would */
+            char msg[600];
+            snprintf(msg, sizeof msg, "llmreplay: upstream %s failed: %s (LLMREPLAY_MODE=%s)", c->url, j->cap->error, lr_mode_name(lr_mode()));
+            buf_t b;
+            buf_init(&b);
+            buf_adds(&b, "{\"error\":{\"message\":");
+            buf_json_str(&b, msg, strlen(msg));
+            buf_adds(&b, ",\"type\":\"llmreplay_upstream_error\"}}");
+            j->status = 502;
+            j->head.len = 0;
+            buf_adds(&j->head, "Content-Type: application/json\r\n");
+            job_head(j);
+            if (j->chunked) { char pre[32]; int pl = snprintf(pre, sizeof pre, "%zx\r\n", b.len); send_all(c->fd, pre, (size_t)pl); }
+            send_all(c->fd, b.data, b.len);
+            if (j->chunked) send_all(c->fd, "\r\n", 2);
+            buf_free(&b);
+        } else {
+            job_head(j);
+        }
+    }
+    if (j->chunked && !j->client_gone) send_all(c->fd, "0\r\n\r\n", 5);
+    if (!j->chunked || j->client_gone) c->closing = true;
+    lr_capture_finish(j->cap);
+    free(j->body);
+    buf_free(&j->head);
+    free(j);
+    __atomic_store_n(&c->upstream, 0, __ATOMIC_RELEASE);
+    uint64_t one = 1;
+    ssize_t w = write(wakefd, &one, sizeof one);
+    (void)w;
+    return NULL;
+}
+
+static bool forward(conn_t *c, const char *body, size_t len)
+{
+    job_t *j = calloc(1, sizeof *j);
+    if (!j) return false;
+    j->c = c;
+    j->len = len;
+    j->body = len ? lr_strndup(body, len) : NULL;
+    j->cap = lr_capture_new(c->method, c->url);
+    if (j->cap && len) buf_add(&j->cap->req, body, len);
+    __atomic_store_n(&c->upstream, 1, __ATOMIC_RELEASE);
+    pthread_t th;
+    pthread_attr_t a;
+    pthread_attr_init(&a);
+    pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+    bool ok = j->cap && pthread_create(&th, &a, upstream_worker, j) == 0;
+    pthread_attr_destroy(&a);
+    if (!ok) {
+        __atomic_store_n(&c->upstream, 0, __ATOMIC_RELEASE);
+        lr_capture_free(j->cap);
+        free(j->body);
+        free(j);
+    }
+    return ok;
+}
+
+static bool goes_upstream(conn_t *c, const char *body, size_t len)
+{
+    lr_mode_t m = lr_mode();
+    if (m == MODE_REPLAY) return false;
+    if (m == MODE_RECORD_IF_MISSING) return !lr_engine_has(c->method, c->url, body, len);
+    return true;
+}
+
 static void answer(conn_t *c, const char *body, size_t len)
 {
     lr_response_t *r;
+    if (goes_upstream(c, body, len) && forward(c, body, len)) return;
     if (lr_engine_intercepts(c->url) == OP_NONE) {
         char msg[1024];
         snprintf(msg, sizeof msg,
@@ -232,7 +462,7 @@ static void answer(conn_t *c, const char *body, size_t len)
 /* Parse and answer as many complete requests as the input holds, one answer at a time. */
 static void process(conn_t *c)
 {
-    while (!c->resp && !c->closing && c->in.len) {
+    while (!c->resp && !c->closing && c->in.len && !__atomic_load_n(&c->upstream, __ATOMIC_ACQUIRE)) {
         if (!c->have_head) {
             lr_http_req_t q;
             long n = lr_http_parse_head(c->in.data, c->in.len, &q);
@@ -309,7 +539,7 @@ static void on_readable(conn_t *c)
 /* Answer what can be answered now: pipelined requests one after the other. */
 static void service(conn_t *c)
 {
-    while (!c->dead) {
+    while (!c->dead && !__atomic_load_n(&c->upstream, __ATOMIC_ACQUIRE)) {
         size_t before = c->in.len;
         bool had = c->resp != NULL;
         if (!c->resp) process(c);
@@ -321,7 +551,7 @@ static void service(conn_t *c)
             }
             return;
         }
-        if (c->resp) return;                    /* paced, or the client is not reading: later */
+        if (c->resp || __atomic_load_n(&c->upstream, __ATOMIC_ACQUIRE)) return; /* later */
         if (!had && c->in.len == before) return; /* nothing more to do until more bytes come */
     }
 }
@@ -332,7 +562,7 @@ static int next_timeout(void)
     pthread_mutex_lock(&resp_lock);
     for (int i = 0; i < nconns; i++) {
         conn_t *c = conns[i];
-        if (c->resp && c->pace_ms > 0 && c->next_ev < c->resp->nevents && !c->want_out) {
+        if (c->resp && c->pace_ms != 0 && c->next_ev < c->resp->nevents && !c->want_out) {
             double left = c->due - now;
             if (best < 0 || left < best) best = left;
         }
@@ -353,12 +583,39 @@ static void *loop(void *arg)
     for (;;) {
         int n = epoll_wait(epfd, evs, 64, next_timeout());
         if (n < 0 && errno != EINTR) break;
+        bool woken = false;
         for (int i = 0; i < n; i++) {
+            if (evs[i].data.ptr == &wake_marker) {
+                uint64_t v;
+                ssize_t r = read(wakefd, &v, sizeof v);
+                (void)r;
+                woken = true;
+                continue;
+            }
             conn_t *c = evs[i].data.ptr;
+            if (__atomic_load_n(&c->upstream, __ATOMIC_ACQUIRE)) {
+                /* the worker owns the output; keep reading pipelined input, notice hang-ups */
+                if (evs[i].events & (EPOLLIN | EPOLLRDHUP)) on_readable(c);
+                continue;
+            }
             if (evs[i].events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) on_readable(c);
             if ((evs[i].events & (EPOLLHUP | EPOLLERR)) && !(evs[i].events & EPOLLIN)) c->dead = true;
             service(c);
-            if (c->dead) drop(c);
+            maybe_drop(c);
+        }
+        if (woken) { /* an upstream answer finished: go on with its connection */
+            pthread_mutex_lock(&resp_lock);
+            int k = nconns;
+            conn_t **list = k ? malloc(sizeof *list * (size_t)k) : NULL;
+            if (list) memcpy(list, conns, sizeof *list * (size_t)k);
+            pthread_mutex_unlock(&resp_lock);
+            for (int i = 0; list && i < k; i++) {
+                if (__atomic_load_n(&list[i]->upstream, __ATOMIC_ACQUIRE)) continue;
+                service(list[i]);
+                if (list[i]->closing && !list[i]->resp && list[i]->out_off >= list[i]->out.len) list[i]->dead = true;
+                maybe_drop(list[i]);
+            }
+            free(list);
         }
         /* paced streams whose next event is due */
         pthread_mutex_lock(&resp_lock);
@@ -369,9 +626,9 @@ static void *loop(void *arg)
         double now = lr_now();
         for (int i = 0; due && i < k; i++) {
             conn_t *c = due[i];
-            if (c->resp && c->pace_ms > 0 && c->due <= now && !c->want_out) {
+            if (c->resp && c->pace_ms != 0 && c->due <= now && !c->want_out && !__atomic_load_n(&c->upstream, __ATOMIC_ACQUIRE)) {
                 service(c);
-                if (c->dead) drop(c);
+                maybe_drop(c);
             }
         }
         free(due);
@@ -388,7 +645,8 @@ static void fork_child(void)
     for (int i = 0; i < nconns; i++) close(conns[i]->fd);
     nconns = 0;
     if (epfd >= 0) close(epfd);
-    epfd = -1;
+    if (wakefd >= 0) close(wakefd);
+    epfd = wakefd = -1;
     owner = 0;
     pthread_mutex_unlock(&resp_lock);
 }
@@ -407,6 +665,9 @@ bool lr_responder_add(int fd, const char *host, int port, const char *scheme)
     bool ok = true;
     if (owner != getpid()) {
         epfd = epoll_create1(EPOLL_CLOEXEC);
+        wakefd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        struct epoll_event wev = {.events = EPOLLIN, .data.ptr = &wake_marker};
+        if (epfd >= 0 && wakefd >= 0) epoll_ctl(epfd, EPOLL_CTL_ADD, wakefd, &wev);
         pthread_t th;
         pthread_attr_t a;
         pthread_attr_init(&a);

@@ -1,6 +1,7 @@
 #include "store.h"
 #include "index.h"
 #include "log.h"
+#include "record.h"
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -275,7 +276,9 @@ lr_store_t *lr_store_build(char *const *dirs, int ndirs, const char *ignore_spec
         if (S_ISREG(st.st_mode)) sv_push(&paths, strdup(dirs[d])); /* a single file is fine too */
         else scan(s, dirs[d], &paths, 0);
         if (paths.n > before) qsort(paths.v + before, (size_t)(paths.n - before), sizeof(char *), cmp_str);
-        if (paths.n == before) note_bad(s, dirs[d], "recording directory holds no *.json recordings", false);
+        /* an empty directory is expected when recording into it */
+        if (paths.n == before && lr_mode() != MODE_RECORD && lr_mode() != MODE_RECORD_IF_MISSING)
+            note_bad(s, dirs[d], "recording directory holds no *.json recordings", false);
         int *nd = realloc(dir_of, sizeof(int) * (size_t)(paths.n ? paths.n : 1));
         if (!nd) break;
         dir_of = nd;

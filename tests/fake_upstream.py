@@ -1,0 +1,89 @@
+#!/usr/bin/python3
+"""A small OpenAI- and Ollama-like upstream for the record-mode tests: deterministic answers,
+streams with delays, recorded errors, a slow first byte; plain HTTP or HTTPS (test CA).
+
+usage: fake_upstream.py [--tls CERT KEY] [--delay-ms N]   (prints the port, serves until killed)"""
+import argparse, json, ssl, sys, threading, time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+A = argparse.ArgumentParser()
+A.add_argument("--tls", nargs=2)
+A.add_argument("--delay-ms", type=int, default=20)
+ARGS = A.parse_args()
+COUNT = {"n": 0}
+
+
+def words(msgs):
+    last = msgs[-1]["content"] if msgs else ""
+    return ["You", " said", ": ", last, "."]
+
+
+class H(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *a):
+        pass
+
+    def send_json(self, code, obj):
+        b = json.dumps(obj).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(b)))
+        self.end_headers()
+        self.wfile.write(b)
+
+    def do_GET(self):
+        if self.path.endswith("/v1/models"):
+            return self.send_json(200, {"object": "list", "data": [{"id": "fake-1", "object": "model", "created": 1, "owned_by": "me"},
+                                                                   {"id": "fake-2", "object": "model", "created": 2, "owned_by": "me"}]})
+        self.send_json(404, {"error": {"message": "no such path"}})
+
+    def do_POST(self):
+        n = int(self.headers.get("Content-Length") or 0)
+        req = json.loads(self.rfile.read(n) or b"{}")
+        COUNT["n"] += 1
+        msgs = req.get("messages") or [{"content": req.get("prompt", "")}]
+        text = words(msgs)
+        if "rate limit me" in json.dumps(req):
+            return self.send_json(429, {"error": {"message": "Rate limit reached (fake)", "type": "requests", "code": "rate_limit_exceeded"}})
+        if "slow first byte" in json.dumps(req):
+            time.sleep(0.5)
+        if self.path.endswith("/api/generate"):
+            self.send_response(200)
+            self.send_header("Content-Type", "application/x-ndjson")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            for i, w in enumerate(text + [""]):
+                line = json.dumps({"model": req.get("model"), "created_at": "2025-01-01T00:00:00Z", "response": w, "done": i == len(text)}) + "\n"
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(line), line.encode()))
+                self.wfile.flush()
+                time.sleep(ARGS.delay_ms / 1000)
+            self.wfile.write(b"0\r\n\r\n")
+            return
+        if req.get("stream"):
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream; charset=utf-8")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            for i, w in enumerate(text):
+                ev = {"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 1700000000, "model": req.get("model"),
+                      "choices": [{"index": 0, "delta": {"content": w}, "finish_reason": None}]}
+                data = ("data: " + json.dumps(ev, separators=(",", ":")) + "\n\n").encode()
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+                self.wfile.flush()
+                time.sleep(ARGS.delay_ms / 1000)
+            done = b"data: [DONE]\n\n"
+            self.wfile.write(b"%x\r\n%s\r\n0\r\n\r\n" % (len(done), done))
+            return
+        self.send_json(200, {"id": "chatcmpl-fake", "object": "chat.completion", "created": 1700000000, "model": req.get("model"),
+                             "choices": [{"index": 0, "message": {"role": "assistant", "content": "".join(text)}, "finish_reason": "stop"}],
+                             "usage": {"prompt_tokens": 5, "completion_tokens": len(text), "total_tokens": 5 + len(text)}})
+
+
+srv = ThreadingHTTPServer(("127.0.0.1", 0), H)
+if ARGS.tls:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(*ARGS.tls)
+    srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
+print(srv.server_address[1], flush=True)
+srv.serve_forever()
