@@ -33,6 +33,7 @@ static inline bool lr_json_is(const cJSON *j, int t) { return j && (j->type & 0x
 #define cJSON_IsObject(j) lr_json_is((j), cJSON_Object)
 #define cJSON_IsArray(j) lr_json_is((j), cJSON_Array)
 #define cJSON_IsNumber(j) lr_json_is((j), cJSON_Number)
+#define cJSON_IsNull(j) lr_json_is((j), cJSON_NULL)
 
 /* NULL (with one error line) when libcjson cannot be loaded. */
 const lr_cjson_t *lr_cjson(void);

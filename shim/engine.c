@@ -157,7 +157,7 @@ static char *miss_text(const lr_response_t *r)
 
 lr_response_t *lr_engine_serve(const char *method, const char *url, const char *body, size_t body_len)
 {
-    static lr_response_t oom = {500, "Internal Server Error", "application/json", false, NULL, 0, 0, NULL, NULL, false};
+    static lr_response_t oom = {.status = 500, .reason = "Internal Server Error", .content_type = "application/json"};
     lr_req_t rq = {.op = lr_op_of_url(url), .method = method && *method ? method : "POST", .url = url};
     bool https;
     if (!lr_url_hostport(url, rq.host, sizeof rq.host, &rq.port, &https)) rq.host[0] = 0;

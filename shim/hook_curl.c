@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <uthash.h>
 
 /* ---- the real libcurl ---------------------------------------------------------------- */
@@ -112,6 +113,8 @@ typedef struct shadow {
     void *debug_data;
     char *errorbuffer;
     long timeout_ms;
+    struct curl_slist *headers; /* CURLOPT_HTTPHEADER (the application keeps it alive) */
+    void *tee;                  /* an upstream transfer running in a multi handle */
     /* outcome of the last replayed transfer, for curl_easy_getinfo */
     bool replayed, https;
     long status;
@@ -269,6 +272,7 @@ static void shadow_set(shadow_t *s, CURLoption opt, long lv, void *pv, curl_off_
     case CURLOPT_DEBUGDATA: s->debug_data = pv; break;
     case CURLOPT_VERBOSE: s->verbose = lv != 0; break;
     case CURLOPT_ERRORBUFFER: s->errorbuffer = pv; break;
+    case CURLOPT_HTTPHEADER: s->headers = pv; break;
     case CURLOPT_TIMEOUT: s->timeout_ms = lv * 1000; break;
     case CURLOPT_TIMEOUT_MS: s->timeout_ms = lv; break;
     default: break;
@@ -751,6 +755,8 @@ static void tee_remove(shadow_t *s)
     }
 }
 
+static int tees_in_multi; /* upstream transfers running inside multi handles (atomic) */
+
 static tee_t *upstream_begin(shadow_t *s)
 {
     char *url = transfer_url(s);
@@ -761,6 +767,8 @@ static tee_t *upstream_begin(shadow_t *s)
     free(url);
     if (!t->cap) { free(t); return NULL; }
     if (s->postfields) buf_add(&t->cap->req, s->postfields, s->postsize >= 0 ? (size_t)s->postsize : strlen(s->postfields));
+    for (const struct curl_slist *l = s->headers; l; l = l->next)
+        if (l->data) { buf_adds(&t->cap->req_headers, l->data); buf_addc(&t->cap->req_headers, '\n'); }
     tee_install(s, t);
     s->replayed = false;
     return t;
@@ -841,6 +849,9 @@ LR_EXPORT CURLcode curl_easy_perform(CURL *h)
         if (goes_upstream(s)) return upstream_easy(s, h);
         return replay_easy(s);
     }
+    /* trace: every HTTP exchange through libcurl is logged, LLM call or not */
+    if (s && !in_real_perform && !lr_inside && lr_mode() == MODE_TRACE && s->url && !strncasecmp(s->url, "http", 4))
+        return upstream_easy(s, h);
     if (s) s->replayed = false;
     if (!real.easy_perform) return CURLE_FAILED_INIT;
     in_real_perform++;
@@ -971,6 +982,19 @@ LR_EXPORT CURLMcode curl_multi_add_handle(CURLM *m, CURL *h)
 {
     curl_real();
     shadow_t *s = h && !in_real_perform ? shadow_of(h, false) : NULL;
+    if (m && s && !s->tee && ((intercepted(s) && goes_upstream(s)) ||
+                              (!lr_inside && lr_mode() == MODE_TRACE && s->url && !strncasecmp(s->url, "http", 4)))) {
+        /* upstream through the application's own multi handle: tee now, finish at DONE */
+        s->tee = upstream_begin(s);
+        if (s->tee) __atomic_fetch_add(&tees_in_multi, 1, __ATOMIC_RELAXED);
+        CURLMcode rc = real.multi_add_handle(m, h);
+        if (rc != CURLM_OK && s->tee) {
+            upstream_end(s, s->tee, CURLE_FAILED_INIT);
+            s->tee = NULL;
+            __atomic_fetch_sub(&tees_in_multi, 1, __ATOMIC_RELAXED);
+        }
+        return rc;
+    }
     if (!m || !intercepted(s)) return real.multi_add_handle ? real.multi_add_handle(m, h) : CURLM_INTERNAL_ERROR;
     if (s->multi) return CURLM_ADDED_ALREADY;
     mshadow_t *ms = mshadow_of(m, true);
@@ -1010,7 +1034,11 @@ LR_EXPORT CURLMcode curl_multi_perform(CURLM *m, int *running)
 {
     curl_real();
     int r = 0;
+    /* upstream transfers must reach the network, not the socket layer */
+    int up = __atomic_load_n(&tees_in_multi, __ATOMIC_RELAXED) > 0;
+    lr_inside += up;
     CURLMcode rc = real.multi_perform ? real.multi_perform(m, &r) : CURLM_INTERNAL_ERROR;
+    lr_inside -= up;
     mshadow_t *ms = !in_real_perform && m ? mshadow_of(m, false) : NULL;
     if (ms) {
         r += ms_run(ms);
@@ -1062,7 +1090,16 @@ LR_EXPORT CURLMsg *curl_multi_info_read(CURLM *m, int *left)
         if (left) *left = ms->nmsgs;
         return &ms->out;
     }
-    return real.multi_info_read ? real.multi_info_read(m, left) : NULL;
+    CURLMsg *msg = real.multi_info_read ? real.multi_info_read(m, left) : NULL;
+    if (msg && msg->msg == CURLMSG_DONE) {
+        shadow_t *s = shadow_of(msg->easy_handle, false);
+        if (s && s->tee) {
+            upstream_end(s, s->tee, msg->data.result);
+            s->tee = NULL;
+            __atomic_fetch_sub(&tees_in_multi, 1, __ATOMIC_RELAXED);
+        }
+    }
+    return msg;
 }
 
 LR_EXPORT CURLMcode curl_multi_socket_action(CURLM *m, curl_socket_t sock, int ev, int *running)

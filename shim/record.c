@@ -195,6 +195,42 @@ static void llama_url(const lr_capture_t *c, buf_t *out)
     buf_adds(out, ep);
 }
 
+/* LLMREPLAY_NORMALIZE=1: llama-stack's normalization of ids, timestamps and durations, so
+ * re-recording gives small diffs. Off by default: then a replay is byte for byte the live one. */
+static const char *normalize_hash; /* the request hash, for "rec-<12 hex>" ids */
+
+static void put_data(buf_t *o, span_t data)
+{
+    const char *n = lr_getenv("LLMREPLAY_NORMALIZE");
+    cJSON *j = n && !strcmp(n, "1") && js_kind(data) == '{' && lr_cjson() ? lr_json_parse(data.p, data.n) : NULL;
+    if (!j) {
+        if (js_valid(data)) js_minify(data, o);
+        else lr_pyjson_str(data.p, data.n, o);
+        return;
+    }
+    const cJSON *obj = J.GetObjectItemCaseSensitive(j, "object");
+    bool model = cJSON_IsString(obj) && !strcmp(obj->valuestring, "model");
+    char id[32];
+    snprintf(id, sizeof id, "rec-%.12s", normalize_hash ? normalize_hash : "000000000000");
+    struct { const char *k; cJSON *v; } rep[] = {
+        {"id", model ? NULL : J.CreateString(id)}, {"created", model ? NULL : J.CreateNumber(0)},
+        {"created_at", J.CreateString("1970-01-01T00:00:00.000000Z")}, {"total_duration", J.CreateNumber(0)},
+        {"load_duration", J.CreateNumber(0)}, {"prompt_eval_duration", J.CreateNumber(0)}, {"eval_duration", J.CreateNumber(0)}};
+    for (size_t i = 0; i < sizeof rep / sizeof rep[0]; i++) {
+        const cJSON *cur = J.GetObjectItemCaseSensitive(j, rep[i].k);
+        if (rep[i].v && cur && !cJSON_IsNull(cur)) {
+            J.DeleteItemFromObjectCaseSensitive(j, rep[i].k);
+            J.AddItemToObject(j, rep[i].k, rep[i].v);
+        } else if (rep[i].v) {
+            J.Delete(rep[i].v);
+        }
+    }
+    char *txt = J.PrintUnformatted(j);
+    buf_adds(o, txt ? txt : "null");
+    J.free(txt);
+    J.Delete(j);
+}
+
 static void add_item(buf_t *o, lr_op_t op, bool chunk, span_t data, bool first)
 {
     if (!first) buf_adds(o, ",\n");
@@ -202,8 +238,7 @@ static void add_item(buf_t *o, lr_op_t op, bool chunk, span_t data, bool first)
     const char *t = type_name(op, chunk, data);
     lr_pyjson_str(t, strlen(t), o);
     buf_adds(o, ", \"__data__\": ");
-    if (js_valid(data)) js_minify(data, o);
-    else lr_pyjson_str(data.p, data.n, o);
+    put_data(o, data);
     buf_addc(o, '}');
 }
 
@@ -305,6 +340,9 @@ static void write_recording(const lr_capture_t *c)
     bool listing = lr_op_info(c->op)->listing;
     bool sse = strstr(c->content_type, "text/event-stream") != NULL, nd = strstr(c->content_type, "ndjson") != NULL;
     bool streaming = (sse || nd) && c->status < 400;
+    char hex[65], name[200];
+    lr_llama_hash(c->method, url.data, (span_t){body.data, body.len}, listing ? NULL : tid, hex);
+    normalize_hash = hex;
     /* the file: json.dump(indent=2)-like, with llama-stack's fields in its order */
     buf_adds(&o, "{\n  \"test_id\": ");
     if (tid) lr_pyjson_str(tid, strlen(tid), &o);
@@ -370,11 +408,10 @@ static void write_recording(const lr_capture_t *c)
         const char *t = type_name(c->op, false, resp);
         lr_pyjson_str(t, strlen(t), &o);
         buf_adds(&o, ", \"__data__\": ");
-        if (resp.n && js_valid(resp)) js_minify(resp, &o);
-        else lr_pyjson_str(resp.p, resp.n, &o);
+        put_data(&o, resp);
         buf_adds(&o, "},\n    \"is_streaming\": false");
     }
-    if (!streaming && resp.n) {
+    if (!streaming && resp.n && !(lr_getenv("LLMREPLAY_NORMALIZE") && !strcmp(lr_getenv("LLMREPLAY_NORMALIZE"), "1"))) {
         /* the exact bytes, when they are not the compact JSON a replay would rebuild from
          * __data__ (pretty-printed answers, non-JSON errors): llama-stack ignores the field */
         buf_t m;
@@ -387,8 +424,6 @@ static void write_recording(const lr_capture_t *c)
         buf_free(&m);
     }
     buf_adds(&o, "\n  },\n  \"id_normalization_mapping\": {}\n}\n");
-    char hex[65], name[200];
-    lr_llama_hash(c->method, url.data, (span_t){body.data, body.len}, listing ? NULL : tid, hex);
     if (ids_digest[0]) snprintf(name, sizeof name, "models-%s-%.8s.json", hex, ids_digest);
     else snprintf(name, sizeof name, "%s.json", hex);
     char why[4700];
@@ -403,10 +438,98 @@ static void write_recording(const lr_capture_t *c)
     buf_free(&o);
 }
 
+/* One JSON line per exchange for LLMREPLAY_MODE=trace (llmreplay trace summarizes them). */
+static void write_trace(const lr_capture_t *c)
+{
+    const char *path = lr_getenv("LLMREPLAY_TRACE_FILE");
+    if (!path) path = "llmreplay-trace.jsonl";
+    buf_t o;
+    buf_init(&o);
+    char host[160] = "";
+    int port = 0;
+    bool https;
+    if (lr_url_hostport(c->url, host, sizeof host, &port, &https)) snprintf(host + strlen(host), sizeof host - strlen(host), ":%d", port);
+    buf_printf(&o, "{\"time\":%.3f,\"pid\":%d,\"method\":", (double)time(NULL), (int)getpid());
+    buf_json_str(&o, c->method, strlen(c->method));
+    buf_adds(&o, ",\"url\":");
+    buf_json_str(&o, c->url, strlen(c->url));
+    buf_adds(&o, ",\"host\":");
+    buf_json_str(&o, host, strlen(host));
+    buf_adds(&o, ",\"endpoint\":");
+    const char *ep = c->op ? lr_op_info(c->op)->endpoint : "";
+    buf_json_str(&o, ep, strlen(ep));
+    buf_printf(&o, ",\"status\":%d,\"ms\":%.1f,\"ttfb_ms\":%.1f,\"bytes_out\":%zu,\"bytes_in\":%zu",
+               c->status, (lr_now() - c->t_start) * 1000, c->t_first, c->req.len, c->body.len);
+    buf_adds(&o, ",\"request_headers\":{");
+    bool first = true;
+    for (const char *p = c->req_headers.data; p && *p;) {
+        const char *e = strchr(p, '\n'), *colon = strchr(p, ':');
+        if (!e) e = p + strlen(p);
+        if (colon && colon < e) {
+            const char *v = colon + 1;
+            while (v < e && *v == ' ') v++;
+            const char *ve = e;
+            while (ve > v && (ve[-1] == '\r' || ve[-1] == ' ')) ve--;
+            if (!first) buf_addc(&o, ',');
+            first = false;
+            buf_json_str(&o, p, (size_t)(colon - p));
+            buf_addc(&o, ':');
+            if (lr_secret_header(p, (size_t)(colon - p))) buf_adds(&o, "\"[REDACTED]\"");
+            else buf_json_str(&o, v, (size_t)(ve - v));
+        }
+        p = *e ? e + 1 : e;
+    }
+    buf_adds(&o, "},\"request\":");
+    buf_t body;
+    buf_init(&body);
+    stored_body(c, &body);
+    span_t rb = {body.data, body.len};
+    if (c->req.len && js_valid(rb)) js_minify(rb, &o);
+    else buf_json_str(&o, c->req.data ? c->req.data : "", c->req.len);
+    buf_free(&body);
+    span_t resp = {c->body.data ? c->body.data : "", c->body.len};
+    bool sse = strstr(c->content_type, "text/event-stream") != NULL, nd = strstr(c->content_type, "ndjson") != NULL;
+    if ((sse || nd) && c->body.len) {
+        int max = 1 + (int)(c->body.len / 8);
+        span_t *ev = calloc((size_t)max, sizeof *ev);
+        double *ms = calloc((size_t)max, sizeof *ms);
+        int n = ev && ms ? split_events(c, sse, ev, ms, max) : 0;
+        buf_adds(&o, ",\"events\":[");
+        for (int i = 0; i < n; i++) {
+            if (i) buf_addc(&o, ',');
+            if (js_valid(ev[i])) js_minify(ev[i], &o);
+            else buf_json_str(&o, ev[i].p, ev[i].n);
+        }
+        buf_adds(&o, "],\"event_ms\":[");
+        for (int i = 0; i < n; i++) buf_printf(&o, "%s%.1f", i ? "," : "", ms[i]);
+        buf_addc(&o, ']');
+        free(ev);
+        free(ms);
+    } else {
+        buf_adds(&o, ",\"response\":");
+        if (resp.n && js_valid(resp)) js_minify(resp, &o);
+        else buf_json_str(&o, resp.p, resp.n < 65536 ? resp.n : 65536);
+    }
+    if (c->error[0]) {
+        buf_adds(&o, ",\"error\":");
+        buf_json_str(&o, c->error, strlen(c->error));
+    }
+    buf_adds(&o, "}\n");
+    int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) lr_warn("cannot append to the trace %s: %s", path, strerror(errno));
+    else {
+        ssize_t w = write(fd, o.data, o.len); /* O_APPEND and one write: lines stay whole */
+        (void)w;
+        close(fd);
+    }
+    buf_free(&o);
+}
+
 void lr_capture_finish(lr_capture_t *c)
 {
     if (!c) return;
     lr_mode_t m = lr_mode();
+    if (m == MODE_TRACE) { write_trace(c); lr_capture_free(c); return; }
     if (c->error[0]) lr_error("upstream call %s %s failed (%s): reported, nothing recorded", c->method, c->url, c->error);
     else if ((m == MODE_RECORD || m == MODE_RECORD_IF_MISSING) && c->op != OP_NONE && c->status) write_recording(c);
     lr_capture_free(c);

@@ -32,4 +32,6 @@ void lr_capture_header(lr_capture_t *c, const char *line, size_t n);
 /* Write the recording (record modes) and/or the trace line (trace mode); then free. */
 void lr_capture_finish(lr_capture_t *c);
 void lr_capture_free(lr_capture_t *c);
+/* Is this header a secret (Authorization, api keys, cookies, org/project, LLMREPLAY_REDACT)? */
+bool lr_secret_header(const char *name, size_t n);
 #endif
