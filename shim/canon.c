@@ -23,6 +23,15 @@ void lr_ignore_parse(lr_ignore_t *ig, const char *spec)
     }
 }
 
+const char *lr_ignore_env(void)
+{
+    static __thread char buf[2048];
+    const char *a = lr_getenv("LLMREPLAY_IGNORE"), *b = lr_getenv("LLMREPLAY_REDACT");
+    if (!b) return a;
+    snprintf(buf, sizeof buf, "%s%s%s", a ? a : "", a ? "," : "", b);
+    return buf;
+}
+
 void lr_ignore_free(lr_ignore_t *ig)
 {
     for (int i = 0; i < ig->n; i++) free(ig->paths[i]);

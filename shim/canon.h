@@ -12,6 +12,9 @@ typedef struct {
 } lr_ignore_t;
 
 void lr_ignore_parse(lr_ignore_t *ig, const char *spec);
+/* The fields left out of matching: LLMREPLAY_IGNORE, plus the body fields LLMREPLAY_REDACT keeps
+ * off disk (a recording holds "[REDACTED]" there, so they cannot be compared). Static storage. */
+const char *lr_ignore_env(void);
 void lr_ignore_free(lr_ignore_t *ig);
 /* Append the canonical text of j. */
 void lr_canon(const cJSON *j, const lr_ignore_t *ig, buf_t *out);

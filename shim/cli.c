@@ -209,10 +209,10 @@ static lr_store_t *cli_store(dirs_t *d, report_t *rep)
 {
     report_t quiet = *rep;
     quiet.print = false;
-    lr_store_t *s = lr_store_open(d->dirs, d->n, lr_getenv("LLMREPLAY_IGNORE"), report_cb, &quiet, true);
+    lr_store_t *s = lr_store_open(d->dirs, d->n, lr_ignore_env(), report_cb, &quiet, true);
     if (s && s->from_cache && lr_store_stale(s)) {
         lr_store_free(s);
-        s = lr_store_open(d->dirs, d->n, lr_getenv("LLMREPLAY_IGNORE"), report_cb, rep, false);
+        s = lr_store_open(d->dirs, d->n, lr_ignore_env(), report_cb, rep, false);
     } else if (s) {
         for (int i = 0; i < s->nbadlist; i++) report_cb(rep, s->badlist[i].path, s->badlist[i].why, s->badlist[i].unsupported);
     }
@@ -362,11 +362,11 @@ static int cmd_index(int argc, char **argv)
     if (h >= 0) return h;
     dirs_t d = {0};
     if (parse_dirs(argc, argv, &d, NULL, NULL)) return 2;
-    char *file = lr_index_file(lr_index_key(d.dirs, d.n, lr_getenv("LLMREPLAY_IGNORE")));
+    char *file = lr_index_file(lr_index_key(d.dirs, d.n, lr_ignore_env()));
     if (!file) { fprintf(stderr, "llmreplay: the index is disabled (LLMREPLAY_CACHE=off)\n"); return 2; }
     report_t rep = {0, 0, true};
     double t0 = lr_now();
-    lr_store_t *s = lr_store_open(d.dirs, d.n, lr_getenv("LLMREPLAY_IGNORE"), report_cb, &rep, false);
+    lr_store_t *s = lr_store_open(d.dirs, d.n, lr_ignore_env(), report_cb, &rep, false);
     double ms = (lr_now() - t0) * 1000;
     if (!s) return 2;
     struct stat st;

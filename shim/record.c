@@ -239,6 +239,18 @@ static void add_item(buf_t *o, lr_op_t op, bool chunk, span_t data, bool first)
     lr_pyjson_str(t, strlen(t), o);
     buf_adds(o, ", \"__data__\": ");
     put_data(o, data);
+    /* the event exactly as it came, when the compact form would differ (llama-stack ignores it) */
+    const char *n = lr_getenv("LLMREPLAY_NORMALIZE");
+    if (js_valid(data) && !(n && !strcmp(n, "1"))) {
+        buf_t m;
+        buf_init(&m);
+        js_minify(data, &m);
+        if (m.len != data.n || memcmp(m.data, data.p, data.n)) {
+            buf_adds(o, ", \"llmreplay_raw\": ");
+            lr_pyjson_str(data.p, data.n, o);
+        }
+        buf_free(&m);
+    }
     buf_addc(o, '}');
 }
 

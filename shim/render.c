@@ -50,13 +50,20 @@ static span_t payload(span_t item)
     return item;
 }
 
-static void frame(lr_frame_t f, span_t data, buf_t *b)
+/* The event's JSON text: the exact bytes when the recording kept them, else compact. */
+static void put_json(span_t data, const char *raw, buf_t *b)
+{
+    if (raw) buf_adds(b, raw);
+    else js_minify(data, b);
+}
+
+static void frame(lr_frame_t f, span_t data, const char *raw, buf_t *b)
 {
     span_t type;
     switch (f) {
     case FRAME_SSE_DONE:
         buf_adds(b, "data: ");
-        js_minify(data, b);
+        put_json(data, raw, b);
         buf_adds(b, "\n\n");
         break;
     case FRAME_SSE_EVENTS:
@@ -66,11 +73,11 @@ static void frame(lr_frame_t f, span_t data, buf_t *b)
             free(t);
         }
         buf_adds(b, "data: ");
-        js_minify(data, b);
+        put_json(data, raw, b);
         buf_adds(b, "\n\n");
         break;
     case FRAME_NDJSON:
-        js_minify(data, b);
+        put_json(data, raw, b);
         buf_addc(b, '\n');
         break;
     }
@@ -142,7 +149,11 @@ lr_response_t *lr_render_recording(const lr_rec_t *r)
         const char *pos = NULL;
         span_t item;
         while (js_next(body, &pos, &item)) {
-            frame(f, payload(item), &b);
+            span_t rawspan;
+            char *raw = js_kind(item) == '{' && js_get(item, "llmreplay_raw", &rawspan) && js_kind(rawspan) == '"'
+                            ? js_strdup(rawspan) : NULL;
+            frame(f, payload(item), raw, &b);
+            free(raw);
             add_event(o, &b);
         }
         span_t times;
@@ -158,7 +169,7 @@ lr_response_t *lr_render_recording(const lr_rec_t *r)
             buf_t e;
             buf_init(&e);
             exception_body(r->op, resp, &e);
-            frame(f, (span_t){e.data ? e.data : "{}", e.len}, &b);
+            frame(f, (span_t){e.data ? e.data : "{}", e.len}, NULL, &b);
             buf_free(&e);
             add_event(o, &b);
             o->status = 200;
