@@ -64,11 +64,8 @@ static bool isdig(char c) { return c >= '0' && c <= '9'; }
 
 /* llama-stack rounds decimal literals with 4+ fraction digits inside strings
  * (pattern -?\d+\.\d{4,}) to 5 decimals before hashing; do the same. */
-static void fmt_str(const char *s, buf_t *out)
+char *lr_round_decimals(const char *s, size_t n, size_t *outn)
 {
-    size_t n = strlen(s);
-    const char *dot = memchr(s, '.', n);
-    if (!dot) { buf_json_str(out, s, n); return; }
     buf_t t;
     buf_init(&t);
     size_t i = 0;
@@ -81,14 +78,14 @@ static void fmt_str(const char *s, buf_t *out)
                 size_t k = j + 1;
                 while (k < n && isdig(s[k])) k++;
                 if (k - j - 1 >= 4) {
-                    char *num = lr_strndup(s + st, k - st);
-                    if (num) buf_printf(&t, "%.5f", strtod(num, NULL));
-                    free(num);
+                    char num[400];
+                    snprintf(num, sizeof num, "%.*s", (int)(k - st < sizeof num - 1 ? k - st : sizeof num - 1), s + st);
+                    buf_printf(&t, "%.5f", strtod(num, NULL));
                     i = k;
                     continue;
                 }
             }
-            /* not a match here: emit the digit run up to (not including) a possible next start */
+            /* no match here: emit the digit run (a match cannot start inside it) */
             size_t stop = j > st + (s[st] == '-') ? j : st + 1;
             buf_add(&t, s + st, stop - st);
             i = stop;
@@ -96,8 +93,16 @@ static void fmt_str(const char *s, buf_t *out)
         }
         buf_addc(&t, s[i++]);
     }
-    buf_json_str(out, t.data ? t.data : "", t.len);
-    buf_free(&t);
+    return buf_steal(&t, outn);
+}
+
+static void fmt_str(const char *s, buf_t *out)
+{
+    size_t n = strlen(s), rn;
+    if (!memchr(s, '.', n)) { buf_json_str(out, s, n); return; }
+    char *r = lr_round_decimals(s, n, &rn);
+    buf_json_str(out, r ? r : s, r ? rn : n);
+    free(r);
 }
 
 typedef struct { const cJSON *item; int pos; } kid_t;

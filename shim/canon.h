@@ -16,6 +16,8 @@ void lr_ignore_parse(lr_ignore_t *ig, const char *spec);
  * off disk (a recording holds "[REDACTED]" there, so they cannot be compared). Static storage. */
 const char *lr_ignore_env(void);
 void lr_ignore_free(lr_ignore_t *ig);
+/* llama-stack's rounding of long decimals inside a string (a new string). */
+char *lr_round_decimals(const char *s, size_t n, size_t *outn);
 /* Append the canonical text of j. */
 void lr_canon(const cJSON *j, const lr_ignore_t *ig, buf_t *out);
 /* Canonical hash of j (0 for NULL). */

@@ -1,4 +1,5 @@
 #include "pyjson.h"
+#include "canon.h"
 #include "ops.h"
 #include "sha256.h"
 #include <math.h>
@@ -85,40 +86,6 @@ void lr_pyrepr_float(double v, buf_t *out)
     }
 }
 
-static bool isdig(char c) { return c >= '0' && c <= '9'; }
-
-/* llama-stack: every -?\d+\.\d{4,} inside a string becomes f"{float:.5f}". */
-static char *round_decimals(const char *s, size_t n, size_t *outn)
-{
-    buf_t t;
-    buf_init(&t);
-    size_t i = 0;
-    while (i < n) {
-        size_t st = i;
-        if (isdig(s[i]) || (s[i] == '-' && i + 1 < n && isdig(s[i + 1]))) {
-            size_t j = i + (s[i] == '-');
-            while (j < n && isdig(s[j])) j++;
-            if (j < n && s[j] == '.') {
-                size_t k = j + 1;
-                while (k < n && isdig(s[k])) k++;
-                if (k - j - 1 >= 4) {
-                    char num[400];
-                    snprintf(num, sizeof num, "%.*s", (int)(k - st < sizeof num - 1 ? k - st : sizeof num - 1), s + st);
-                    buf_printf(&t, "%.5f", strtod(num, NULL));
-                    i = k;
-                    continue;
-                }
-            }
-            size_t stop = j > st + (s[st] == '-') ? j : st + 1;
-            buf_add(&t, s + st, stop - st);
-            i = stop;
-            continue;
-        }
-        buf_addc(&t, s[i++]);
-    }
-    return buf_steal(&t, outn);
-}
-
 typedef struct { char *key; size_t klen; span_t val; } member_t;
 
 static int cmp_member(const void *a, const void *b)
@@ -192,7 +159,7 @@ static bool dump(span_t v, buf_t *out, int depth)
         char *s = js_strdup(v);
         if (!s) return false;
         size_t rn;
-        char *r = round_decimals(s, strlen(s), &rn);
+        char *r = lr_round_decimals(s, strlen(s), &rn);
         lr_pyjson_str(r ? r : s, r ? rn : strlen(s), out);
         free(r);
         free(s);
