@@ -6,22 +6,31 @@
   hfmerge OUT.json FILE...           merges hyperfine --export-json files hf.NAME.MODE.N.json
                                      into the same shape as `startup`
   startup-report IN.json LABEL       prints medians and the with/without ratio of one command
-  gen SEED OUTDIR N                  N recordings: copies of SEED with distinct user messages
+  gen SEED OUTDIR N [compact]        N recordings: copies of SEED with distinct user messages
+                                     (compact: response cut to its first 3 chunks, no indent)
+  body SEED OUT [QUESTION]           SEED's request body as JSON, its user message replaced
   index OUT.json REPS SET=DIR...     one replayed request per process, per recording set,
                                      REPS times interleaved; wall time, peak RSS, index line
   index-cache OUT.json REPS NAME DIR the same with the shim's persistent index on, if it has one
+  coldbuild OUT.json REPS CLI NAME=DIR...
+                                     `CLI index DIR` REPS times per set (interleaved): build ms,
+                                     index file and size (LLMREPLAY_CACHE_DIR from the caller)
+  warm OUT.json ROUNDS CASES.tsv     one curl CLI request per process, per case (set, request),
+                                     index warm: hyperfine -N medians, GNU time peak RSS
   serve PORTFILE RESPFILE MAX_S      keep-alive HTTP/1.1 server on 127.0.0.1 (port 0: the
                                      kernel picks it, written to PORTFILE), stops after MAX_S
   freeport                           prints a free TCP port on 127.0.0.1
   perreq OUT.json NAME=LOG...        medians of bench_curl result lines
   summary DIR                        the final table, from the JSON files in DIR
 
-Environment used by `startup` and `index`: BENCH_SHIM, BENCH_EMPTY, BENCH_CORPUS, BENCH_CLIENT,
-BENCH_URL, BENCH_BODY.
+Environment used by `startup`, `index` and `warm`: BENCH_SHIM, BENCH_EMPTY, BENCH_CORPUS,
+BENCH_CLIENT, BENCH_URL, BENCH_BODY, BENCH_CURL, BENCH_HYPERFINE (1: use hyperfine).
 """
 import json
 import os
 import re
+import shlex
+import signal
 import socket
 import statistics
 import subprocess
@@ -107,16 +116,22 @@ def startup_report(inp, label):
 
 # ---- 2. index build ---------------------------------------------------------------------------
 
-def gen(seed, outdir, n):
+def gen(seed, outdir, n, compact=False):
     """N recordings, each the seed with its user message replaced by "question I" (the first
-    keeps the seed's own message, so the seed request is a hit), 100 per subdirectory."""
+    keeps the seed's own message, so the seed request is a hit), 100 per subdirectory.
+    compact: the response cut to its first 3 chunks and no indentation (~2 KB a file instead of
+    ~19 KB), for sets of 100,000 that would otherwise take ~2 GB."""
     rec = json.load(open(seed))
+    if compact:
+        body = rec["response"]["body"]
+        if isinstance(body, list):
+            rec["response"]["body"] = body[:3]
     msgs = rec["request"]["body"]["messages"]
     user = [m for m in msgs if m.get("role") == "user"][-1]
     marker = "@@LLMREPLAY_BENCH_QUESTION@@"
     original = user["content"]
     user["content"] = marker
-    text = json.dumps(rec, indent=2)
+    text = json.dumps(rec, separators=(",", ":")) if compact else json.dumps(rec, indent=2)
     q = json.dumps(marker)
     if text.count(q) != 1:
         sys.exit("bench: the seed's user message is not a plain string")
@@ -129,6 +144,16 @@ def gen(seed, outdir, n):
         content = original if i == 0 else "question %d" % i
         with open(os.path.join(d, "rec-%06d.json" % i), "w") as f:
             f.write(pre + json.dumps(content) + post)
+
+
+def body(seed, out, question=None):
+    """The seed's request body (what `curl -d @FILE` sends), with its last user message
+    replaced by QUESTION when one is given."""
+    b = json.load(open(seed))["request"]["body"]
+    if question is not None:
+        [m for m in b["messages"] if m.get("role") == "user"][-1]["content"] = question
+    with open(out, "w") as f:
+        f.write(json.dumps(b) + "\n")
 
 
 INDEX_RE = re.compile(r"indexed (\d+) recordings \(([^)]*)\) in ([0-9.]+) ms")
@@ -314,6 +339,256 @@ def perreq(out, items):
     json.dump(res, open(out, "w"))
 
 
+# ---- 4. persistent index ----------------------------------------------------------------------
+
+_CHILD = None  # the child running now: stopped with its whole session if we are terminated
+
+
+def _on_term(signum, frame):
+    c = _CHILD
+    if c is not None and c.poll() is None:
+        try:
+            os.killpg(c.pid, signal.SIGTERM)
+            c.wait(timeout=5)
+        except (OSError, subprocess.TimeoutExpired):
+            try:
+                os.killpg(c.pid, signal.SIGKILL)
+                c.wait()
+            except OSError:
+                pass
+    os._exit(128 + signum)
+
+
+def run_child(argv, env, timeout=600):
+    """Run argv in a session of its own (so that hyperfine and the curl it is running can be
+    stopped together); return (exit status, stdout, stderr)."""
+    global _CHILD
+    p = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    _CHILD = p
+    try:
+        so, se = p.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(p.pid, signal.SIGKILL)
+        p.wait()
+        sys.exit("bench: %s did not finish in %d s" % (" ".join(argv[:4]), timeout))
+    finally:
+        _CHILD = None
+    return p.returncode, so.decode(errors="replace"), se.decode(errors="replace")
+
+
+BUILD_RE = re.compile(r"indexed (\d+) recordings \(([^)]*)\).* in ([0-9.]+) ms")
+FILE_RE = re.compile(r"index: (.+) \((\d+) bytes\)")
+
+
+def tree_info(d):
+    """(recording files, their bytes, subdirectories), hidden entries skipped as the shim does."""
+    files = size = dirs = 0
+    for root, ds, fs in os.walk(d):
+        ds[:] = [x for x in ds if not x.startswith(".")]
+        dirs += len(ds)
+        for f in fs:
+            if f.endswith(".json") and not f.startswith("."):
+                files += 1
+                size += os.path.getsize(os.path.join(root, f))
+    return files, size, dirs
+
+
+def coldbuild(out, reps, cli, sets):
+    """`CLI index DIR` builds the index from scratch every time (it does not reuse one): REPS
+    builds per set, interleaved; the last one leaves the index in place for `warm`."""
+    names = [s.split("=", 1)[0] for s in sets]
+    dirs = dict(s.split("=", 1) for s in sets)
+    env = base_env()
+    res = {}
+    for n in names:
+        files, size, nd = tree_info(dirs[n])
+        res[n] = {"dir": dirs[n], "files": files, "disk_bytes": size, "subdirs": nd, "ms": [], "wall": []}
+    for rep in range(reps):
+        for j in range(len(names)):
+            n = names[(rep + j) % len(names)]
+            t = time.perf_counter()
+            rc, so, se = run_child([cli, "index", dirs[n]], env)
+            wall = time.perf_counter() - t
+            m, f = BUILD_RE.search(so + se), FILE_RE.search(so + se)
+            if rc != 0 or not m or not f:
+                sys.exit("bench: %s index %s failed (exit %d):\n%s%s" % (cli, dirs[n], rc, so, se))
+            r = res[n]
+            r["ms"].append(float(m.group(3)))
+            r["wall"].append(wall)
+            r.update(count=int(m.group(1)), detail=m.group(2), index=f.group(1), index_bytes=int(f.group(2)))
+    print("  cold build: `llmreplay index DIR` (always builds from scratch; recordings in the page cache),"
+          " median of %d per set" % reps)
+    print("  %-18s %10s %8s %12s %10s %11s %13s %10s" % ("LLMREPLAY_DIR", "recordings", "subdirs", "JSON bytes",
+                                                        "build ms", "process ms", "index bytes", "bytes/rec"))
+    for n in names:
+        r = res[n]
+        r["median_ms"], r["median_wall"] = med(r["ms"]), med(r["wall"])
+        print("  %-18s %10d %8d %8.1f MiB %10.1f %11.1f %13d %10.0f" % (
+            n, r["count"], r["subdirs"], r["disk_bytes"] / 2**20, r["median_ms"], r["median_wall"] * 1e3,
+            r["index_bytes"], r["index_bytes"] / max(r["count"], 1)))
+        if r["count"] != r["files"]:
+            print("    !! %s: %d recordings indexed, %d *.json files (%s)" % (n, r["count"], r["files"], r["detail"]))
+    json.dump(res, open(out, "w"))
+
+
+def cache_snapshot(d):
+    snap = {}
+    if d and os.path.isdir(d):
+        for f in os.listdir(d):
+            st = os.stat(os.path.join(d, f))
+            snap[f] = (st.st_ino, st.st_mtime_ns, st.st_size)
+    return snap
+
+
+USING_N_RE = re.compile(r"using index (\S+): (\d+) recordings")
+HIT_RE = re.compile(r"-> (\S+\.json)")
+NEAREST_RE = re.compile(r"nearest recording: (.+?\.json)")
+
+
+def warm(out, rounds, casefile):
+    """Each case: LLMREPLAY_DIR, request body, expected result (hit/miss), baseline case. One curl
+    CLI process per request, the persistent index already built (by `coldbuild`). Checked once
+    with LLMREPLAY_LOG=debug first (status, index used, no rebuild, recording served or nearest
+    one named), then timed by hyperfine -N in ROUNDS rounds, case order rotated each round (each
+    hyperfine run gets the case's environment; the shim is lazy in hyperfine itself), then peak
+    RSS from GNU time, interleaved too. The cache directory must be unchanged at the end."""
+    cases = []
+    for line in open(casefile):
+        if line.strip():
+            name, label, d, req, bodyf, runs, expect, base = line.rstrip("\n").split("\t")
+            cases.append(dict(name=name, label=label, dir=d, req=req, body=bodyf, runs=int(runs), expect=expect,
+                              base=base, times=[], rss=[]))
+    curl, url = os.environ["BENCH_CURL"], os.environ["BENCH_URL"]
+    use_hf = os.environ.get("BENCH_HYPERFINE") == "1"
+    cdir = os.environ.get("LLMREPLAY_CACHE_DIR")
+    tmp = out + ".tmp"
+
+    def env_of(c, **kw):
+        return dict(base_env(), LD_PRELOAD=os.environ["BENCH_SHIM"], LLMREPLAY_DIR=c["dir"], **kw)
+
+    def argv_of(c):
+        return [curl, "-s", "-o", "/dev/null", url, "-d", "@" + c["body"]]
+
+    before = cache_snapshot(cdir)
+    for c in cases:
+        rc, so, se = run_child(argv_of(c)[:4] + ["-w", "%{http_code}"] + argv_of(c)[4:], env_of(c, LLMREPLAY_LOG="debug"))
+        want = "200" if c["expect"] == "hit" else "404"
+        u, hit, near = USING_N_RE.search(se), HIT_RE.search(se), NEAREST_RE.search(se)
+        problems = []
+        if rc != 0 or so.strip() != want:
+            problems.append("exit %d, HTTP %s (expected %s)" % (rc, so.strip(), want))
+        if not u:
+            problems.append("no 'using index' line: the persistent index was not used")
+        if BUILD_RE.search(se):
+            problems.append("the index was rebuilt")
+        if c["expect"] == "hit" and not (hit and hit.group(1).startswith(c["dir"].rstrip("/") + "/")):
+            problems.append("no recording under LLMREPLAY_DIR served it")
+        if c["expect"] == "miss" and not near:
+            problems.append("the miss names no nearest recording")
+        if problems:
+            sys.exit("bench: %s (LLMREPLAY_DIR=%s, %s): %s\n%s" % (c["name"], c["dir"], c["body"], "; ".join(problems), se))
+        c["indexed"] = int(u.group(2))
+        c["served"] = (hit or near).group(1)
+    for r in range(rounds):
+        for j in range(len(cases)):
+            c = cases[(r + j) % len(cases)]
+            per = max(1, (c["runs"] + rounds - 1) // rounds)
+            if use_hf:
+                cmd = " ".join(shlex.quote(a) for a in argv_of(c))
+                rc, so, se = run_child(["hyperfine", "-N", "--style", "none", "--warmup", "1", "--runs", str(per),
+                                        "--export-json", tmp, "--", cmd], env_of(c))
+                if rc != 0:
+                    sys.exit("bench: hyperfine failed for %s:\n%s%s" % (c["name"], so, se))
+                c["times"] += json.load(open(tmp))["results"][0]["times"]
+            else:
+                c["times"] += spawn_times(argv_of(c), env_of(c), per)
+    use_time = os.access(GNU_TIME, os.X_OK)
+    if use_time:
+        for r in range(7):
+            for j in range(len(cases)):
+                c = cases[(r + j) % len(cases)]
+                rc, so, se = run_child([GNU_TIME, "-f", "%M", "-o", tmp, "--"] + argv_of(c), env_of(c))
+                try:
+                    c["rss"].append(int(open(tmp).read().split()[-1]))
+                except (OSError, ValueError, IndexError):
+                    pass
+    after = cache_snapshot(cdir)
+    byname = {c["name"]: c for c in cases}
+    for c in cases:
+        c["median"] = med(c["times"])
+        c["median_rss"] = med(c["rss"]) if c["rss"] else None
+    for c in cases:
+        b = byname.get(c["base"])
+        c["ratio"] = c["median"] / b["median"] if b else None
+        c["delta_ms"] = (c["median"] - b["median"]) * 1e3 if b else None
+        c["rss_ratio"] = c["median_rss"] / b["median_rss"] if b and c["median_rss"] and b["median_rss"] else None
+    tool = "hyperfine -N" if use_hf else "python posix_spawn loop (no hyperfine)"
+    print("  warm: one `curl -s -o /dev/null URL -d @BODY` process per request, LD_PRELOAD=the shim (%s," % tool)
+    print("  %d interleaved rounds; peak RSS: %s)" % (rounds, "GNU time %M, median of 7" if use_time else "n/a, no /usr/bin/time"))
+    print("  %-18s %-22s %6s %5s %10s %9s %9s %10s %8s" % ("LLMREPLAY_DIR", "request", "result", "runs", "median ms",
+                                                           "vs base", "+ms", "peak RSS", "vs base"))
+    for c in cases:
+        print("  %-18s %-22s %6s %5d %10.2f %9s %9s %10s %8s" % (
+            c["label"], c["req"], c["expect"], len(c["times"]), c["median"] * 1e3,
+            "-" if c["ratio"] is None else "%.3f" % c["ratio"],
+            "-" if c["delta_ms"] is None else "%+.2f" % c["delta_ms"],
+            "-" if c["median_rss"] is None else "%.1f MiB" % (c["median_rss"] / 1024),
+            "-" if c["rss_ratio"] is None else "%.2f" % c["rss_ratio"]))
+    print("  (vs base: against the same request kind on the 1-recording directory of the same shape)")
+    for c in cases:
+        if c["expect"] == "miss":
+            print("    miss, %s: nearest recording named: %s" % (c["label"], os.path.relpath(c["served"], c["dir"])
+                                                                 if c["served"].startswith(c["dir"]) else c["served"]))
+    changed = sorted(set(before) ^ set(after) | {f for f in before if f in after and before[f] != after[f]})
+    if changed:
+        print("  !! the cache directory changed while timing (an index was rebuilt?): %s" % ", ".join(changed))
+    json.dump({"cases": cases, "rounds": rounds, "tool": tool, "cache_changed": changed}, open(out, "w"))
+
+
+def spawn_times(argv, env, runs):
+    """Fallback without hyperfine: posix_spawn + waitpid, one warm-up run first."""
+    devnull = os.open(os.devnull, os.O_RDWR)
+    fa = [(os.POSIX_SPAWN_DUP2, devnull, 1), (os.POSIX_SPAWN_DUP2, devnull, 2)]
+    ts = []
+    for i in range(runs + 1):
+        t = time.perf_counter_ns()
+        pid = os.posix_spawn(argv[0], argv, env, file_actions=fa)
+        _, st = os.waitpid(pid, 0)
+        if st != 0:
+            sys.exit("bench: %s exited with status %d" % (" ".join(argv), st))
+        if i:
+            ts.append((time.perf_counter_ns() - t) / 1e9)
+    os.close(devnull)
+    return ts
+
+
+def growth(d, small, big):
+    """One line per quantity: how the compact SMALL set's cost grows to the compact BIG set's."""
+    def load(name):
+        p = os.path.join(d, name)
+        return json.load(open(p)) if os.path.exists(p) else None
+    b, w = load("pindex_build.json"), load("pindex_warm.json")
+    if not b or small not in b or big not in b:
+        return
+    s, g = b[small], b[big]
+    k = g["count"] / s["count"]
+    print("  growth %s -> %s (%.1fx the recordings, the same shape):" % (small, big, k))
+    print("    cold build     %8.1f -> %8.1f ms    x%.2f" % (s["median_ms"], g["median_ms"], g["median_ms"] / s["median_ms"]))
+    print("    index file     %8.2f -> %8.2f MiB   x%.2f" % (s["index_bytes"] / 2**20, g["index_bytes"] / 2**20,
+                                                           g["index_bytes"] / s["index_bytes"]))
+    if w:
+        cs = {c["name"]: c for c in w["cases"]}
+        for kind in ("hit", "mid", "miss"):
+            a, z = cs.get(small + "/" + kind), cs.get(big + "/" + kind)
+            if a and z and a["delta_ms"] is not None:
+                print("    warm %-4s      %+8.2f -> %+8.2f ms above 1 recording (process %.2f -> %.2f ms)" % (
+                    kind, a["delta_ms"], z["delta_ms"], a["median"] * 1e3, z["median"] * 1e3))
+                if a["median_rss"] and z["median_rss"] and cs.get(a["base"], {}).get("median_rss"):
+                    br = cs[a["base"]]["median_rss"]
+                    print("    peak RSS %-4s  %+8.1f -> %+8.1f MiB above 1 recording" % (
+                        kind, (a["median_rss"] - br) / 1024, (z["median_rss"] - br) / 1024))
+
+
 # ---- summary ----------------------------------------------------------------------------------
 
 def summary(d):
@@ -349,6 +624,30 @@ def summary(d):
         for n, label in (("nginx", "per request: nginx / shim"), ("python", "per request: python http.server / shim")):
             if n in pr:
                 rows.append((label, "%.1f" % pr[n]["ratio"], ">= 10", pr[n]["ratio"] >= 10))
+    pb, pw = load("pindex_build.json"), load("pindex_warm.json")
+    if pw:
+        cs = {c["name"]: c for c in pw["cases"]}
+        for c in pw["cases"]:
+            if c["ratio"] is None:
+                continue
+            n = c["name"].split("/")[0]
+            if c["expect"] == "hit":
+                # The goal is for 20,000 recordings; the 100,000 rows show the growth.
+                goal = c["ratio"] <= 1.2 if pb and pb[n]["count"] <= 20000 else None
+                rows.append(("warm index, curl 1 request, %s / %s (%s): time" % (n, c["base"].split("/")[0], c["req"]),
+                             "%.3f" % c["ratio"], "<= 1.2" if goal is not None else "-", goal))
+                if c["rss_ratio"] is not None and c["name"].endswith("/hit"):
+                    rows.append(("warm index, curl 1 request, %s / %s: peak RSS" % (n, c["base"].split("/")[0]),
+                                 "%.2f" % c["rss_ratio"], "-", None))
+            else:
+                rows.append(("miss, curl 1 process, %s / %s: time" % (n, c["base"].split("/")[0]),
+                             "%.2f" % c["ratio"], "-", None))
+                rows.append(("miss, curl 1 process, %s: +ms over 1 recording" % n, "%+.1f ms" % c["delta_ms"], "-", None))
+    if pb:
+        for n, r in pb.items():
+            if r["count"] > 1:
+                rows.append(("cold index build, %s (llmreplay index)" % n, "%.0f ms" % r["median_ms"], "-", None))
+                rows.append(("index file, %s" % n, "%.1f MiB" % (r["index_bytes"] / 2**20), "-", None))
     w = max(len(r[0]) for r in rows)
     print("  %-*s  %10s  %10s  %s" % (w, "measurement", "value", "goal", "verdict"))
     print("  " + "-" * (w + 36))
@@ -358,6 +657,7 @@ def summary(d):
 
 def main():
     cmd, args = sys.argv[1], sys.argv[2:]
+    signal.signal(signal.SIGTERM, _on_term)
     if cmd == "startup":
         startup(args[0], args[1:])
     elif cmd == "hfmerge":
@@ -365,7 +665,15 @@ def main():
     elif cmd == "startup-report":
         startup_report(args[0], args[1])
     elif cmd == "gen":
-        gen(args[0], args[1], int(args[2]))
+        gen(args[0], args[1], int(args[2]), len(args) > 3 and args[3] == "compact")
+    elif cmd == "body":
+        body(args[0], args[1], args[2] if len(args) > 2 else None)
+    elif cmd == "coldbuild":
+        coldbuild(args[0], int(args[1]), args[2], args[3:])
+    elif cmd == "warm":
+        warm(args[0], int(args[1]), args[2])
+    elif cmd == "growth":
+        growth(args[0], args[1], args[2])
     elif cmd == "index":
         index(args[0], int(args[1]), args[2:])
     elif cmd == "index-cache":
