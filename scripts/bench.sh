@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # llmreplay benchmark: what the shim costs a process that never calls an LLM, how long the lazy
-# index build takes, and what one replayed request costs through libcurl compared with a real
-# HTTP server on 127.0.0.1. Run from the repository root after `make all`:
+# index build takes, what one replayed request costs through libcurl compared with a real
+# HTTP server on 127.0.0.1, and what the persistent index costs and saves with 1, 20,000 and
+# 100,000 recordings. Run from the repository root after `make all`:
 #
 #   scripts/bench.sh
 #
@@ -15,6 +16,8 @@
 #   BENCH_TRUE_RUNS=300 BENCH_PY_RUNS=100              runs per mode for section 1
 #   BENCH_INDEX_N=20000 BENCH_INDEX_REPS=5             generated set size, runs per set
 #   BENCH_SHIM_REQS=10000 BENCH_NGINX_REQS=10000 BENCH_PYSRV_REQS=2000 BENCH_ROUNDS=5
+#   BENCH_PI_BIG_N=100000 BENCH_PI_BUILD_REPS=3        section 4: largest (compact) set, builds per set
+#   BENCH_PI_ROUNDS=10 BENCH_PI_HIT_RUNS=200 BENCH_PI_MISS_RUNS=40   section 4: rounds, runs per case
 #   BENCH_NO_HYPERFINE=1 BENCH_NO_NGINX=1              use the fallbacks even when installed
 #   BENCH_PIN_CPU=0     section 3 runs client and servers on this one CPU (taskset); empty: unpinned
 set -euo pipefail
@@ -38,6 +41,11 @@ SHIM_REQS=${BENCH_SHIM_REQS:-10000}
 NGINX_REQS=${BENCH_NGINX_REQS:-10000}
 PYSRV_REQS=${BENCH_PYSRV_REQS:-2000}
 ROUNDS=${BENCH_ROUNDS:-5}
+PI_BIG_N=${BENCH_PI_BIG_N:-100000}
+PI_BUILD_REPS=${BENCH_PI_BUILD_REPS:-3}
+PI_ROUNDS=${BENCH_PI_ROUNDS:-10}
+PI_HIT_RUNS=${BENCH_PI_HIT_RUNS:-200}
+PI_MISS_RUNS=${BENCH_PI_MISS_RUNS:-40}
 # BENCH_NO_HYPERFINE=1 / BENCH_NO_NGINX=1 force the fallbacks, as on a machine without them.
 HAVE_HYPERFINE=0
 [ -z "${BENCH_NO_HYPERFINE:-}" ] && command -v hyperfine >/dev/null && HAVE_HYPERFINE=1
@@ -175,7 +183,7 @@ LLMREPLAY_CACHE_DIR=$TMP/cache-gen step "$PY" "$HELPER" index-cache "$TMP/index_
 lazy_err=$(env LD_PRELOAD="$SHIM" LLMREPLAY_DIR="$GEN" LLMREPLAY_LOG=debug /bin/true 2>&1 || true)
 grep -q indexed <<<"$lazy_err" && echo "  !! /bin/true built the $INDEX_N-recording index: $lazy_err" ||
     echo "  /bin/true with LLMREPLAY_DIR=generated-$INDEX_N and LLMREPLAY_LOG=debug: no 'indexed' line"
-rm -rf "$GEN"
+# $GEN is kept for section 4, which deletes it
 
 # ---- 3. per-request cost through libcurl --------------------------------------------------------
 section "3. per-request cost: the seed request through curl_easy_perform on one reused handle"
@@ -290,6 +298,89 @@ done
 args=()
 for name in "${names[@]}"; do args+=("$name=$TMP/$name.log"); done
 "$PY" "$HELPER" perreq "$TMP/perreq.json" "${args[@]}"
+
+# ---- 4. persistent index --------------------------------------------------------------------------
+section "4. persistent index: one curl CLI process per request, index already built"
+# One `curl -s -o /dev/null URL -d @BODY` per process, with a warm index in a cache directory of
+# its own: does a request cost the same with 20,000 recordings as with 1? What do the build, the
+# file, a miss cost, and how do they grow from 20,000 to 100,000 recordings? Sets:
+#   seed (1)          the seed directory, one recording
+#   generated-N       section 2's set: the seed re-indented, ~19 KB a file, 100 per subdirectory
+#   compact-1/N/BIG_N the seed with its answer cut to 3 chunks, unindented (~2 KB a file), 100 per
+#                     subdirectory: 100,000 full-size copies would be ~2 GB
+# Requests: the seed request (recording #0 of every set), "question MID" (a recording in the
+# middle of the large sets), and one no set has (a miss).
+PI_CACHE=$TMP/cache-pindex
+BODY_MID=$TMP/body-mid.json
+BODY_MISS=$TMP/body-miss.json
+MID=$((INDEX_N * 5 / 8 + 1))
+"$PY" "$HELPER" body "$SEED" "$BODY_MID" "question $MID"
+"$PY" "$HELPER" body "$SEED" "$BODY_MISS" "a question that no recording has"
+CMP=$TMP/compact
+mkdir -p "$CMP"
+avail_kb() { df -Pk "$TMP" | awk 'NR == 2 { print $4 }'; }
+need_kb() { echo $(($1 * 6 + 512 * 1024)); } # ~2 KB file in a 4 KiB block, index, margin
+cmp_sets=()
+if [ "$(avail_kb)" -ge "$(need_kb "$INDEX_N")" ]; then
+    cmp_sets+=(1 "$INDEX_N")
+    # the big set is generated after the small ones, so the check sees their space taken
+else
+    echo "  !! only $(($(avail_kb) / 1024)) MiB free under $TMP: the compact sets are skipped"
+fi
+for n in "${cmp_sets[@]}"; do
+    t=${EPOCHREALTIME/[.,]/}
+    step "$PY" "$HELPER" gen "$SEED" "$CMP/$n" "$n" compact
+    [ "$n" = 1 ] || echo "  generated compact-$n: $(find "$CMP/$n" -name '*.json' | wc -l) recordings ($(du -sh "$CMP/$n" | cut -f1)," \
+        "$(find "$CMP/$n" -mindepth 1 -type d | wc -l) subdirectories) in $(((${EPOCHREALTIME/[.,]/} - t) / 1000)) ms"
+done
+if [ ${#cmp_sets[@]} -gt 0 ]; then
+    if [ "$PI_BIG_N" -gt "$INDEX_N" ] && [ "$(avail_kb)" -ge "$(need_kb "$PI_BIG_N")" ]; then
+        t=${EPOCHREALTIME/[.,]/}
+        step "$PY" "$HELPER" gen "$SEED" "$CMP/$PI_BIG_N" "$PI_BIG_N" compact
+        echo "  generated compact-$PI_BIG_N: $(find "$CMP/$PI_BIG_N" -name '*.json' | wc -l) recordings" \
+            "($(du -sh "$CMP/$PI_BIG_N" | cut -f1), $(find "$CMP/$PI_BIG_N" -mindepth 1 -type d | wc -l) subdirectories)" \
+            "in $(((${EPOCHREALTIME/[.,]/} - t) / 1000)) ms"
+        cmp_sets+=("$PI_BIG_N")
+    elif [ "$PI_BIG_N" -gt "$INDEX_N" ]; then
+        echo "  !! SKIPPED compact-$PI_BIG_N: $(($(avail_kb) / 1024)) MiB free under $TMP, it needs" \
+            "$(($(need_kb "$PI_BIG_N") / 1024)) MiB (set TMPDIR to a larger disk)"
+    fi
+fi
+build_sets=("seed=$SEED_DIR" "generated-$INDEX_N=$GEN")
+for n in "${cmp_sets[@]}"; do build_sets+=("compact-$n=$CMP/$n"); done
+LLMREPLAY_CACHE_DIR=$PI_CACHE step "$PY" "$HELPER" coldbuild "$TMP/pindex_build.json" "$PI_BUILD_REPS" \
+    "$ROOT/build/llmreplay" "${build_sets[@]}"
+
+# The cases: NAME LABEL DIR REQUEST BODY RUNS hit|miss BASE, tab-separated.
+: >"$TMP/pindex_cases.tsv"
+add_case() { printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$@" >>"$TMP/pindex_cases.tsv"; }
+add_sets() { # SHAPE-1-NAME DIR1 NAME=DIR...: the cases of one shape of recordings
+    local one=$1 dir1=$2 s n d
+    shift 2
+    add_case "$one/hit" "$one" "$dir1" "seed" "$BENCH_BODY" "$PI_HIT_RUNS" hit -
+    for s in "$@"; do
+        n=${s%%=*} d=${s#*=}
+        add_case "$n/hit" "$n" "$d" "seed (#0)" "$BENCH_BODY" "$PI_HIT_RUNS" hit "$one/hit"
+        add_case "$n/mid" "$n" "$d" "question $MID" "$BODY_MID" "$PI_HIT_RUNS" hit "$one/hit"
+    done
+    add_case "$one/miss" "$one" "$dir1" "(no recording)" "$BODY_MISS" "$PI_MISS_RUNS" miss -
+    for s in "$@"; do
+        n=${s%%=*} d=${s#*=}
+        add_case "$n/miss" "$n" "$d" "(no recording)" "$BODY_MISS" "$PI_MISS_RUNS" miss "$one/miss"
+    done
+}
+add_sets seed "$SEED_DIR" "generated-$INDEX_N=$GEN"
+if [ ${#cmp_sets[@]} -gt 0 ]; then
+    big=()
+    for n in "${cmp_sets[@]:1}"; do big+=("compact-$n=$CMP/$n"); done
+    add_sets compact-1 "$CMP/1" "${big[@]}"
+fi
+LLMREPLAY_CACHE_DIR=$PI_CACHE BENCH_CURL=$(command -v curl) BENCH_HYPERFINE=$HAVE_HYPERFINE \
+    step "$PY" "$HELPER" warm "$TMP/pindex_warm.json" "$PI_ROUNDS" "$TMP/pindex_cases.tsv"
+if [ ${#cmp_sets[@]} -gt 2 ]; then "$PY" "$HELPER" growth "$TMP" "compact-$INDEX_N" "compact-$PI_BIG_N"; fi
+t=${EPOCHREALTIME/[.,]/}
+rm -rf "$GEN" "$CMP"
+echo "  generated sets deleted ($(((${EPOCHREALTIME/[.,]/} - t) / 1000)) ms)"
 
 # ---- summary --------------------------------------------------------------------------------------
 section "summary (ratios of medians measured in this run; total $(($(date +%s) - T0)) s)"

@@ -626,33 +626,36 @@ def summary(d):
                 rows.append((label, "%.1f" % pr[n]["ratio"], ">= 10", pr[n]["ratio"] >= 10))
     pb, pw = load("pindex_build.json"), load("pindex_warm.json")
     if pw:
-        cs = {c["name"]: c for c in pw["cases"]}
+        hits, misses = {}, {}
         for c in pw["cases"]:
-            if c["ratio"] is None:
-                continue
-            n = c["name"].split("/")[0]
-            if c["expect"] == "hit":
-                # The goal is for 20,000 recordings; the 100,000 rows show the growth.
-                goal = c["ratio"] <= 1.2 if pb and pb[n]["count"] <= 20000 else None
-                rows.append(("warm index, curl 1 request, %s / %s (%s): time" % (n, c["base"].split("/")[0], c["req"]),
-                             "%.3f" % c["ratio"], "<= 1.2" if goal is not None else "-", goal))
-                if c["rss_ratio"] is not None and c["name"].endswith("/hit"):
-                    rows.append(("warm index, curl 1 request, %s / %s: peak RSS" % (n, c["base"].split("/")[0]),
-                                 "%.2f" % c["rss_ratio"], "-", None))
-            else:
-                rows.append(("miss, curl 1 process, %s / %s: time" % (n, c["base"].split("/")[0]),
-                             "%.2f" % c["ratio"], "-", None))
-                rows.append(("miss, curl 1 process, %s: +ms over 1 recording" % n, "%+.1f ms" % c["delta_ms"], "-", None))
+            if c["ratio"] is not None:
+                (hits if c["expect"] == "hit" else misses).setdefault(c["name"].split("/")[0], []).append(c)
+        for n, cs in hits.items():
+            base = cs[0]["base"].split("/")[0]
+            worst = max(c["ratio"] for c in cs)
+            # The goal is for 20,000 recordings; the 100,000 row shows the growth.
+            ok = worst <= 1.2 if pb and pb[n]["count"] <= 20000 else None
+            rows.append(("warm index, 1 curl request: %s / %s, time (worst of %d requests)" % (n, base, len(cs)),
+                         "%.3f" % worst, "-" if ok is None else "<= 1.2", ok))
+            rss = [c["rss_ratio"] for c in cs if c["rss_ratio"] is not None]
+            if rss:
+                rows.append(("warm index, 1 curl request: %s / %s, peak RSS" % (n, base), "%.2f" % max(rss), "-", None))
+        for n, cs in misses.items():
+            c = cs[0]
+            rows.append(("miss, 1 curl process: %s / %s, time" % (n, c["base"].split("/")[0]),
+                         "%.2f (%+.0f ms)" % (c["ratio"], c["delta_ms"]), "-", None))
     if pb:
         for n, r in pb.items():
             if r["count"] > 1:
-                rows.append(("cold index build, %s (llmreplay index)" % n, "%.0f ms" % r["median_ms"], "-", None))
-                rows.append(("index file, %s" % n, "%.1f MiB" % (r["index_bytes"] / 2**20), "-", None))
+                rows.append(("cold index build (llmreplay index), %s: ms, index file" % n,
+                             "%.0f ms, %.1f MiB" % (r["median_ms"], r["index_bytes"] / 2**20), "-", None))
     w = max(len(r[0]) for r in rows)
-    print("  %-*s  %10s  %10s  %s" % (w, "measurement", "value", "goal", "verdict"))
-    print("  " + "-" * (w + 36))
+    v = max(10, max(len(r[1]) for r in rows))
+    print("  %-*s  %*s  %10s  %s" % (w, "measurement", v, "value", "goal", "verdict"))
+    print("  " + "-" * (w + v + 26))
     for label, val, goal, ok in rows:
-        print("  %-*s  %10s  %10s  %s" % (w, label, val, goal, "" if ok is None else "meets goal" if ok else "MISSES goal"))
+        print("  %-*s  %*s  %10s  %s" % (w, label, v, val, goal,
+                                        "" if ok is None else "meets goal" if ok else "MISSES goal"))
 
 
 def main():

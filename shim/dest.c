@@ -29,6 +29,10 @@ static pthread_once_t rules_once = PTHREAD_ONCE_INIT;
 #define FAKE4_NET 0xC6120000u /* 198.18.0.0 */
 static const unsigned char FAKE6_PREFIX[12] = {0xfd, 0x6c, 0x6d, 0x72, 0x65, 0x70, 0x6c, 0x61, 0x79, 0, 0, 0};
 
+static void fork_prepare(void) { pthread_mutex_lock(&dest_lock); }
+static void fork_release(void) { pthread_mutex_unlock(&dest_lock); }
+__attribute__((constructor)) static void dest_init(void) { pthread_atfork(fork_prepare, fork_release, fork_release); }
+
 static void lower(char *s) { for (; *s; s++) *s = (char)tolower((unsigned char)*s); }
 
 static void add_rule(const char *host, int port)

@@ -1,6 +1,7 @@
 #include "engine.h"
 #include "log.h"
 #include "match.h"
+#include "record.h"
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -167,6 +168,10 @@ lr_response_t *lr_engine_serve(const char *method, const char *url, const char *
         return e ? e : &oom;
     }
     lr_store_t *s = lr_store_global();
+    static int told;
+    /* said here, when an LLM call is served, not when some other name is resolved */
+    if (s && !s->ndirs && lr_mode() == MODE_REPLAY && !__atomic_exchange_n(&told, 1, __ATOMIC_RELAXED))
+        lr_warn("LLMREPLAY_DIR is not set: no recordings loaded; set it to your recordings directory (or use llmreplay run -d DIR)");
     bool listing = lr_op_info(rq.op)->listing;
     if (!listing && body && body_len) {
         rq.body = lr_json_parse(body, body_len);

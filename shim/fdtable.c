@@ -24,28 +24,34 @@ static lr_fdinfo_t **slot(int fd, bool create)
     return p ? &p[fd % PAGE] : NULL;
 }
 
-static void put(int fd, lr_fdinfo_t *e)
-{
-    lr_fdinfo_t **s = slot(fd, e != NULL);
-    if (!s) { free(e); return; }
-    lr_fdinfo_t *old = __atomic_exchange_n(s, e, __ATOMIC_ACQ_REL);
-    free(old);
-}
-
+/* Entries are allocated once per descriptor number and then reused, never freed: close()
+ * only clears a flag (no free(), so it stays async-signal-safe), and a reader racing with a
+ * close never touches freed memory. The cost is bounded by the highest number ever swapped. */
 void lr_fdt_set(int fd, const lr_fdinfo_t *info)
 {
-    lr_fdinfo_t *e = malloc(sizeof *e);
-    if (!e) return;
-    *e = *info;
-    put(fd, e);
+    lr_fdinfo_t **s = slot(fd, true);
+    if (!s) return;
+    lr_fdinfo_t *e = __atomic_load_n(s, __ATOMIC_ACQUIRE);
+    if (!e) {
+        lr_fdinfo_t *n = calloc(1, sizeof *n);
+        if (!n) return;
+        lr_fdinfo_t *expected = NULL;
+        if (__atomic_compare_exchange_n(s, &expected, n, false, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) e = n;
+        else { free(n); e = expected; }
+    }
+    __atomic_store_n(&e->alive, 0, __ATOMIC_RELEASE);
+    lr_fdinfo_t copy = *info;
+    copy.alive = 0;
+    memcpy(e, &copy, sizeof copy);
+    __atomic_store_n(&e->alive, 1, __ATOMIC_RELEASE);
 }
 
 bool lr_fdt_get(int fd, lr_fdinfo_t *out)
 {
     lr_fdinfo_t **s = slot(fd, false);
     lr_fdinfo_t *e = s ? __atomic_load_n(s, __ATOMIC_ACQUIRE) : NULL;
-    if (!e) return false;
-    *out = *e; /* entries are replaced, never edited in place, except the option words below */
+    if (!e || !__atomic_load_n(&e->alive, __ATOMIC_ACQUIRE)) return false;
+    *out = *e;
     struct stat st;
     if (fstat(fd, &st) != 0 || st.st_ino != out->ino || !S_ISSOCK(st.st_mode)) {
         lr_fdt_clear(fd); /* the number was reused for something else */
@@ -54,24 +60,29 @@ bool lr_fdt_get(int fd, lr_fdinfo_t *out)
     return true;
 }
 
-void lr_fdt_set_tcp(int fd, int opt, int val)
+static lr_fdinfo_t *live(int fd)
 {
     lr_fdinfo_t **s = slot(fd, false);
     lr_fdinfo_t *e = s ? __atomic_load_n(s, __ATOMIC_ACQUIRE) : NULL;
+    return e && __atomic_load_n(&e->alive, __ATOMIC_ACQUIRE) ? e : NULL;
+}
+
+void lr_fdt_set_tcp(int fd, int opt, int val)
+{
+    lr_fdinfo_t *e = live(fd);
     if (e && opt >= 0 && opt < 32) __atomic_store_n(&e->tcp_opts[opt], val, __ATOMIC_RELAXED);
 }
 
 void lr_fdt_set_keepalive(int fd, int val)
 {
-    lr_fdinfo_t **s = slot(fd, false);
-    lr_fdinfo_t *e = s ? __atomic_load_n(s, __ATOMIC_ACQUIRE) : NULL;
+    lr_fdinfo_t *e = live(fd);
     if (e) __atomic_store_n(&e->keepalive, val, __ATOMIC_RELAXED);
 }
 
 void lr_fdt_clear(int fd)
 {
-    lr_fdinfo_t **s = slot(fd, false);
-    if (s && __atomic_load_n(s, __ATOMIC_RELAXED)) put(fd, NULL);
+    lr_fdinfo_t *e = live(fd);
+    if (e) __atomic_store_n(&e->alive, 0, __ATOMIC_RELEASE);
 }
 
 void lr_fdt_dup(int oldfd, int newfd)

@@ -9,6 +9,7 @@
 #include <sys/types.h>
 
 typedef struct {
+    int alive;  /* slot in use (entries are reused, never freed: see fdtable.c) */
     ino_t ino;
     int family;
     struct sockaddr_storage peer, local;

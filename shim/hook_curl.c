@@ -101,6 +101,7 @@ typedef struct shadow {
     int method;
     const char *postfields;
     char *copied; /* COPYPOSTFIELDS */
+    curl_off_t copied_len;
     curl_off_t postsize;
     curl_off_t infilesize;
     rw_cb read_cb, write_cb, header_cb;
@@ -115,6 +116,7 @@ typedef struct shadow {
     long timeout_ms;
     struct curl_slist *headers; /* CURLOPT_HTTPHEADER (the application keeps it alive) */
     void *tee;                  /* an upstream transfer running in a multi handle */
+    int in_cb;                  /* inside one of the application's callbacks for a replay */
     /* outcome of the last replayed transfer, for curl_easy_getinfo */
     bool replayed, https;
     long status;
@@ -247,12 +249,21 @@ static void shadow_set(shadow_t *s, CURLoption opt, long lv, void *pv, curl_off_
             s->postsize = (curl_off_t)n;
         }
         s->postfields = s->copied;
+        s->copied_len = s->copied ? (curl_off_t)n : 0;
         s->method = M_POST;
         s->mime = false;
         break;
     }
-    case CURLOPT_POSTFIELDSIZE: s->postsize = lv; break;
-    case CURLOPT_POSTFIELDSIZE_LARGE: s->postsize = ov; break;
+    case CURLOPT_POSTFIELDSIZE: case CURLOPT_POSTFIELDSIZE_LARGE: {
+        curl_off_t n = opt == CURLOPT_POSTFIELDSIZE ? (curl_off_t)lv : ov;
+        if (s->copied && n > s->copied_len) { /* libcurl drops a copy that is now too short */
+            free(s->copied);
+            s->copied = NULL;
+            s->postfields = NULL;
+        }
+        s->postsize = n;
+        break;
+    }
     case CURLOPT_INFILESIZE: s->infilesize = lv; break;
     case CURLOPT_INFILESIZE_LARGE: s->infilesize = ov; break;
     case CURLOPT_MIMEPOST: case CURLOPT_HTTPPOST: s->mime = pv != NULL; if (pv) s->method = M_POST; break;
@@ -293,10 +304,13 @@ static shadow_t *shadow_dup(const shadow_t *o, CURL *h)
     s->eff_method = dup_or_null(o->eff_method);
     s->xfer = NULL;
     s->multi = NULL;
+    s->replayed = false; /* a new handle has done no transfer */
+    s->tee = NULL;
+    s->in_cb = 0;
     if (o->copied) {
-        size_t n = o->postsize >= 0 ? (size_t)o->postsize : strlen(o->copied);
+        size_t n = (size_t)o->copied_len;
         s->copied = malloc(n + 1);
-        if (s->copied) memcpy(s->copied, o->copied, n + 1);
+        if (s->copied) { memcpy(s->copied, o->copied, n); s->copied[n] = 0; }
         s->postfields = s->copied;
     }
     return s;
@@ -535,7 +549,18 @@ static bool send_event(shadow_t *s, xfer_t *x, const lr_event_t *ev)
 }
 
 /* Advance a replay by one step: the headers, or the next event. Sets x->done at the end. */
+static void xfer_step_inner(xfer_t *x);
+
+/* One step, marked as "inside the application's callbacks": libcurl refuses to remove or free
+ * a handle from its own callbacks, and so does the shim (CURLM_RECURSIVE_API_CALL). */
 static void xfer_step(xfer_t *x)
+{
+    x->sh->in_cb++;
+    xfer_step_inner(x);
+    x->sh->in_cb--;
+}
+
+static void xfer_step_inner(xfer_t *x)
 {
     shadow_t *s = x->sh;
     if (x->done || x->paused) return;
@@ -946,6 +971,11 @@ static void forget(CURL *h)
 LR_EXPORT void curl_easy_cleanup(CURL *h)
 {
     curl_real();
+    shadow_t *cur = h ? shadow_of(h, false) : NULL;
+    if (cur && cur->in_cb) { /* libcurl forbids it too; freeing now would pull the rug from the replay */
+        lr_warn("curl_easy_cleanup called from inside a callback of the same handle: ignored");
+        return;
+    }
     if (h) forget(h);
     if (real.easy_cleanup) real.easy_cleanup(h);
 }
@@ -995,7 +1025,10 @@ LR_EXPORT CURLMcode curl_multi_add_handle(CURLM *m, CURL *h)
         }
         return rc;
     }
-    if (!m || !intercepted(s)) return real.multi_add_handle ? real.multi_add_handle(m, h) : CURLM_INTERNAL_ERROR;
+    if (!m || !intercepted(s)) {
+        if (s) s->replayed = false; /* libcurl's own transfer: getinfo is libcurl's again */
+        return real.multi_add_handle ? real.multi_add_handle(m, h) : CURLM_INTERNAL_ERROR;
+    }
     if (s->multi) return CURLM_ADDED_ALREADY;
     mshadow_t *ms = mshadow_of(m, true);
     if (!ms) return CURLM_OUT_OF_MEMORY;
@@ -1019,6 +1052,7 @@ LR_EXPORT CURLMcode curl_multi_remove_handle(CURLM *m, CURL *h)
 {
     curl_real();
     shadow_t *s = h && !in_real_perform ? shadow_of(h, false) : NULL;
+    if (s && s->in_cb) return CURLM_RECURSIVE_API_CALL;
     if (s && s->multi && s->multi == m) {
         mshadow_t *ms = mshadow_of(m, false);
         if (ms) ms_drop(ms, s);
@@ -1027,7 +1061,11 @@ LR_EXPORT CURLMcode curl_multi_remove_handle(CURLM *m, CURL *h)
         s->multi = NULL;
         return CURLM_OK;
     }
-    return real.multi_remove_handle ? real.multi_remove_handle(m, h) : CURLM_INTERNAL_ERROR;
+    CURLMcode rc = real.multi_remove_handle ? real.multi_remove_handle(m, h) : CURLM_INTERNAL_ERROR;
+    /* libcurl may have cancelled the application's timer: replays still running need it */
+    mshadow_t *ms = m && !in_real_perform ? mshadow_of(m, false) : NULL;
+    if (ms) ms_wake(ms);
+    return rc;
 }
 
 LR_EXPORT CURLMcode curl_multi_perform(CURLM *m, int *running)

@@ -41,6 +41,10 @@ static pthread_mutex_t ours_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct addrinfo **ours;
 static int nours, capours;
 
+static void fork_prepare(void) { pthread_mutex_lock(&ours_lock); }
+static void fork_release(void) { pthread_mutex_unlock(&ours_lock); }
+__attribute__((constructor)) static void dns_init(void) { pthread_atfork(fork_prepare, fork_release, fork_release); }
+
 static void remember(struct addrinfo *ai)
 {
     pthread_mutex_lock(&ours_lock);

@@ -7,7 +7,11 @@
 #include "log.h"
 #include "real.h"
 #include "responder.h"
+#include <dirent.h>
 #include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/epoll.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -78,6 +82,43 @@ static void fake_local(const struct sockaddr *peer, struct sockaddr_storage *out
     }
 }
 
+/* dup3() gives fd a new open file description, and the kernel drops the old one from every
+ * epoll set: find the registrations of fd (in /proc/self/fdinfo of each epoll descriptor) so
+ * they can be made again, for event loops that register a socket before connecting it. */
+typedef struct { int epfd; unsigned events; unsigned long long data; } epreg_t;
+
+static int epoll_regs(int fd, epreg_t *out, int max)
+{
+    int n = 0;
+    DIR *d = opendir("/proc/self/fd");
+    if (!d) return 0;
+    struct dirent *e;
+    while ((e = readdir(d)) && n < max) {
+        char link[64], path[64];
+        int efd = atoi(e->d_name);
+        if (e->d_name[0] == '.' || efd == fd || efd == dirfd(d)) continue;
+        snprintf(path, sizeof path, "/proc/self/fd/%d", efd);
+        ssize_t l = readlink(path, link, sizeof link - 1);
+        if (l <= 0) continue;
+        link[l] = 0;
+        if (strcmp(link, "anon_inode:[eventpoll]")) continue;
+        snprintf(path, sizeof path, "/proc/self/fdinfo/%d", efd);
+        FILE *f = fopen(path, "re");
+        if (!f) continue;
+        char line[256];
+        while (fgets(line, sizeof line, f) && n < max) {
+            int tfd;
+            unsigned ev;
+            unsigned long long data;
+            if (sscanf(line, "tfd: %d events: %x data: %llx", &tfd, &ev, &data) == 3 && tfd == fd)
+                out[n++] = (epreg_t){efd, ev, data};
+        }
+        fclose(f);
+    }
+    closedir(d);
+    return n;
+}
+
 /* Replace fd by a connected socketpair end, keeping its number, O_NONBLOCK and FD_CLOEXEC. */
 static int swap_in(int fd, const struct sockaddr *sa, socklen_t len, const char *host, int port)
 {
@@ -91,6 +132,14 @@ static int swap_in(int fd, const struct sockaddr *sa, socklen_t len, const char 
     if (real.getsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, &tl) == 0) real.setsockopt(sv[0], SOL_SOCKET, SO_RCVTIMEO, &tv, tl);
     tl = sizeof tv;
     if (real.getsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, &tl) == 0) real.setsockopt(sv[0], SOL_SOCKET, SO_SNDTIMEO, &tv, tl);
+    /* TCP options set before connect() still read back afterwards */
+    int nodelay = 0, keep = 0;
+    socklen_t il = sizeof nodelay;
+    real.getsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &nodelay, &il);
+    il = sizeof keep;
+    real.getsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &keep, &il);
+    epreg_t regs[8];
+    int nregs = epoll_regs(fd, regs, 8);
     struct stat st;
     if (fstat(sv[0], &st) != 0 || real.dup3(sv[0], fd, (fdfl >= 0 && (fdfl & FD_CLOEXEC)) ? O_CLOEXEC : 0) < 0) {
         int e = errno;
@@ -107,7 +156,14 @@ static int swap_in(int fd, const struct sockaddr *sa, socklen_t len, const char 
     memcpy(&info.peer, sa, len < sizeof info.peer ? len : sizeof info.peer);
     info.peerlen = len;
     fake_local(sa, &info.local, &info.locallen, fd);
+    info.tcp_opts[TCP_NODELAY] = nodelay;
+    info.keepalive = keep;
     lr_fdt_set(fd, &info);
+    for (int i = 0; i < nregs; i++) {
+        /* EPOLLEXCLUSIVE and other flags come back as they were */
+        struct epoll_event ev = {.events = regs[i].events, .data.u64 = regs[i].data};
+        epoll_ctl(regs[i].epfd, EPOLL_CTL_ADD, fd, &ev);
+    }
     if (!lr_responder_add(sv[1], host, port, "http")) {
         real.close(sv[1]);
         errno = ECONNREFUSED;
@@ -138,7 +194,7 @@ static int do_connect(int fd, const struct sockaddr *sa, socklen_t len)
         errno = saved;
         return 0;
     }
-    if (lr_dest_egress_denied(sa, len)) { errno = ECONNREFUSED; return -1; }
+    if (type == SOCK_STREAM && lr_dest_egress_denied(sa, len)) { errno = ECONNREFUSED; return -1; }
     return real.connect(fd, sa, len);
 }
 

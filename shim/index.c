@@ -48,7 +48,13 @@ char *lr_index_file(uint64_t key)
     if ((v = lr_getenv("LLMREPLAY_CACHE_DIR"))) snprintf(dir, sizeof dir, "%s", v);
     else if ((v = lr_getenv("XDG_CACHE_HOME"))) snprintf(dir, sizeof dir, "%s/llmreplay", v);
     else if ((v = lr_getenv("HOME"))) snprintf(dir, sizeof dir, "%s/.cache/llmreplay", v);
-    else snprintf(dir, sizeof dir, "/tmp/llmreplay-cache-%d", (int)getuid());
+    else {
+        /* a shared fallback: ours only if we own it and nobody else can write there */
+        snprintf(dir, sizeof dir, "/tmp/llmreplay-cache-%d", (int)getuid());
+        mkdir(dir, 0700);
+        struct stat st;
+        if (lstat(dir, &st) != 0 || !S_ISDIR(st.st_mode) || st.st_uid != getuid() || (st.st_mode & 022)) return NULL;
+    }
     /* mkdir -p: a missing cache home is created, an unwritable one only costs the cache */
     for (char *p = dir + 1; *p; p++)
         if (*p == '/') { *p = 0; mkdir(dir, 0755); *p = '/'; }
@@ -168,8 +174,8 @@ lr_index_t *lr_index_open(const char *path, uint64_t key, char *why, size_t cap)
     /* What every process reads (directories to check, problems to report) is verified now;
      * records are verified when a request uses them, the rest of the file on a miss. Opening
      * a 100,000-recording index thus touches a few pages, not all of them. */
-    if (meta_checksum(ix) != h->meta_checksum) BAD("checksum mismatch (corrupt)");
     uint64_t ss = h->strings_size;
+    /* bounds first: the checksum itself reads these strings */
     if (ix->strings[ss - 1] != 0) BAD("string table not terminated (corrupt)");
     for (uint32_t i = 0; i < ix->ndirs; i++)
         if (!str_ok(ix->dirs[i].path, ss)) BAD("directory name out of bounds (corrupt)");
@@ -177,6 +183,7 @@ lr_index_t *lr_index_open(const char *path, uint64_t key, char *why, size_t cap)
         if (!str_ok(ix->bad[i].path, ss) || !str_ok(ix->bad[i].why, ss)) BAD("bad-file list corrupt");
     for (uint32_t i = 0; i < ix->nhosts; i++)
         if (!str_ok(ix->hosts[i].host, ss)) BAD("host list corrupt");
+    if (meta_checksum(ix) != h->meta_checksum) BAD("checksum mismatch (corrupt)");
     ix->path = strdup(path);
     return ix;
 fail:
@@ -309,8 +316,9 @@ bool lr_index_write(const lr_store_t *s, const char *path, uint64_t key)
     size_t pl = strlen(path) + 32;
     char *tmp = malloc(pl);
     if (!tmp) goto out;
-    snprintf(tmp, pl, "%s.%d.tmp", path, (int)getpid());
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    snprintf(tmp, pl, "%s.%d.%lx.tmp", path, (int)getpid(), (unsigned long)(lr_now() * 1e9) & 0xffffffffUL);
+    /* a fresh name, never following a planted link */
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
     if (fd >= 0) {
         ok = write_all(fd, &h, sizeof h) && write_all(fd, body.data, body.len);
         int e = errno;

@@ -55,7 +55,9 @@ static pid_t owner; /* process whose thread runs the loop */
 static conn_t **conns;
 static int nconns, capconns;
 
-static size_t max_request(void) { return (size_t)lr_getenv_long("LLMREPLAY_MAX_REQUEST_MB", 64) << 20; }
+/* Read once: the loop thread must not call getenv while application threads may setenv. */
+static size_t max_request_bytes;
+static size_t max_request(void) { return max_request_bytes; }
 
 static void arm(conn_t *c)
 {
@@ -109,7 +111,7 @@ static void start_answer(conn_t *c, lr_response_t *r)
     c->resp = r;
     c->next_ev = 0;
     /* HTTP/1.0 has no chunked encoding: a stream then ends by closing the connection */
-    c->chunked = r->stream && c->keep_alive;
+    c->chunked = r->stream && c->keep_alive && c->minor >= 1;
     if (r->stream && !c->chunked) c->close_after = true;
     if (!c->keep_alive) c->close_after = true;
     buf_t h;
@@ -142,7 +144,10 @@ static bool pump(conn_t *c)
         lr_response_t *r = c->resp;
         if (c->next_ev < r->nevents) {
             if (c->pace_ms != 0 && c->next_ev > 0 && lr_now() < c->due) return flush(c);
-            if (c->out.len - c->out_off > 256 * 1024) return flush(c); /* the client is not reading */
+            if (c->out.len - c->out_off > 256 * 1024) { /* a large backlog: let the client read first */
+                if (!flush(c)) return false;
+                if (c->want_out) return true; /* EPOLLOUT brings us back */
+            }
             const lr_event_t *ev = &r->events[c->next_ev++];
             if (c->chunked) buf_printf(&c->out, "%zx\r\n", ev->len);
             buf_add(&c->out, ev->data, ev->len);
@@ -172,6 +177,11 @@ static lr_response_t *plain_error(int status, const char *msg)
 /* Reply and close: for requests that cannot be read (400, 413). */
 static void refuse(conn_t *c, int status, const char *msg)
 {
+    if (c->resp) { /* never a second answer inside the one being written: close after it */
+        c->closing = true;
+        c->in.len = 0;
+        return;
+    }
     c->keep_alive = false;
     c->head_only = false;
     lr_response_t *r = plain_error(status, msg);
@@ -484,8 +494,9 @@ static void process(conn_t *c)
         if (c->head_chunked) {
             long r = lr_http_dechunk(c->in.data + c->head_len, avail, &body, max_request());
             if (r == -1) {
+                bool big = body.len >= max_request() || avail > max_request();
                 buf_free(&body);
-                refuse(c, body.len >= max_request() ? 413 : 400, "llmreplay: malformed or too large chunked body");
+                refuse(c, big ? 413 : 400, "llmreplay: malformed or too large chunked body");
                 return;
             }
             if (r == -2) {
@@ -524,16 +535,17 @@ static void on_readable(conn_t *c)
             break;
         }
         if (n == 0) {
-            /* the client closed its side: finish an answer in progress (it may still read) */
+            /* the client closed its side: answer what it sent (it may still read), then close */
             c->eof = true;
             arm(c);
             if (!c->resp && c->out_off >= c->out.len && !c->in.len) c->dead = true;
-            else c->closing = true;
             break;
         }
         if (c->in.len + (size_t)n > max_request() + MAX_HEAD) {
             refuse(c, 413, "llmreplay: request too large (LLMREPLAY_MAX_REQUEST_MB)");
             c->closing = true;
+            c->eof = true; /* read no more */
+            arm(c);
             break;
         }
         buf_add(&c->in, tmp, (size_t)n);
@@ -548,13 +560,13 @@ static void service(conn_t *c)
         bool had = c->resp != NULL;
         if (!c->resp) process(c);
         if (!pump(c)) { c->dead = true; return; }
-        if (!c->resp && c->closing) {
-            if (c->out_off >= c->out.len) {
-                shutdown(c->fd, SHUT_WR);
-                c->dead = true;
-            }
+        bool drained = !c->resp && c->out_off >= c->out.len;
+        if (drained && (c->closing || (c->eof && !had && c->in.len == before))) {
+            shutdown(c->fd, SHUT_WR); /* done: asked to close, or the client's input is over */
+            c->dead = true;
             return;
         }
+        if (c->closing && !c->resp) return;
         if (c->resp || __atomic_load_n(&c->upstream, __ATOMIC_ACQUIRE)) return; /* later */
         if (!had && c->in.len == before) return; /* nothing more to do until more bytes come */
     }
@@ -658,6 +670,7 @@ __attribute__((constructor)) static void responder_init(void) { pthread_atfork(f
 
 bool lr_responder_add(int fd, const char *host, int port, const char *scheme)
 {
+    if (!max_request_bytes) max_request_bytes = (size_t)lr_getenv_long("LLMREPLAY_MAX_REQUEST_MB", 64) << 20;
     conn_t *c = calloc(1, sizeof *c);
     if (!c) return false;
     c->fd = fd;

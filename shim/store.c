@@ -478,8 +478,6 @@ static lr_store_t *open_global(bool trust_cache)
 {
     char **dirs;
     int n = lr_split_dirs(lr_getenv("LLMREPLAY_DIR"), &dirs);
-    if (!n && trust_cache)
-        lr_warn("LLMREPLAY_DIR is not set: no recordings loaded; set it to your recordings directory (or use llmreplay run -d DIR)");
     lr_store_t *s = lr_store_open(dirs, n, lr_ignore_env(), NULL, NULL, trust_cache);
     for (int i = 0; i < n; i++) free(dirs[i]);
     free(dirs);

@@ -49,12 +49,16 @@ int main(int argc, char **argv)
     for (int i = 0; i < 100; i++) {
         pid_t p = fork();
         if (p == 0) {
-            alarm(10); /* a deadlock shows as SIGALRM instead of a hung test */
+            alarm(30); /* a deadlock shows as SIGALRM (14) instead of a hung test */
             _exit(replay() ? 0 : 1);
         }
         int st;
         waitpid(p, &st, 0);
-        if (!WIFEXITED(st) || WEXITSTATUS(st)) bad_children++;
+        if (!WIFEXITED(st) || WEXITSTATUS(st)) {
+            if (!bad_children++)
+                fprintf(stderr, "child %d: %s %d\n", i, WIFSIGNALED(st) ? "killed by signal" : "exit status",
+                        WIFSIGNALED(st) ? WTERMSIG(st) : WEXITSTATUS(st));
+        }
     }
     stop = 1;
     for (int i = 0; i < 3; i++) pthread_join(th[i], NULL);
