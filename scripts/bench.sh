@@ -379,8 +379,11 @@ LLMREPLAY_CACHE_DIR=$PI_CACHE BENCH_CURL=$(command -v curl) BENCH_HYPERFINE=$HAV
     step "$PY" "$HELPER" warm "$TMP/pindex_warm.json" "$PI_ROUNDS" "$TMP/pindex_cases.tsv"
 if [ ${#cmp_sets[@]} -gt 2 ]; then "$PY" "$HELPER" growth "$TMP" "compact-$INDEX_N" "compact-$PI_BIG_N"; fi
 t=${EPOCHREALTIME/[.,]/}
-rm -rf "$GEN" "$CMP"
-echo "  generated sets deleted ($(((${EPOCHREALTIME/[.,]/} - t) / 1000)) ms)"
+rm -rf "$GEN"
+t2=${EPOCHREALTIME/[.,]/}
+rm -rf "$CMP"
+echo "  generated sets deleted: generated-$INDEX_N in $(((t2 - t) / 1000)) ms, the compact ones in" \
+    "$(((${EPOCHREALTIME/[.,]/} - t2) / 1000)) ms"
 
 # ---- summary --------------------------------------------------------------------------------------
 section "summary (ratios of medians measured in this run; total $(($(date +%s) - T0)) s)"

@@ -402,13 +402,21 @@ def coldbuild(out, reps, cli, sets):
     res = {}
     for n in names:
         files, size, nd = tree_info(dirs[n])
-        res[n] = {"dir": dirs[n], "files": files, "disk_bytes": size, "subdirs": nd, "ms": [], "wall": []}
+        res[n] = {"dir": dirs[n], "files": files, "disk_bytes": size, "subdirs": nd, "ms": [], "wall": [], "rss": []}
+    use_time = os.access(GNU_TIME, os.X_OK)
+    tmp = out + ".time"
     for rep in range(reps):
         for j in range(len(names)):
             n = names[(rep + j) % len(names)]
+            pre = [GNU_TIME, "-f", "%M", "-o", tmp, "--"] if use_time else []
             t = time.perf_counter()
-            rc, so, se = run_child([cli, "index", dirs[n]], env)
+            rc, so, se = run_child(pre + [cli, "index", dirs[n]], env)
             wall = time.perf_counter() - t
+            if use_time:
+                try:
+                    res[n]["rss"].append(int(open(tmp).read().split()[-1]))
+                except (OSError, ValueError, IndexError):
+                    pass
             m, f = BUILD_RE.search(so + se), FILE_RE.search(so + se)
             if rc != 0 or not m or not f:
                 sys.exit("bench: %s index %s failed (exit %d):\n%s%s" % (cli, dirs[n], rc, so, se))
@@ -417,14 +425,19 @@ def coldbuild(out, reps, cli, sets):
             r["wall"].append(wall)
             r.update(count=int(m.group(1)), detail=m.group(2), index=f.group(1), index_bytes=int(f.group(2)))
     print("  cold build: `llmreplay index DIR` (always builds from scratch; recordings in the page cache),"
-          " median of %d per set" % reps)
-    print("  %-18s %10s %8s %12s %10s %11s %13s %10s" % ("LLMREPLAY_DIR", "recordings", "subdirs", "JSON bytes",
-                                                        "build ms", "process ms", "index bytes", "bytes/rec"))
+          " median of %d per set;" % reps)
+    print("  build ms: its own line; process ms: the whole llmreplay process; peak RSS: %s" %
+          ("GNU time %M" if use_time else "n/a (no /usr/bin/time)"))
+    print("  %-18s %10s %8s %12s %10s %11s %10s %13s %10s" % (
+        "LLMREPLAY_DIR", "recordings", "subdirs", "JSON bytes", "build ms", "process ms", "peak RSS", "index bytes",
+        "bytes/rec"))
     for n in names:
         r = res[n]
         r["median_ms"], r["median_wall"] = med(r["ms"]), med(r["wall"])
-        print("  %-18s %10d %8d %8.1f MiB %10.1f %11.1f %13d %10.0f" % (
+        r["median_rss"] = med(r["rss"]) if r["rss"] else None
+        print("  %-18s %10d %8d %8.1f MiB %10.1f %11.1f %10s %13d %10.0f" % (
             n, r["count"], r["subdirs"], r["disk_bytes"] / 2**20, r["median_ms"], r["median_wall"] * 1e3,
+            "-" if r["median_rss"] is None else "%.1f MiB" % (r["median_rss"] / 1024),
             r["index_bytes"], r["index_bytes"] / max(r["count"], 1)))
         if r["count"] != r["files"]:
             print("    !! %s: %d recordings indexed, %d *.json files (%s)" % (n, r["count"], r["files"], r["detail"]))

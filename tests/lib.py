@@ -44,7 +44,8 @@ def asan_env(env):
 
 
 def run(cmd, env=None, input=None, timeout=120, check=False):
-    r = subprocess.run(cmd, env=env, input=input, capture_output=True, timeout=timeout)
+    extra = {"input": input} if input is not None else {"stdin": subprocess.DEVNULL}  # never the runner's stdin
+    r = subprocess.run(cmd, env=env, capture_output=True, timeout=timeout, **extra)
     if check and r.returncode != 0:
         raise AssertionError(f"{cmd[0]} exited {r.returncode}: {r.stderr.decode(errors='replace')[-2000:]}")
     return r

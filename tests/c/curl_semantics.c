@@ -101,6 +101,16 @@ static size_t on_read(char *buf, size_t sz, size_t n, void *ud)
     return k;
 }
 
+static CURLM *recursive_multi;
+static int recursive_rc;
+static size_t remove_in_callback(char *p, size_t sz, size_t n, void *ud)
+{
+    sink_t *s = ud;
+    if (recursive_rc == -1) recursive_rc = curl_multi_remove_handle(recursive_multi, s->h);
+    (void)p;
+    return sz * n;
+}
+
 static int timer_ms = -1;
 static int on_timer(CURLM *m, long ms, void *ud)
 {
@@ -369,6 +379,52 @@ int main(int argc, char **argv)
         curl_multi_remove_handle(m, h);
         curl_easy_cleanup(h);
         curl_multi_cleanup(m);
+    }
+    { /* removing a handle from inside its own write callback is refused, as libcurl does */
+        CURLM *m = curl_multi_init();
+        sink_t s = {0};
+        CURL *h = chat(seed_body, &s);
+        curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, remove_in_callback);
+        curl_easy_setopt(h, CURLOPT_WRITEDATA, &s);
+        recursive_multi = m;
+        recursive_rc = -1;
+        curl_multi_add_handle(m, h);
+        int running = 1;
+        for (int i = 0; running && i < 1000; i++) curl_multi_perform(m, &running);
+        CHECK("remove_inside_callback_refused", recursive_rc == CURLM_RECURSIVE_API_CALL, "rc=%d", recursive_rc);
+        curl_multi_remove_handle(m, h);
+        /* the same handle on a real transfer afterwards: getinfo is libcurl's again */
+        char path[] = "/tmp/llmreplay-sem2-XXXXXX";
+        int fd = mkstemp(path);
+        if (write(fd, "x", 1) != 1) return 2;
+        close(fd);
+        char url[128];
+        snprintf(url, sizeof url, "file://%s", path);
+        curl_easy_setopt(h, CURLOPT_URL, url);
+        curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_write);
+        curl_multi_add_handle(m, h);
+        running = 1;
+        for (int i = 0; running && i < 1000; i++) { curl_multi_perform(m, &running); curl_multi_poll(m, NULL, 0, 100, NULL); }
+        char *eff = NULL;
+        curl_easy_getinfo(h, CURLINFO_EFFECTIVE_URL, &eff);
+        CHECK("getinfo_after_real_multi_transfer", eff && !strcmp(eff, url), "eff=%s", eff ? eff : "(null)");
+        unlink(path);
+        curl_multi_remove_handle(m, h);
+        curl_easy_cleanup(h);
+        curl_multi_cleanup(m);
+    }
+    { /* COPYPOSTFIELDS, then a larger POSTFIELDSIZE: libcurl drops the copy; no over-read */
+        CURL *h = curl_easy_init();
+        sink_t s = {0};
+        curl_easy_setopt(h, CURLOPT_URL, URL);
+        curl_easy_setopt(h, CURLOPT_COPYPOSTFIELDS, "{\"model\":\"m\"}");
+        curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE, 100000L);
+        curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_write);
+        curl_easy_setopt(h, CURLOPT_WRITEDATA, &s);
+        curl_easy_setopt(h, CURLOPT_TIMEOUT, 2L);
+        CURLcode rc = curl_easy_perform(h);
+        CHECK("copypostfields_then_larger_size", rc != CURLE_OK || s.len > 0, "rc=%d", rc);
+        curl_easy_cleanup(h);
     }
     { /* pacing: events are spaced, and the first arrives long before the last */
         sink_t s = {0};
