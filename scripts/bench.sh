@@ -17,7 +17,7 @@
 #   BENCH_INDEX_N=20000 BENCH_INDEX_REPS=5             generated set size, runs per set
 #   BENCH_SHIM_REQS=10000 BENCH_NGINX_REQS=10000 BENCH_PYSRV_REQS=2000 BENCH_ROUNDS=5
 #   BENCH_PI_BIG_N=100000 BENCH_PI_BUILD_REPS=3        section 4: largest (compact) set, builds per set
-#   BENCH_PI_ROUNDS=10 BENCH_PI_HIT_RUNS=200 BENCH_PI_MISS_RUNS=40   section 4: rounds, runs per case
+#   BENCH_PI_ROUNDS=10 BENCH_PI_HIT_RUNS=200 BENCH_PI_MISS_RUNS=20   section 4: rounds, runs per case
 #   BENCH_NO_HYPERFINE=1 BENCH_NO_NGINX=1              use the fallbacks even when installed
 #   BENCH_PIN_CPU=0     section 3 runs client and servers on this one CPU (taskset); empty: unpinned
 set -euo pipefail
@@ -45,7 +45,7 @@ PI_BIG_N=${BENCH_PI_BIG_N:-100000}
 PI_BUILD_REPS=${BENCH_PI_BUILD_REPS:-3}
 PI_ROUNDS=${BENCH_PI_ROUNDS:-10}
 PI_HIT_RUNS=${BENCH_PI_HIT_RUNS:-200}
-PI_MISS_RUNS=${BENCH_PI_MISS_RUNS:-40}
+PI_MISS_RUNS=${BENCH_PI_MISS_RUNS:-20}
 # BENCH_NO_HYPERFINE=1 / BENCH_NO_NGINX=1 force the fallbacks, as on a machine without them.
 HAVE_HYPERFINE=0
 [ -z "${BENCH_NO_HYPERFINE:-}" ] && command -v hyperfine >/dev/null && HAVE_HYPERFINE=1

@@ -348,9 +348,12 @@ static int lock_build(const char *ixpath)
     int fd = open(lp, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
     free(lp);
     if (fd < 0) return -1;
+    /* A POSIX record lock, not flock(): it belongs to the process, so a child forked during a
+     * build neither inherits it nor waits on its own copy of it. */
+    struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET};
     for (int i = 0; i < 600; i++) { /* at most ~60 s, then build without the lock */
-        if (flock(fd, LOCK_EX | LOCK_NB) == 0) return fd;
-        if (errno != EWOULDBLOCK && errno != EINTR) break;
+        if (fcntl(fd, F_SETLK, &fl) == 0) return fd;
+        if (errno != EACCES && errno != EAGAIN && errno != EINTR) break;
         lr_sleep_ms(100);
     }
     close(fd);
