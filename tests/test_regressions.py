@@ -138,7 +138,10 @@ def test_oversized_pipelined_input_never_interrupts_an_answer():
 
 
 FORK_DNS = r'''
-import os, socket, threading
+import os, socket, threading, signal
+# Python's own lazy imports (idna for host names) must not be in progress at fork(): that is
+# CPython's import lock, not the shim's. Warm them up first.
+socket.getaddrinfo("localhost", 80); "api.openai.com".encode("idna")
 stop = False
 def resolve():
     while not stop: socket.getaddrinfo("api.openai.com", 443)
@@ -148,7 +151,7 @@ bad = 0
 for i in range(60):
     pid = os.fork()
     if pid == 0:
-        import signal; signal.alarm(20)
+        signal.alarm(20)
         socket.getaddrinfo("api.openai.com", 443)
         os._exit(0)
     _, st = os.waitpid(pid, 0)
