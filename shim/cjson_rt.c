@@ -1,6 +1,5 @@
 #include "cjson_rt.h"
 #include "log.h"
-#include "real.h"
 #include <dlfcn.h>
 #include <pthread.h>
 #include <stddef.h>
@@ -9,15 +8,7 @@ static lr_cjson_t table;
 static bool loaded;
 static pthread_once_t once = PTHREAD_ONCE_INIT;
 
-static void load_inner(void);
 static void load(void)
-{
-    lr_init_enter();
-    load_inner();
-    lr_init_leave();
-}
-
-static void load_inner(void)
 {
     /* RTLD_DEEPBIND makes libcjson's internal calls bind to itself, not to a host copy.
      * Sanitizer runtimes refuse DEEPBIND, so sanitized builds load it RTLD_LOCAL only. */

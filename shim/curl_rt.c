@@ -1,6 +1,5 @@
 #include "curl_rt.h"
 #include "log.h"
-#include "real.h"
 #include <dlfcn.h>
 #include <pthread.h>
 #include <stdbool.h>
@@ -9,15 +8,7 @@ static lr_curl_t table;
 static bool loaded;
 static pthread_once_t once = PTHREAD_ONCE_INIT;
 
-static void load_inner(void);
 static void load(void)
-{
-    lr_init_enter();
-    load_inner();
-    lr_init_leave();
-}
-
-static void load_inner(void)
 {
     /* RTLD_DEEPBIND: libcurl's calls to its own curl_* functions stay inside it rather than
      * reaching the shim's exported hooks (sanitizer builds cannot use it; the hooks then pass

@@ -78,7 +78,6 @@ static void parse_hosts(const char *spec)
 
 static void load_rules(void)
 {
-    lr_init_enter();
     lr_inside++;
     lr_store_t *s = lr_store_global();
     int n = 0;
@@ -86,7 +85,6 @@ static void load_rules(void)
     for (int i = 0; i < n; i++) add_rule(hp[i].host, hp[i].port);
     parse_hosts(lr_getenv("LLMREPLAY_HOSTS"));
     lr_inside--;
-    lr_init_leave();
     for (int i = 0; i < nrules; i++) lr_debug("intercepting %s:%d", rules[i].host, rules[i].port);
 }
 

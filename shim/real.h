@@ -10,11 +10,6 @@
 void *lr_real(const char *name, void *self, const char *const *libs);
 /* Thread-local "inside the shim" depth: the shim's own calls into hooked APIs pass through. */
 extern __thread int lr_inside;
-/* Held around every first-time initialization (dlopen, dlsym, the first index load): fork()
- * waits for it, so a child never inherits the dynamic loader's or our own state half-made.
- * Recursive: initializations nest. */
-void lr_init_enter(void);
-void lr_init_leave(void);
 /* Is layer ("curl", "sockets", "tls") enabled by LLMREPLAY_LAYERS (default curl,sockets)? */
 bool lr_layer_enabled(const char *layer);
 #endif

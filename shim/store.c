@@ -1,7 +1,6 @@
 #include "store.h"
 #include "index.h"
 #include "log.h"
-#include "real.h"
 #include "record.h"
 #include <dirent.h>
 #include <errno.h>
@@ -261,7 +260,6 @@ lr_store_t *lr_store_build(char *const *dirs, int ndirs, const char *ignore_spec
 {
     double t0 = lr_now();
     if (!report) report = default_report;
-    lr_cjson(); /* loaded here, not first inside a worker thread (which would wait on this one) */
     lr_store_t *s = store_new(dirs, ndirs, ignore_spec);
     if (!s) return NULL;
     strvec_t paths = {0};
@@ -489,12 +487,7 @@ static lr_store_t *open_global(bool trust_cache)
     return s;
 }
 
-static void build_global(void)
-{
-    lr_init_enter();
-    __atomic_store_n(&global, open_global(true), __ATOMIC_RELEASE);
-    lr_init_leave();
-}
+static void build_global(void) { __atomic_store_n(&global, open_global(true), __ATOMIC_RELEASE); }
 
 lr_store_t *lr_store_global(void)
 {
