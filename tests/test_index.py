@@ -218,3 +218,11 @@ def test_cli_index_and_other_commands_use_it():
         assert run([CLI, "index", rec], env=dict(env, LLMREPLAY_CACHE="off")).returncode == 2
     finally:
         rmtree(root)
+
+
+def test_cold_build_with_two_threads_in_a_fresh_process():
+    """Regression: the index builder's second thread may be the first to meet a hook (close()):
+    nothing it resolves may wait on the building thread. Cache off, corpus: a cold two-thread build."""
+    import test_corpus
+    items = distinct_requests(corpus_files())[:3]
+    test_corpus._run_client("easy", items, env=shim_env(CORPUS, LLMREPLAY_CACHE="off"))

@@ -71,6 +71,7 @@ def test_seed_file_name_reproduced_over_https():
         written = load(os.path.join(rec, os.path.basename(SEED)))
         assert written["request"]["url"] == f"https://api.openai.com:{port}/v1/v1/chat/completions"
         assert written["test_id"] == seed["test_id"] and written["response"]["is_streaming"] is True
+        assert b"KEY42" not in open(os.path.join(rec, os.path.basename(SEED)), "rb").read()
     finally:
         rmtree(tmp)
 
@@ -301,5 +302,26 @@ def test_trace_logs_and_summarizes():
         assert "llmreplay trace: 3 exchanges, 0 errors" in table and f"127.0.0.1:{port}" in table, table
         row = next(l for l in table.splitlines() if l.startswith("/v1/chat/completions m"))
         assert row.split()[2:4] == ["2", "0"] and row.split()[-2:] == ["5", "5"], row
+    finally:
+        rmtree(tmp)
+
+
+def test_slow_first_byte_is_still_a_stream_for_the_client():
+    """Recording through the socket layer: the client gets each piece as it arrives upstream."""
+    code = r'''
+import requests, sys, time
+t0 = time.monotonic()
+r = requests.post(sys.argv[1], json={"model": "m", "messages": [{"role": "user", "content": "slow first byte"}], "stream": True}, stream=True)
+times = [time.monotonic() - t0 for _ in r.iter_lines() if _]
+print(times[0], times[-1])
+'''
+    tmp = tmpdir()
+    try:
+        with upstream("--delay-ms", "100") as port:
+            r = run([PY, "-c", code, f"http://127.0.0.1:{port}/v1/chat/completions"],
+                    env=_env(os.path.join(tmp, "rec"), "record", LLMREPLAY_HOSTS=f"127.0.0.1:{port}"), check=True)
+        first, last = map(float, r.stdout.split())
+        assert first >= 0.45 and last - first >= 0.3, (first, last)  # the 0.5 s wait, then events over time
+        assert len(glob.glob(os.path.join(tmp, "rec", "*.json"))) == 1
     finally:
         rmtree(tmp)
