@@ -38,21 +38,47 @@ lr_op_t lr_engine_intercepts(const char *url)
     return lr_op_of_url(url);
 }
 
+/* The request as the matcher sees it; the caller deletes rq->body. */
+static void req_init(lr_req_t *rq, const char *method, const char *url, const char *body, size_t body_len)
+{
+    *rq = (lr_req_t){.op = lr_op_of_url(url), .method = method && *method ? method : "POST", .url = url};
+    bool https;
+    if (!lr_url_hostport(url, rq->host, sizeof rq->host, &rq->port, &https)) rq->host[0] = 0;
+    if (!lr_op_info(rq->op)->listing && body && body_len) {
+        rq->body = lr_json_parse(body, body_len);
+        rq->body_invalid = !rq->body;
+    }
+}
+
+/* The recording that answers rq. A recording edited since it was indexed, or a miss while the
+ * directories changed: rescan once, so edits, additions and removals are seen on the next call. */
+static const lr_rec_t *lookup(lr_store_t **s, const lr_req_t *rq, bool advance)
+{
+    const lr_rec_t *hit = lr_match(*s, rq, advance);
+    if (*s && ((hit && !lr_rec_fresh((lr_rec_t *)hit)) || (!hit && lr_store_stale(*s)))) {
+        *s = lr_store_global_refresh(*s);
+        hit = lr_match(*s, rq, advance);
+    }
+    return hit;
+}
+
 bool lr_engine_has(const char *method, const char *url, const char *body, size_t body_len)
 {
     if (!url || !lr_cjson()) return false;
-    lr_req_t rq = {.op = lr_op_of_url(url), .method = method && *method ? method : "POST", .url = url};
-    bool https;
-    if (!lr_url_hostport(url, rq.host, sizeof rq.host, &rq.port, &https)) rq.host[0] = 0;
-    if (!lr_op_info(rq.op)->listing && body && body_len) {
-        rq.body = lr_json_parse(body, body_len);
-        rq.body_invalid = !rq.body;
-    }
+    lr_req_t rq;
+    req_init(&rq, method, url, body, body_len);
     lr_store_t *s = lr_store_global();
-    const lr_rec_t *hit = lr_match(s, &rq, false);
-    if (!hit && s && lr_store_stale(s)) hit = lr_match(lr_store_global_refresh(s), &rq, false);
+    const lr_rec_t *hit = lookup(&s, &rq, false);
     if (rq.body) J.Delete(rq.body);
     return hit != NULL;
+}
+
+bool lr_engine_upstream(const char *method, const char *url, const char *body, size_t body_len)
+{
+    lr_mode_t m = lr_mode();
+    if (m == MODE_REPLAY) return false;
+    if (m != MODE_RECORD_IF_MISSING) return true;
+    return !lr_engine_has(method, url, body, body_len);
 }
 
 unsigned lr_engine_misses(void) { return __atomic_load_n(&misses, __ATOMIC_RELAXED); }
@@ -73,7 +99,7 @@ static lr_response_t *cached_render(lr_rec_t *r)
 typedef struct {
     uint64_t key;
     lr_response_t *resp;
-    char *nearest;
+    char *nearest, *message;
 } miss_t;
 static miss_t *missed;
 static size_t nmissed, capmissed;
@@ -85,7 +111,7 @@ static miss_t *miss_find(uint64_t key)
     return NULL;
 }
 
-static void miss_add(uint64_t key, lr_response_t *resp, const char *nearest)
+static void miss_add(uint64_t key, lr_response_t *resp, const char *nearest, const char *message)
 {
     if (nmissed == capmissed) {
         size_t cap = capmissed ? capmissed * 2 : 16;
@@ -95,7 +121,7 @@ static void miss_add(uint64_t key, lr_response_t *resp, const char *nearest)
         capmissed = cap;
     }
     resp->owned = false; /* kept for the next time this request misses */
-    missed[nmissed++] = (miss_t){key, resp, nearest ? strdup(nearest) : NULL};
+    missed[nmissed++] = (miss_t){key, resp, nearest ? strdup(nearest) : NULL, strdup(message)};
 }
 
 static void append_line(const char *path, const buf_t *line)
@@ -139,53 +165,23 @@ static void log_miss(const lr_req_t *rq, const char *nearest, const char *body, 
     buf_free(&b);
 }
 
-/* The error message inside a miss response (its JSON "message"/"error" string). */
-static char *miss_text(const lr_response_t *r)
-{
-    if (!r || !r->nevents) return NULL;
-    const char *p = strstr(r->events[0].data, "llmreplay: ");
-    if (!p) return NULL;
-    cJSON *j = lr_json_parse(r->events[0].data, r->events[0].len);
-    char *out = NULL;
-    if (j) {
-        const cJSON *e = J.GetObjectItemCaseSensitive(j, "error");
-        const cJSON *m = cJSON_IsObject(e) ? J.GetObjectItemCaseSensitive(e, "message") : e;
-        if (cJSON_IsString(m)) out = strdup(m->valuestring);
-        J.Delete(j);
-    }
-    return out;
-}
-
 lr_response_t *lr_engine_serve(const char *method, const char *url, const char *body, size_t body_len)
 {
     static lr_response_t oom = {.status = 500, .reason = "Internal Server Error", .content_type = "application/json"};
-    lr_req_t rq = {.op = lr_op_of_url(url), .method = method && *method ? method : "POST", .url = url};
-    bool https;
-    if (!lr_url_hostport(url, rq.host, sizeof rq.host, &rq.port, &https)) rq.host[0] = 0;
     if (!lr_cjson()) {
-        lr_response_t *e = lr_render_error(rq.op, 500, "llmreplay_error", "llmreplay_unavailable",
+        lr_response_t *e = lr_render_error(lr_op_of_url(url), 500, "llmreplay_error", "llmreplay_unavailable",
                                            "llmreplay: libcjson.so.1 cannot be loaded; install libcjson1");
         return e ? e : &oom;
     }
+    lr_req_t rq;
+    req_init(&rq, method, url, body, body_len);
     lr_store_t *s = lr_store_global();
     static int told;
     /* said here, when an LLM call is served, not when some other name is resolved */
     if (s && !s->ndirs && lr_mode() == MODE_REPLAY && !__atomic_exchange_n(&told, 1, __ATOMIC_RELAXED))
         lr_warn("LLMREPLAY_DIR is not set: no recordings loaded; set it to your recordings directory (or use llmreplay run -d DIR)");
-    bool listing = lr_op_info(rq.op)->listing;
-    if (!listing && body && body_len) {
-        rq.body = lr_json_parse(body, body_len);
-        rq.body_invalid = !rq.body;
-    }
-    for (int attempt = 0;; attempt++) {
-        const lr_rec_t *hit = lr_match(s, &rq, true);
-        /* A recording edited since it was indexed, or a miss while the directories changed:
-         * rescan once, so edits, additions and removals are seen on the next call. */
-        if (attempt == 0 && s && ((hit && !lr_rec_fresh((lr_rec_t *)hit)) || (!hit && lr_store_stale(s)))) {
-            s = lr_store_global_refresh(s);
-            continue;
-        }
-        if (!hit) break;
+    const lr_rec_t *hit = lookup(&s, &rq, true);
+    if (hit) {
         if (rq.body) J.Delete(rq.body);
         lr_debug("%s %s -> %s", rq.method, url, hit->path);
         lr_response_t *r = cached_render((lr_rec_t *)hit);
@@ -199,6 +195,7 @@ lr_response_t *lr_engine_serve(const char *method, const char *url, const char *
     miss_t *known = miss_find(h1);
     lr_response_t *e = known ? known->resp : NULL;
     char *nearest = known && known->nearest ? strdup(known->nearest) : NULL;
+    char *message = known ? strdup(known->message) : NULL;
     pthread_mutex_unlock(&miss_lock);
     if (!e) {
         lr_nearest_t near;
@@ -206,19 +203,18 @@ lr_response_t *lr_engine_serve(const char *method, const char *url, const char *
         buf_t msg;
         buf_init(&msg);
         lr_miss_message(&rq, &near, &msg);
-        const char *m = msg.data ? msg.data : "llmreplay: no recording matches this request";
-        e = lr_render_error(rq.op, 404, "invalid_request_error", "llmreplay_no_recording", m);
+        message = strdup(msg.data ? msg.data : "llmreplay: no recording matches this request");
+        buf_free(&msg);
+        e = message ? lr_render_error(rq.op, 404, "invalid_request_error", "llmreplay_no_recording", message) : NULL;
         nearest = near.nearest ? strdup(near.nearest->path) : NULL;
         pthread_mutex_lock(&miss_lock);
         bool first = !miss_find(h1);
-        if (first && e) miss_add(h1, e, nearest);
+        if (first && e) miss_add(h1, e, nearest, message);
         pthread_mutex_unlock(&miss_lock);
-        if (first) lr_error("%s", m + strlen("llmreplay: "));
-        buf_free(&msg);
+        if (first && message) lr_error("%s", message + strlen("llmreplay: "));
     }
-    char *text = miss_text(e);
-    log_miss(&rq, nearest, body, body_len, text ? text : "llmreplay: no recording matches this request");
-    free(text);
+    log_miss(&rq, nearest, body, body_len, message ? message : "llmreplay: no recording matches this request");
+    free(message);
     free(nearest);
     if (rq.body) J.Delete(rq.body);
     return e ? e : &oom;

@@ -9,6 +9,8 @@ lr_op_t lr_engine_intercepts(const char *url);
 lr_response_t *lr_engine_serve(const char *method, const char *url, const char *body, size_t body_len);
 /* Would this request be answered from a recording? (record-if-missing asks first) */
 bool lr_engine_has(const char *method, const char *url, const char *body, size_t body_len);
+/* Does this request go to the real API (record, live, trace; record-if-missing on a miss)? */
+bool lr_engine_upstream(const char *method, const char *url, const char *body, size_t body_len);
 /* Misses so far in this process. */
 unsigned lr_engine_misses(void);
 #endif

@@ -816,15 +816,14 @@ static void upstream_end(shadow_t *s, tee_t *t, CURLcode rc)
 /* Does this transfer go upstream rather than replay? */
 static bool goes_upstream(shadow_t *s)
 {
-    lr_mode_t m = lr_mode();
-    if (m == MODE_REPLAY) return false;
-    if (m != MODE_RECORD_IF_MISSING) return true;
-    char *body = NULL, *url = transfer_url(s);
-    size_t len = 0;
-    if (s->postfields) { body = (char *)s->postfields; len = s->postsize >= 0 ? (size_t)s->postsize : strlen(body); }
-    bool has = url && lr_engine_has(method_name(s), url, body, len);
+    if (lr_mode() == MODE_REPLAY) return false; /* the common case: no URL copy */
+    char *url = transfer_url(s);
+    const char *body = s->postfields;
+    size_t len = body ? (s->postsize >= 0 ? (size_t)s->postsize : strlen(body)) : 0;
+    /* a read-callback body cannot be peeked at: with record-if-missing such requests go upstream */
+    bool up = !url || lr_engine_upstream(method_name(s), url, body, len);
     free(url);
-    return !has; /* a read-callback body cannot be peeked at: such misses go upstream */
+    return up;
 }
 
 static CURLcode upstream_easy(shadow_t *s, CURL *h)

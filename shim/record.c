@@ -254,9 +254,22 @@ static void add_item(buf_t *o, lr_op_t op, bool chunk, span_t data, bool first)
     buf_addc(o, '}');
 }
 
-/* Split a streamed body into events; each event's payload span and its arrival time. */
-static int split_events(const lr_capture_t *c, bool sse, span_t *ev, double *ms, int max)
+/* 'S' for an SSE answer, 'N' for NDJSON, 0 for a plain one. */
+static char stream_kind(const lr_capture_t *c)
 {
+    if (strstr(c->content_type, "text/event-stream")) return 'S';
+    return strstr(c->content_type, "ndjson") ? 'N' : 0;
+}
+
+/* Split a streamed body into events: each event's payload span and its arrival time, in arrays
+ * the caller frees. Returns how many. */
+static int split_events(const lr_capture_t *c, span_t **evp, double **msp)
+{
+    bool sse = stream_kind(c) == 'S';
+    int max = 1 + (int)(c->body.len / 8);
+    span_t *ev = *evp = calloc((size_t)max, sizeof *ev);
+    double *ms = *msp = calloc((size_t)max, sizeof *ms);
+    if (!ev || !ms) return 0;
     const char *p = c->body.data, *end = p + c->body.len;
     int n = 0, piece = 0;
     while (p && p < end && n < max) {
@@ -350,8 +363,7 @@ static void write_recording(const lr_capture_t *c)
     if (js_kind((span_t){body.data, body.len}) == '{' && js_get((span_t){body.data, body.len}, "model", &mv) && js_kind(mv) == '"')
         model = modelbuf = js_strdup(mv);
     bool listing = lr_op_info(c->op)->listing;
-    bool sse = strstr(c->content_type, "text/event-stream") != NULL, nd = strstr(c->content_type, "ndjson") != NULL;
-    bool streaming = (sse || nd) && c->status < 400;
+    bool streaming = stream_kind(c) && c->status < 400;
     char hex[65], name[200];
     lr_llama_hash(c->method, url.data, (span_t){body.data, body.len}, listing ? NULL : tid, hex);
     normalize_hash = hex;
@@ -387,10 +399,9 @@ static void write_recording(const lr_capture_t *c)
         lr_pyjson_str(msg.data, msg.len, &o);
         buf_free(&msg);
     } else if (streaming) {
-        int max = 1 + (int)(c->body.len / 8);
-        span_t *ev = calloc((size_t)max, sizeof *ev);
-        double *ms = calloc((size_t)max, sizeof *ms);
-        int n = ev && ms ? split_events(c, sse, ev, ms, max) : 0;
+        span_t *ev;
+        double *ms;
+        int n = split_events(c, &ev, &ms);
         buf_adds(&o, "[\n");
         for (int i = 0; i < n; i++) add_item(&o, c->op, true, ev[i], i == 0);
         buf_adds(&o, "\n    ],\n    \"is_streaming\": true,\n    \"chunk_times_ms\": [");
@@ -500,12 +511,10 @@ static void write_trace(const lr_capture_t *c)
     else buf_json_str(&o, c->req.data ? c->req.data : "", c->req.len);
     buf_free(&body);
     span_t resp = {c->body.data ? c->body.data : "", c->body.len};
-    bool sse = strstr(c->content_type, "text/event-stream") != NULL, nd = strstr(c->content_type, "ndjson") != NULL;
-    if ((sse || nd) && c->body.len) {
-        int max = 1 + (int)(c->body.len / 8);
-        span_t *ev = calloc((size_t)max, sizeof *ev);
-        double *ms = calloc((size_t)max, sizeof *ms);
-        int n = ev && ms ? split_events(c, sse, ev, ms, max) : 0;
+    if (stream_kind(c) && c->body.len) {
+        span_t *ev;
+        double *ms;
+        int n = split_events(c, &ev, &ms);
         buf_adds(&o, ",\"events\":[");
         for (int i = 0; i < n; i++) {
             if (i) buf_addc(&o, ',');

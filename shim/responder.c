@@ -447,18 +447,10 @@ static bool forward(conn_t *c, const char *body, size_t len)
     return ok;
 }
 
-static bool goes_upstream(conn_t *c, const char *body, size_t len)
-{
-    lr_mode_t m = lr_mode();
-    if (m == MODE_REPLAY) return false;
-    if (m == MODE_RECORD_IF_MISSING) return !lr_engine_has(c->method, c->url, body, len);
-    return true;
-}
-
 static void answer(conn_t *c, const char *body, size_t len)
 {
     lr_response_t *r;
-    if (goes_upstream(c, body, len) && forward(c, body, len)) return;
+    if (lr_engine_upstream(c->method, c->url, body, len) && forward(c, body, len)) return;
     if (lr_engine_intercepts(c->url) == OP_NONE) {
         char msg[1024];
         snprintf(msg, sizeof msg,
