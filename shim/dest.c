@@ -235,7 +235,8 @@ bool lr_dest_intercepts(const struct sockaddr *sa, socklen_t len, char *host, si
         if (r->port && r->port != *port) continue;
         bool any = !strcmp(r->host, "*");
         if (any || (local && is_local_name(r->host)) || !strcmp(r->host, lit)) {
-            snprintf(host, hostcap, "%s", any || local ? (local && !any ? r->host : lit) : r->host);
+            /* the name the client used: the rule's own host, or the address for a "*" rule */
+            snprintf(host, hostcap, "%s", any ? lit : r->host);
             return true;
         }
     }

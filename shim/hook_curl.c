@@ -587,8 +587,6 @@ static void xfer_step_inner(xfer_t *x)
     if (x->next >= x->resp->nevents) {
         x->done = true;
         s->t_total = elapsed(s);
-        if (x->resp->rec == NULL && x->resp->status == 404)
-            lr_debug("transfer answered with the miss error");
     }
 }
 

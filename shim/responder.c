@@ -168,12 +168,6 @@ static bool pump(conn_t *c)
     return flush(c);
 }
 
-static lr_response_t *plain_error(int status, const char *msg)
-{
-    lr_response_t *r = lr_render_error(OP_CHAT, status, "invalid_request_error", "llmreplay_bad_request", msg);
-    return r;
-}
-
 /* Reply and close: for requests that cannot be read (400, 413). */
 static void refuse(conn_t *c, int status, const char *msg)
 {
@@ -184,7 +178,7 @@ static void refuse(conn_t *c, int status, const char *msg)
     }
     c->keep_alive = false;
     c->head_only = false;
-    lr_response_t *r = plain_error(status, msg);
+    lr_response_t *r = lr_render_error(OP_CHAT, status, "invalid_request_error", "llmreplay_bad_request", msg);
     if (r) start_answer(c, r);
     c->have_head = false;
     c->in.len = 0;
@@ -564,6 +558,17 @@ static void service(conn_t *c)
     }
 }
 
+/* A copy of the connection list, to walk without the lock (only this thread drops entries). */
+static conn_t **snapshot(int *k)
+{
+    pthread_mutex_lock(&resp_lock);
+    *k = nconns;
+    conn_t **list = nconns ? malloc(sizeof *list * (size_t)nconns) : NULL;
+    if (list) memcpy(list, conns, sizeof *list * (size_t)nconns);
+    pthread_mutex_unlock(&resp_lock);
+    return list;
+}
+
 static int next_timeout(void)
 {
     double now = lr_now(), best = -1;
@@ -589,7 +594,8 @@ static void *loop(void *arg)
     pthread_sigmask(SIG_BLOCK, &all, NULL); /* the host's signal handlers run in its own threads */
     struct epoll_event evs[64];
     for (;;) {
-        int n = epoll_wait(epfd, evs, 64, next_timeout());
+        int timeout = next_timeout();
+        int n = epoll_wait(epfd, evs, 64, timeout);
         if (n < 0 && errno != EINTR) break;
         bool woken = false;
         for (int i = 0; i < n; i++) {
@@ -612,34 +618,28 @@ static void *loop(void *arg)
             maybe_drop(c);
         }
         if (woken) { /* an upstream answer finished: go on with its connection */
-            pthread_mutex_lock(&resp_lock);
-            int k = nconns;
-            conn_t **list = k ? malloc(sizeof *list * (size_t)k) : NULL;
-            if (list) memcpy(list, conns, sizeof *list * (size_t)k);
-            pthread_mutex_unlock(&resp_lock);
+            int k;
+            conn_t **list = snapshot(&k);
             for (int i = 0; list && i < k; i++) {
                 if (__atomic_load_n(&list[i]->upstream, __ATOMIC_ACQUIRE)) continue;
                 service(list[i]);
-                if (list[i]->closing && !list[i]->resp && list[i]->out_off >= list[i]->out.len) list[i]->dead = true;
                 maybe_drop(list[i]);
             }
             free(list);
         }
-        /* paced streams whose next event is due */
-        pthread_mutex_lock(&resp_lock);
-        int k = nconns;
-        conn_t **due = k ? malloc(sizeof *due * (size_t)k) : NULL;
-        if (due) memcpy(due, conns, sizeof *due * (size_t)k);
-        pthread_mutex_unlock(&resp_lock);
-        double now = lr_now();
-        for (int i = 0; due && i < k; i++) {
-            conn_t *c = due[i];
-            if (c->resp && c->pace_ms != 0 && c->due <= now && !c->want_out && !__atomic_load_n(&c->upstream, __ATOMIC_ACQUIRE)) {
-                service(c);
-                maybe_drop(c);
+        if (timeout >= 0) { /* paced streams whose next event is due (none: no timeout) */
+            int k;
+            conn_t **list = snapshot(&k);
+            double now = lr_now();
+            for (int i = 0; list && i < k; i++) {
+                conn_t *c = list[i];
+                if (c->resp && c->pace_ms != 0 && c->due <= now && !c->want_out && !__atomic_load_n(&c->upstream, __ATOMIC_ACQUIRE)) {
+                    service(c);
+                    maybe_drop(c);
+                }
             }
+            free(list);
         }
-        free(due);
     }
     return NULL;
 }
