@@ -35,7 +35,7 @@ static const char *usage_main =
     "Every command takes --help and --version. Environment: see README.md (LLMREPLAY_DIR, ...).\n";
 
 static const char *usage_run =
-    "usage: llmreplay run [-d DIR]... [--strict] [--ignore FIELDS] [--pace MS] [--mode replay] -- CMD [ARGS...]\n"
+    "usage: llmreplay run [-d DIR]... [--strict] [--ignore FIELDS] [--pace MS] [--mode MODE] [--record-dir DIR] -- CMD [ARGS...]\n"
     "\n"
     "Run CMD with libllmreplay.so added to LD_PRELOAD (existing entries are kept).\n"
     "  -d, --dir DIR     recording directory (repeatable; sets LLMREPLAY_DIR, else it is inherited)\n"
@@ -458,10 +458,8 @@ static int cmd_run(int argc, char **argv)
     for (int i = 1; i < argc; i++)
         if (!strcmp(argv[i], "--")) { sep = i; break; }
     int optend = sep < 0 ? argc : sep;
-    for (int i = 1; i < optend; i++) {
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) { fputs(usage_run, stdout); return 0; }
-        if (!strcmp(argv[i], "--version")) { printf("llmreplay %s\n", LR_VERSION); return 0; }
-    }
+    int h = help_or_version(argc, argv, usage_run);
+    if (h >= 0) return h;
     bool strict = false;
     buf_t dirs;
     buf_init(&dirs);
@@ -676,13 +674,11 @@ static void trace_summary(const char *file)
 
 static int cmd_trace(int argc, char **argv)
 {
+    int h = help_or_version(argc, argv, usage_trace);
+    if (h >= 0) return h;
     int sep = -1;
     for (int i = 1; i < argc; i++)
         if (!strcmp(argv[i], "--")) { sep = i; break; }
-    for (int i = 1; i < (sep < 0 ? argc : sep); i++) {
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) { fputs(usage_trace, stdout); return 0; }
-        if (!strcmp(argv[i], "--version")) { printf("llmreplay %s\n", LR_VERSION); return 0; }
-    }
     char tmpl[] = "/tmp/llmreplay-trace-XXXXXX";
     const char *file = NULL;
     char **args = calloc((size_t)argc + 1, sizeof *args);
