@@ -8,9 +8,9 @@ LDLIBS  := -ldl -pthread
 
 B := build
 ENGINE := util log cjson_rt jspan canon ops recording render index store match engine real http sha256 pyjson record
-HOOKS  := curl_rt fdtable dest responder hook_curl hook_socket hook_dns
+HOOKS  := curl_rt fdtable dest responder hook_curl hook_socket hook_dns hook_tls tls_term cert
 LIB_OBJ := $(ENGINE:%=$(B)/obj/%.o) $(HOOKS:%=$(B)/obj/%.o)
-CLI_OBJ := $(ENGINE:%=$(B)/obj/%.o) $(B)/obj/cli.o
+CLI_OBJ := $(ENGINE:%=$(B)/obj/%.o) $(B)/obj/cli.o $(B)/obj/cert.o $(B)/obj/cert_linked.o $(B)/obj/tlsd.o
 HEADERS := $(wildcard shim/*.h)
 
 SAN := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
@@ -31,15 +31,15 @@ $(B)/obj $(B)/asan:
 $(B)/libllmreplay.so: $(LIB_OBJ)
 	$(CC) -shared -Wl,-z,defs -Wl,--no-undefined $(LIB_OBJ) -o $@ $(LDLIBS)
 $(B)/llmreplay: $(CLI_OBJ)
-	$(CC) $(CLI_OBJ) -o $@ $(LDLIBS)
+	$(CC) $(CLI_OBJ) -o $@ -lssl -lcrypto $(LDLIBS)
 $(B)/asan/libllmreplay.so: $(SAN_OBJ)
 	$(CC) -shared $(SAN) $(SAN_OBJ) -o $@ $(LDLIBS)
 
 # Test programs and unit tests.
 $(B)/tests/%: tests/c/%.c $(HEADERS) $(ENGINE:%=$(B)/obj/%.o) | $(B)/tests
-	$(CC) $(BASE) $(CFLAGS) -Ishim $< -o $@ $(if $(filter unit_%,$*),$(ENGINE:%=$(B)/obj/%.o)) -lcurl $(LDLIBS)
+	$(CC) $(BASE) $(CFLAGS) -Ishim $< -o $@ $(if $(filter unit_%,$*),$(ENGINE:%=$(B)/obj/%.o)) -lcurl -lssl -lcrypto $(LDLIBS)
 $(B)/tests/asan_%: tests/c/%.c $(HEADERS) $(SAN_OBJ) | $(B)/tests
-	$(CC) $(BASE) -O1 -g $(SAN) -Ishim $< -o $@ $(if $(filter unit_%,$*),$(ENGINE:%=$(B)/asan/%.o)) -lcurl $(LDLIBS)
+	$(CC) $(BASE) -O1 -g $(SAN) -Ishim $< -o $@ $(if $(filter unit_%,$*),$(ENGINE:%=$(B)/asan/%.o)) -lcurl -lssl -lcrypto $(LDLIBS)
 $(B)/tests:
 	mkdir -p $@
 

@@ -20,6 +20,7 @@
 #   BENCH_PI_ROUNDS=10 BENCH_PI_HIT_RUNS=200 BENCH_PI_MISS_RUNS=20   section 4: rounds, runs per case
 #   BENCH_NO_HYPERFINE=1 BENCH_NO_NGINX=1              use the fallbacks even when installed
 #   BENCH_SOCK_N=3000   section 5: requests per client run
+#   BENCH_TLS_N=2000 BENCH_TLS_ROUNDS=5   section 6: requests per client run, interleaved rounds
 #   BENCH_PIN_CPU=0     section 3 runs client and servers on this one CPU (taskset); empty: unpinned
 set -euo pipefail
 
@@ -390,7 +391,11 @@ echo "  generated sets deleted: generated-$INDEX_N in $(((t2 - t) / 1000)) ms, t
 section "5. socket layer: one Python keep-alive client, shim vs. a local Python HTTP server vs. nginx"
 "$PY" "$ROOT/scripts/bench_sockets.py" "$SHIM" "$SEED" "${BENCH_SOCK_N:-3000}" | tee "$TMP/sockets.txt" | grep -v '^RATIO'
 
+section "6. TLS layer: HTTPS vs. plain-HTTP replay, Python (hooked libssl) and Node (terminated TLS)"
+"$PY" "$ROOT/scripts/bench_tls.py" "$SHIM" "$ROOT/build/llmreplay" "$SEED" "${BENCH_TLS_N:-2000}" | tee "$TMP/tls.txt" | grep -v '^RATIO'
+
 # ---- summary --------------------------------------------------------------------------------------
 section "summary (ratios of medians measured in this run; total $(($(date +%s) - T0)) s)"
 "$PY" "$HELPER" summary "$TMP"
 sed -n 's/^RATIO \(.*\) = \(.*\)/  socket layer, per request: \1 = \2 (goal for nginx: > 1, the shim faster)/p' "$TMP/sockets.txt"
+sed -n 's/^RATIO \(.*\) = \(.*\)/  TLS layer, per request: \1 = \2/p' "$TMP/tls.txt"

@@ -1,8 +1,10 @@
 /* llmreplay: run a program with the shim, and inspect recording directories. */
+#include "cert.h"
 #include "engine.h"
 #include "log.h"
 #include "index.h"
 #include "match.h"
+#include "tlsd.h"
 #include <elf.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -31,6 +33,7 @@ static const char *usage_main =
     "  explain [-d DIR]... REQUEST.json|-      which recording answers a request, or why none does\n"
     "  index [-d DIR]... [DIR...]              build the persistent index ahead of time\n"
     "  trace [-o FILE.jsonl] -- CMD...         run CMD live and log/summarize its HTTP exchanges\n"
+    "  ca [--bundle]                           create llmreplay's local CA if needed, print its ca.pem\n"
     "\n"
     "Every command takes --help and --version. Environment: see README.md (LLMREPLAY_DIR, ...).\n";
 
@@ -44,6 +47,10 @@ static const char *usage_run =
     "  --pace MS         space streamed events MS milliseconds apart (LLMREPLAY_PACE_MS)\n"
     "  --mode MODE       replay (default), record, record-if-missing, live or trace (LLMREPLAY_MODE)\n"
     "  --record-dir DIR  where recordings are written (LLMREPLAY_RECORD_DIR; default: the first -d)\n"
+    "CMD trusts llmreplay's local CA, for the HTTPS llmreplay answers itself (Node, static TLS): run sets\n"
+    "NODE_EXTRA_CA_CERTS to its ca.pem, and SSL_CERT_FILE, REQUESTS_CA_BUNDLE and CURL_CA_BUNDLE to\n"
+    "ca-bundle.pem (the system CAs plus llmreplay's); one already set names a copy of its file with\n"
+    "llmreplay's CA appended (see llmreplay ca).\n"
     "Exit status: CMD's; with --strict and misses, CMD's if non-zero, else 3.\n";
 
 static const char *usage_ls =
@@ -449,6 +456,68 @@ static void warn_unhookable(const char *cmd)
     close(fd);
 }
 
+/* llmreplay's CA in the cache directory, created on first use; dir receives the directory. */
+static bool ensure_ca(char *dir, size_t cap, char *err, size_t errcap)
+{
+    if (!lr_cache_dir(dir, cap)) {
+        snprintf(err, errcap, "no cache directory for llmreplay's CA: set LLMREPLAY_CACHE_DIR to a writable directory");
+        return false;
+    }
+    lr_issuer_t *is = lr_issuer_persistent(lr_crypto_linked(), dir, err, errcap);
+    lr_issuer_free(is);
+    return is != NULL;
+}
+
+/* dir/trust-HASH.pem: the file the user's variable names, plus llmreplay's CA. NULL if unreadable. */
+static char *combined_trust(const char *dir, const char *user_file, const char *ca)
+{
+    size_t ulen, clen;
+    char *u = lr_read_file(user_file, (size_t)64 << 20, &ulen), *c = lr_read_file(ca, 1 << 20, &clen);
+    char *out = NULL;
+    if (u && c) {
+        char path[4200], tmp[4300];
+        snprintf(path, sizeof path, "%s/trust-%016llx.pem", dir, (unsigned long long)lr_hash64(user_file, strlen(user_file), 7));
+        snprintf(tmp, sizeof tmp, "%s.%d.tmp", path, (int)getpid());
+        FILE *f = fopen(tmp, "w");
+        bool ok = f && fwrite(u, 1, ulen, f) == ulen && (ulen == 0 || u[ulen - 1] == '\n' || fputc('\n', f) != EOF) &&
+                  fwrite(c, 1, clen, f) == clen;
+        if (f && fclose(f) != 0) ok = false;
+        if (ok && rename(tmp, path) == 0) out = strdup(path);
+        else unlink(tmp);
+    }
+    free(u);
+    free(c);
+    return out;
+}
+
+/* CMD trusts the CA of the TLS helper: each CA variable names llmreplay's file when unset, or a
+ * copy of the user's file with llmreplay's CA appended when set (the user's trust is kept).
+ * And the shim finds the helper's binary. Set here, before the fork: this process only waits. */
+static void export_ca(void)
+{
+    char dir[4096], err[1024], ca[4200], bundle[4200];
+    if (ensure_ca(dir, sizeof dir, err, sizeof err)) {
+        snprintf(ca, sizeof ca, "%s/ca.pem", dir);
+        snprintf(bundle, sizeof bundle, "%s/ca-bundle.pem", dir);
+        static const char *vars[] = {"NODE_EXTRA_CA_CERTS", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"};
+        for (size_t i = 0; i < 4; i++) {
+            const char *mine = i == 0 ? ca : bundle, *user = getenv(vars[i]);
+            if (!user || !*user) { if (access(mine, R_OK) == 0) setenv(vars[i], mine, 1); continue; }
+            if (!strcmp(user, mine) || !strncmp(user, dir, strlen(dir))) continue; /* ours already */
+            char *both = combined_trust(dir, user, ca);
+            if (both) setenv(vars[i], both, 1);
+            else fprintf(stderr, "llmreplay: warning: cannot read %s=%s, so llmreplay's CA is not added to it: clients "
+                                 "whose TLS llmreplay terminates (Node, static TLS) will reject its certificate\n", vars[i], user);
+            free(both);
+        }
+    } else {
+        fprintf(stderr, "llmreplay: warning: %s; clients whose TLS llmreplay terminates (Node, static TLS) will reject "
+                        "its certificate\n", err);
+    }
+    char self[PATH_MAX];
+    if (realpath("/proc/self/exe", self)) setenv("LLMREPLAY_BIN", self, 0);
+}
+
 static pid_t child;
 static void forward(int sig) { if (child > 0) kill(child, sig); }
 
@@ -513,6 +582,7 @@ static int cmd_run(int argc, char **argv)
     }
     free(lib);
     warn_unhookable(argv[first_cmd]);
+    export_ca();
     char strict_file[] = "/tmp/llmreplay-strict-XXXXXX";
     if (strict) {
         int fd = mkstemp(strict_file);
@@ -709,6 +779,38 @@ static int cmd_trace(int argc, char **argv)
     return rc;
 }
 
+/* ---- ca -------------------------------------------------------------------------------- */
+
+static const char *usage_ca =
+    "usage: llmreplay ca [--bundle]\n"
+    "\n"
+    "Create llmreplay's local CA on first use, in the cache directory (LLMREPLAY_CACHE_DIR, else\n"
+    "$XDG_CACHE_HOME/llmreplay or ~/.cache/llmreplay), and print the path of its certificate ca.pem: the\n"
+    "HTTPS llmreplay answers itself (Node, static TLS) is signed by it. `llmreplay run` sets it up for CMD;\n"
+    "elsewhere, e.g. NODE_EXTRA_CA_CERTS=$(llmreplay ca).\n"
+    "  --bundle  print ca-bundle.pem instead: the system's CAs plus llmreplay's (for SSL_CERT_FILE)\n";
+
+static int cmd_ca(int argc, char **argv)
+{
+    int h = help_or_version(argc, argv, usage_ca);
+    if (h >= 0) return h;
+    bool bundle = false;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--bundle")) bundle = true;
+        else { fprintf(stderr, "llmreplay: unknown ca option %s (see llmreplay ca --help)\n", argv[i]); return 2; }
+    }
+    char dir[4096], err[1024], path[4200];
+    if (!ensure_ca(dir, sizeof dir, err, sizeof err)) { fprintf(stderr, "llmreplay: %s\n", err); return 1; }
+    snprintf(path, sizeof path, "%s/%s", dir, bundle ? "ca-bundle.pem" : "ca.pem");
+    if (access(path, R_OK) != 0) {
+        fprintf(stderr, "llmreplay: cannot write %s: %s (set LLMREPLAY_CACHE_DIR to a writable directory)\n", path,
+                strerror(errno));
+        return 1;
+    }
+    printf("%s\n", path);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2) { fputs(usage_main, stderr); return 2; }
@@ -721,6 +823,8 @@ int main(int argc, char **argv)
     if (!strcmp(c, "explain")) return cmd_explain(argc - 1, argv + 1);
     if (!strcmp(c, "index")) return cmd_index(argc - 1, argv + 1);
     if (!strcmp(c, "trace")) return cmd_trace(argc - 1, argv + 1);
+    if (!strcmp(c, "ca")) return cmd_ca(argc - 1, argv + 1);
+    if (!strcmp(c, "tls-helper")) return lr_tlsd_main(3); /* started by the shim, not listed */
     fprintf(stderr, "llmreplay: unknown command %s\n\n%s", c, usage_main);
     return 2;
 }

@@ -44,21 +44,7 @@ char *lr_index_file(uint64_t key)
     const char *c = lr_getenv("LLMREPLAY_CACHE");
     if (c && (!strcmp(c, "off") || !strcmp(c, "0") || !strcmp(c, "no"))) return NULL;
     char dir[4096];
-    const char *v;
-    if ((v = lr_getenv("LLMREPLAY_CACHE_DIR"))) snprintf(dir, sizeof dir, "%s", v);
-    else if ((v = lr_getenv("XDG_CACHE_HOME"))) snprintf(dir, sizeof dir, "%s/llmreplay", v);
-    else if ((v = lr_getenv("HOME"))) snprintf(dir, sizeof dir, "%s/.cache/llmreplay", v);
-    else {
-        /* a shared fallback: ours only if we own it and nobody else can write there */
-        snprintf(dir, sizeof dir, "/tmp/llmreplay-cache-%d", (int)getuid());
-        mkdir(dir, 0700);
-        struct stat st;
-        if (lstat(dir, &st) != 0 || !S_ISDIR(st.st_mode) || st.st_uid != getuid() || (st.st_mode & 022)) return NULL;
-    }
-    /* mkdir -p: a missing cache home is created, an unwritable one only costs the cache */
-    for (char *p = dir + 1; *p; p++)
-        if (*p == '/') { *p = 0; mkdir(dir, 0755); *p = '/'; }
-    mkdir(dir, 0755);
+    if (!lr_cache_dir(dir, sizeof dir)) return NULL;
     size_t n = strlen(dir) + 40;
     char *f = malloc(n);
     if (f) snprintf(f, n, "%s/index-%016llx.bin", dir, (unsigned long long)key);

@@ -27,7 +27,7 @@ void *lr_real(const char *name, void *self, const char *const *libs)
 bool lr_layer_enabled(const char *layer)
 {
     const char *v = lr_getenv("LLMREPLAY_LAYERS");
-    if (!v) v = "curl,sockets";
+    if (!v) v = "curl,sockets,tls";
     size_t n = strlen(layer);
     for (const char *p = v; *p;) {
         size_t l = strcspn(p, ", ");

@@ -9,6 +9,8 @@
 #include "http.h"
 #include "log.h"
 #include "real.h"
+#include "tls_hello.h"
+#include "tls_term.h"
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -27,7 +29,10 @@
 typedef struct conn {
     int fd;
     char host[160]; /* host[:port] the client connected to, for the Host-less and for URLs */
+    char name[128]; /* the host alone: the certificate's name when TLS is terminated */
     const char *scheme;
+    bool sniffed;   /* the first bytes told plain HTTP, hooked TLS (HELLO) or a ClientHello */
+    size_t hello;   /* bytes of HELLO read */
     buf_t in, out;
     size_t out_off;
     /* the request being read */
@@ -58,6 +63,7 @@ static int nconns, capconns;
 /* Read once: the loop thread must not call getenv while application threads may setenv. */
 static size_t max_request_bytes;
 static size_t max_request(void) { return max_request_bytes; }
+static const char *upstream_ca; /* LLMREPLAY_UPSTREAM_CA: the CA bundle upstream TLS is checked with */
 
 static void arm(conn_t *c)
 {
@@ -72,8 +78,10 @@ static void drop(conn_t *c)
     for (int i = 0; i < nconns; i++)
         if (conns[i] == c) { conns[i] = conns[--nconns]; break; }
     pthread_mutex_unlock(&resp_lock);
-    epoll_ctl(epfd, EPOLL_CTL_DEL, c->fd, NULL);
-    close(c->fd);
+    if (c->fd >= 0) { /* -1: a TLS connection the helper could not take */
+        epoll_ctl(epfd, EPOLL_CTL_DEL, c->fd, NULL);
+        close(c->fd);
+    }
     lr_response_free(c->resp);
     buf_free(&c->in);
     buf_free(&c->out);
@@ -373,6 +381,7 @@ static void *upstream_worker(void *arg)
         C->easy_setopt(h, CURLOPT_WRITEDATA, j);
         C->easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
         C->easy_setopt(h, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
+        if (upstream_ca) C->easy_setopt(h, CURLOPT_CAINFO, upstream_ca);
         rc = C->easy_perform(h);
         if (rc != CURLE_OK && !j->client_gone)
             snprintf(j->cap->error, sizeof j->cap->error, "%s", C->easy_strerror(rc));
@@ -510,9 +519,53 @@ static void process(conn_t *c)
     }
 }
 
+/* What comes first on a connection: a hooked TLS session's HELLO (answer ACK: plaintext
+ * follows), a real ClientHello from TLS the shim cannot hook (hand the ciphertext to the TLS
+ * helper, go on with its plaintext), or plain HTTP. False while HELLO is incomplete. */
+static bool sniff(conn_t *c)
+{
+    unsigned char b[LR_TLS_HELLO_LEN];
+    if (c->hello == 0) {
+        ssize_t n = recv(c->fd, b, 1, MSG_PEEK | MSG_DONTWAIT);
+        if (n <= 0) return true; /* EOF or error: the read below sees it */
+        if (b[0] == 0x16) {
+            epoll_ctl(epfd, EPOLL_CTL_DEL, c->fd, NULL);
+            int fd = lr_tls_terminate(c->fd, c->name);
+            c->fd = fd;
+            c->sniffed = true;
+            c->scheme = "https";
+            struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP, .data.ptr = c};
+            if (fd < 0 || epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev) != 0) {
+                c->dead = true;
+                return false;
+            }
+            return false; /* the plaintext arrives on the new descriptor */
+        }
+        if (b[0] != 0) { c->sniffed = true; return true; }
+    }
+    ssize_t n = recv(c->fd, b, LR_TLS_HELLO_LEN - c->hello, MSG_DONTWAIT);
+    if (n < 0 && (errno == EAGAIN || errno == EINTR)) return false;
+    if (n <= 0) { c->sniffed = true; return true; } /* EOF or error: the read below sees it */
+    if (memcmp(b, LR_TLS_HELLO + c->hello, (size_t)n) != 0) {
+        /* not HELLO after all: those bytes are the request's */
+        buf_add(&c->in, LR_TLS_HELLO, c->hello);
+        buf_add(&c->in, b, (size_t)n);
+        c->sniffed = true;
+        return true;
+    }
+    c->hello += (size_t)n;
+    if (c->hello < LR_TLS_HELLO_LEN) return false;
+    c->sniffed = true;
+    c->scheme = "https";
+    buf_add(&c->out, LR_TLS_ACK, LR_TLS_HELLO_LEN);
+    if (!flush(c)) c->dead = true;
+    return true;
+}
+
 static void on_readable(conn_t *c)
 {
     char tmp[65536];
+    if (!c->sniffed && !sniff(c)) return;
     for (;;) {
         ssize_t n = recv(c->fd, tmp, sizeof tmp, MSG_DONTWAIT);
         if (n < 0 && errno == EINTR) continue;
@@ -662,11 +715,16 @@ __attribute__((constructor)) static void responder_init(void) { pthread_atfork(f
 
 bool lr_responder_add(int fd, const char *host, int port, const char *scheme)
 {
-    if (!max_request_bytes) max_request_bytes = (size_t)lr_getenv_long("LLMREPLAY_MAX_REQUEST_MB", 64) << 20;
+    if (!max_request_bytes) {
+        max_request_bytes = (size_t)lr_getenv_long("LLMREPLAY_MAX_REQUEST_MB", 64) << 20;
+        const char *ca = lr_getenv("LLMREPLAY_UPSTREAM_CA");
+        upstream_ca = ca ? strdup(ca) : NULL;
+    }
     conn_t *c = calloc(1, sizeof *c);
     if (!c) return false;
     c->fd = fd;
     c->scheme = scheme;
+    snprintf(c->name, sizeof c->name, "%s", host);
     if (strchr(host, ':')) snprintf(c->host, sizeof c->host, "[%s]:%d", host, port);
     else snprintf(c->host, sizeof c->host, "%s:%d", host, port);
     fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);

@@ -185,3 +185,34 @@ bool lr_has_suffix(const char *s, size_t n, const char *suffix)
     size_t m = strlen(suffix);
     return n >= m && memcmp(s + n - m, suffix, m) == 0;
 }
+
+bool lr_mkdirs(const char *path, unsigned mode)
+{
+    char p[4096];
+    if (snprintf(p, sizeof p, "%s", path) >= (int)sizeof p) return false;
+    for (char *c = p + 1; *c; c++)
+        if (*c == '/') { *c = 0; mkdir(p, (mode_t)mode); *c = '/'; }
+    mkdir(p, (mode_t)mode);
+    struct stat st;
+    return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+bool lr_cache_dir(char *out, size_t cap)
+{
+    const char *v;
+    int n;
+    if ((v = lr_getenv("LLMREPLAY_CACHE_DIR"))) n = snprintf(out, cap, "%s", v);
+    else if ((v = lr_getenv("XDG_CACHE_HOME"))) n = snprintf(out, cap, "%s/llmreplay", v);
+    else if ((v = lr_getenv("HOME"))) n = snprintf(out, cap, "%s/.cache/llmreplay", v);
+    else {
+        /* a shared fallback: ours only if we own it and nobody else can write there */
+        n = snprintf(out, cap, "/tmp/llmreplay-cache-%d", (int)getuid());
+        mkdir(out, 0700);
+        struct stat st;
+        if (lstat(out, &st) != 0 || !S_ISDIR(st.st_mode) || st.st_uid != getuid() || (st.st_mode & 022)) return false;
+    }
+    if (n < 0 || (size_t)n >= cap) return false;
+    /* a missing cache home is created; an unwritable one only costs the cache */
+    lr_mkdirs(out, 0755);
+    return true;
+}

@@ -41,4 +41,10 @@ const char *lr_getenv(const char *name); /* NULL when unset or empty */
 long lr_getenv_long(const char *name, long dflt);
 char *lr_strndup(const char *s, size_t n);
 bool lr_has_suffix(const char *s, size_t n, const char *suffix);
+/* mkdir -p; missing directories get mode. False when path is not a directory afterwards. */
+bool lr_mkdirs(const char *path, unsigned mode);
+/* llmreplay's cache directory, created: LLMREPLAY_CACHE_DIR, $XDG_CACHE_HOME/llmreplay,
+ * $HOME/.cache/llmreplay, else /tmp/llmreplay-cache-UID if it is safely ours. It holds the
+ * index (unless LLMREPLAY_CACHE=off, which this ignores) and the CA. */
+bool lr_cache_dir(char *out, size_t cap);
 #endif

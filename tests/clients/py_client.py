@@ -5,7 +5,7 @@ and writes what it received. Used by the socket-layer tests.
 usage: py_client.py urllib|requests|httpx|httpx_async|aiohttp JOBS.json OUT.json
 JOBS: [{"method": ..., "url": ..., "body": str or null}]
 OUT:  [{"status": int, "ctype": str, "body": base64, "reads": int, "t_first": s, "t_last": s}]"""
-import asyncio, base64, json, sys, time
+import asyncio, base64, json, ssl, sys, time
 
 
 def result(status, ctype, chunks, t0, times):
@@ -27,7 +27,11 @@ def run_urllib(jobs):
     for j in jobs:
         u = urllib.parse.urlsplit(j["url"])
         key = (u.hostname, u.port)
-        if key not in conns:
+        if key not in conns and u.scheme == "https":
+            # the default context: certificates and host names verified as usual
+            conns[key] = http.client.HTTPSConnection(u.hostname, u.port or 443, timeout=60,
+                                                     context=ssl.create_default_context())
+        elif key not in conns:
             conns[key] = http.client.HTTPConnection(u.hostname, u.port or 80, timeout=60)
         c = conns[key]
         t0 = time.monotonic()
@@ -43,6 +47,9 @@ def run_urllib(jobs):
         r.read()  # http.client wants the response finished before the next request
         r.close()
         out.append(result(r.status, r.getheader("Content-Type"), chunks, t0, times))
+        if u.scheme == "https":
+            t = c.sock
+            out[-1]["tls"] = {"peer": t.getpeercert(), "version": t.version(), "cipher": t.cipher()}
     return out
 
 

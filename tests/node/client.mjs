@@ -2,19 +2,22 @@
 // it received. usage: node client.mjs fetch|http JOBS.json OUT.json
 import fs from "node:fs";
 import http from "node:http";
+import https from "node:https";
 
 const [mode, jobsFile, outFile] = process.argv.slice(2);
 const jobs = JSON.parse(fs.readFileSync(jobsFile, "utf8"));
 const out = [];
 const now = () => performance.now() / 1000;
 const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+const tlsAgent = new https.Agent({ keepAlive: true, maxSockets: 1 });
 
 function viaHttp(job) {
   return new Promise((resolve, reject) => {
     const t0 = now();
     const u = new URL(job.url);
-    const req = http.request({ host: u.hostname, port: u.port || 80, path: u.pathname + u.search, method: job.method,
-      agent, headers: job.body !== null ? { "content-type": "application/json" } : {} }, (res) => {
+    const tls = u.protocol === "https:";
+    const req = (tls ? https : http).request({ host: u.hostname, port: u.port || (tls ? 443 : 80), path: u.pathname + u.search,
+      method: job.method, agent: tls ? tlsAgent : agent, headers: job.body !== null ? { "content-type": "application/json" } : {} }, (res) => {
       const chunks = [], times = [];
       res.on("data", (b) => { chunks.push(b); times.push(now()); });
       res.on("end", () => resolve({ status: res.statusCode, ctype: res.headers["content-type"] || "", chunks, times, t0 }));

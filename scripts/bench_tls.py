@@ -1,0 +1,103 @@
+#!/usr/bin/python3
+"""TLS-layer speed, all in one run and interleaved: the seed answer replayed to
+(a) one Python http.client keep-alive connection over http:// and over https:// (hooked libssl:
+    no handshake, plaintext through the SSL object), and the same with a new connection per
+    request (the handshake's share);
+(b) one Node fetch keep-alive client over http:// and over https:// (Node's own OpenSSL: TLS
+    terminated for real by the llmreplay tls-helper process).
+Prints µs/request and the HTTPS/HTTP ratios (goal for Python keep-alive: <= 1.10).
+
+usage: bench_tls.py LIB CLI SEED_JSON [N]   (run by scripts/bench.sh)"""
+import json, os, shutil, statistics, subprocess, sys, tempfile
+
+LIB, CLI, SEED = sys.argv[1], sys.argv[2], sys.argv[3]
+N = int(sys.argv[4]) if len(sys.argv) > 4 else 2000
+ROUNDS = int(os.environ.get("BENCH_TLS_ROUNDS", "5"))
+PY = "/usr/bin/python3"
+
+PY_CLIENT = r'''
+import http.client, json, ssl, sys, time
+scheme, path, body, n, fresh = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5] == "1"
+ctx = ssl.create_default_context()
+def conn():
+    if scheme == "https":
+        return http.client.HTTPSConnection("api.openai.com", 443, context=ctx)
+    return http.client.HTTPConnection("api.openai.com", 80)
+c = conn()
+def one():
+    global c
+    if fresh:
+        c.close(); c = conn()
+    c.request("POST", path, body=body, headers={"Content-Type": "application/json"})
+    r = c.getresponse(); d = r.read()
+    assert r.status == 200 and len(d) > 1000, (r.status, len(d))
+for _ in range(min(200, n)): one()
+t0 = time.perf_counter()
+for _ in range(n): one()
+print(json.dumps({"us": (time.perf_counter() - t0) / n * 1e6}))
+'''
+
+NODE_CLIENT = r'''
+const [scheme, path, body, n] = [process.argv[1], process.argv[2], process.argv[3], +process.argv[4]];
+const url = `${scheme}://api.openai.com${path}`;
+async function one() {
+  const r = await fetch(url, { method: "POST", body, headers: { "content-type": "application/json" } });
+  const t = await r.text();
+  if (r.status !== 200 || t.length < 1000) throw new Error(`status ${r.status}`);
+}
+for (let i = 0; i < Math.min(200, n); i++) await one();
+const t0 = performance.now();
+for (let i = 0; i < n; i++) await one();
+console.log(JSON.stringify({ us: (performance.now() - t0) / n * 1000 }));
+'''
+
+
+def measure(cmd, env):
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
+    if r.returncode != 0:
+        raise SystemExit(f"client failed: {' '.join(cmd[:3])}: {r.stderr[-2000:]}")
+    return json.loads(r.stdout.strip().splitlines()[-1])["us"]
+
+
+def main():
+    tmp = tempfile.mkdtemp(prefix="llmreplay-bench-tls-")
+    try:
+        rec = json.load(open(SEED))
+        body = json.dumps(rec["request"]["body"])
+        path = "/v1/chat/completions"
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("LLMREPLAY_", "NODE_EXTRA_CA", "SSL_CERT"))}
+        env.update(LD_PRELOAD=LIB, LLMREPLAY_DIR=os.path.dirname(SEED), LLMREPLAY_CACHE_DIR=os.path.join(tmp, "cache"),
+                   LLMREPLAY_HOSTS="api.openai.com:80,api.openai.com:443", LLMREPLAY_LAYERS="sockets,tls")
+        ca = subprocess.run([CLI, "ca"], env=env, capture_output=True, text=True, check=True).stdout.strip()
+        env["NODE_EXTRA_CA_CERTS"] = ca
+        cases = {
+            "python http, keep-alive": [PY, "-c", PY_CLIENT, "http", path, body, str(N), "0"],
+            "python https, keep-alive": [PY, "-c", PY_CLIENT, "https", path, body, str(N), "0"],
+            "python http, new connection": [PY, "-c", PY_CLIENT, "http", path, body, str(N // 4), "1"],
+            "python https, new connection": [PY, "-c", PY_CLIENT, "https", path, body, str(N // 4), "1"],
+        }
+        if shutil.which("node"):
+            cases["node fetch http, keep-alive"] = ["node", "--input-type=module", "-e", NODE_CLIENT, "http", path, body, str(N)]
+            cases["node fetch https (terminated)"] = ["node", "--input-type=module", "-e", NODE_CLIENT, "https", path, body, str(N)]
+        got = {k: [] for k in cases}
+        for _ in range(ROUNDS):  # interleaved: load from other sessions hits every case alike
+            for k, cmd in cases.items():
+                got[k].append(measure(cmd, env))
+        med = {k: statistics.median(v) for k, v in got.items()}
+        print(f"  seed answer ({len(open(SEED).read())} bytes of recording), {N} requests per run "
+              f"({N // 4} with a new connection each), medians of {ROUNDS} interleaved rounds")
+        print(f"  {'client':34} {'us/request':>11}   (min .. max)")
+        for k in cases:
+            print(f"  {k:34} {med[k]:11.1f}   ({min(got[k]):.1f} .. {max(got[k]):.1f})")
+        pairs = [("python https, keep-alive", "python http, keep-alive", "Python keep-alive HTTPS/HTTP (goal <= 1.10)"),
+                 ("python https, new connection", "python http, new connection", "Python new-connection HTTPS/HTTP"),
+                 ("node fetch https (terminated)", "node fetch http, keep-alive", "Node fetch terminated-TLS/HTTP")]
+        for a, b, label in pairs:
+            if a in med:
+                print(f"RATIO {label} = {med[a] / med[b]:.2f}")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

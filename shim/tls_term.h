@@ -1,0 +1,12 @@
+/* TLS the shim cannot hook (Node's built-in OpenSSL, static binaries) is terminated for real,
+ * outside the host process: the `llmreplay tls-helper` process holds the TLS side and hands
+ * the responder plaintext. The host never loads a second libssl. */
+#ifndef LR_TLS_TERM_H
+#define LR_TLS_TERM_H
+/* tls_fd is the responder's end of a swapped connection whose first bytes (still unread) are
+ * a TLS ClientHello; host is the name the client connected to (the certificate's name when
+ * the client sends no SNI). Starts the helper on first use (again after fork). Returns a
+ * non-blocking, close-on-exec descriptor that carries the plaintext, or -1 after logging what
+ * to do. Always takes ownership of tls_fd. */
+int lr_tls_terminate(int tls_fd, const char *host);
+#endif
