@@ -5,7 +5,9 @@
     request (the handshake's share);
 (b) one Node fetch keep-alive client over http:// and over https:// (Node's own OpenSSL: TLS
     terminated for real by the llmreplay tls-helper process).
-Prints µs/request and the HTTPS/HTTP ratios (goal for Python keep-alive: <= 1.10).
+Prints µs/request and the HTTPS/HTTP ratios (goal for Python keep-alive: <= 1.10). Client and
+responder run pinned to one CPU (BENCH_PIN_CPU, default 0; empty: unpinned), as in section 3:
+a ping-pong between two CPUs of this VM varies 2-5x from run to run.
 
 usage: bench_tls.py LIB CLI SEED_JSON [N]   (run by scripts/bench.sh)"""
 import json, os, shutil, statistics, subprocess, sys, tempfile
@@ -52,8 +54,11 @@ console.log(JSON.stringify({ us: (performance.now() - t0) / n * 1000 }));
 '''
 
 
+PIN = ["taskset", "-c", os.environ.get("BENCH_PIN_CPU", "0")] if shutil.which("taskset") and os.environ.get("BENCH_PIN_CPU", "0") else []
+
+
 def measure(cmd, env):
-    r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
+    r = subprocess.run(PIN + cmd, env=env, capture_output=True, text=True, timeout=900)
     if r.returncode != 0:
         raise SystemExit(f"client failed: {' '.join(cmd[:3])}: {r.stderr[-2000:]}")
     return json.loads(r.stdout.strip().splitlines()[-1])["us"]
@@ -84,8 +89,11 @@ def main():
             for k, cmd in cases.items():
                 got[k].append(measure(cmd, env))
         med = {k: statistics.median(v) for k, v in got.items()}
+        # each round's ratio: both sides of it ran back to back, under the same load
+        ratio = lambda a, b: statistics.median(x / y for x, y in zip(got[a], got[b]))
         print(f"  seed answer ({len(open(SEED).read())} bytes of recording), {N} requests per run "
-              f"({N // 4} with a new connection each), medians of {ROUNDS} interleaved rounds")
+              f"({N // 4} with a new connection each), medians of {ROUNDS} interleaved rounds"
+              f"{', pinned to CPU ' + PIN[2] if PIN else ''}; ratios: median of the rounds' ratios")
         print(f"  {'client':34} {'us/request':>11}   (min .. max)")
         for k in cases:
             print(f"  {k:34} {med[k]:11.1f}   ({min(got[k]):.1f} .. {max(got[k]):.1f})")
@@ -94,7 +102,7 @@ def main():
                  ("node fetch https (terminated)", "node fetch http, keep-alive", "Node fetch terminated-TLS/HTTP")]
         for a, b, label in pairs:
             if a in med:
-                print(f"RATIO {label} = {med[a] / med[b]:.2f}")
+                print(f"RATIO {label} = {ratio(a, b):.2f}")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

@@ -461,48 +461,49 @@ static int pt_write(SSL *s, st_t *st, const void *buf, size_t n, size_t *done)
     return 1;
 }
 
+/* SSL_read_ex/SSL_peek_ex's convention: 1 or 0, the count through got. */
+static int read_ex(SSL *s, st_t *st, void *buf, size_t n, size_t *got, bool peek)
+{
+    size_t g;
+    int ok = pt_read(s, st, buf, n, &g, peek);
+    if (got) *got = g;
+    return ok;
+}
+
+/* SSL_read/SSL_peek's: the count, 0 at a clean close, -1 otherwise. */
+static int read_int(SSL *s, st_t *st, void *buf, int n, bool peek)
+{
+    size_t g;
+    if (pt_read(s, st, buf, n < 0 ? 0 : (size_t)n, &g, peek)) return (int)g;
+    return st->err == SSL_ERROR_ZERO_RETURN ? 0 : -1;
+}
+
 LR_EXPORT int SSL_read_ex(SSL *s, void *buf, size_t n, size_t *got)
 {
     NEED(read_ex, 0);
     st_t *st = decide(s);
-    size_t g;
-    if (!st) return real.read_ex(s, buf, n, got);
-    int ok = pt_read(s, st, buf, n, &g, false);
-    if (got) *got = g;
-    return ok;
+    return st ? read_ex(s, st, buf, n, got, false) : real.read_ex(s, buf, n, got);
 }
 
 LR_EXPORT int SSL_read(SSL *s, void *buf, int n)
 {
     NEED(read, -1);
     st_t *st = decide(s);
-    size_t g;
-    if (!st) return real.read(s, buf, n);
-    if (n < 0) n = 0;
-    int ok = pt_read(s, st, buf, (size_t)n, &g, false);
-    return ok ? (int)g : (st->err == SSL_ERROR_ZERO_RETURN ? 0 : -1);
+    return st ? read_int(s, st, buf, n, false) : real.read(s, buf, n);
 }
 
 LR_EXPORT int SSL_peek_ex(SSL *s, void *buf, size_t n, size_t *got)
 {
     NEED(peek_ex, 0);
     st_t *st = decide(s);
-    size_t g;
-    if (!st) return real.peek_ex(s, buf, n, got);
-    int ok = pt_read(s, st, buf, n, &g, true);
-    if (got) *got = g;
-    return ok;
+    return st ? read_ex(s, st, buf, n, got, true) : real.peek_ex(s, buf, n, got);
 }
 
 LR_EXPORT int SSL_peek(SSL *s, void *buf, int n)
 {
     NEED(peek, -1);
     st_t *st = decide(s);
-    size_t g;
-    if (!st) return real.peek(s, buf, n);
-    if (n < 0) n = 0;
-    int ok = pt_read(s, st, buf, (size_t)n, &g, true);
-    return ok ? (int)g : (st->err == SSL_ERROR_ZERO_RETURN ? 0 : -1);
+    return st ? read_int(s, st, buf, n, true) : real.peek(s, buf, n);
 }
 
 LR_EXPORT int SSL_write_ex(SSL *s, const void *buf, size_t n, size_t *done)

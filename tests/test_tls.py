@@ -300,3 +300,54 @@ def test_libssl_api_on_a_non_blocking_socket():
         assert {k: out[k] for k in want} == want, out
         assert out["total"] > 4000, out
         assert b"AddressSanitizer" not in r.stderr and b"runtime error" not in r.stderr, r.stderr[-2000:]
+
+
+NODE_RECORD = r'''
+const [url, body] = process.argv.slice(1);
+const r = await fetch(url, { method: "POST", body, headers: { "content-type": "application/json" } });
+console.log(JSON.stringify({ status: r.status, text: await r.text() }));
+'''
+
+
+def test_record_through_node_terminated_tls_then_replay_offline():
+    """Node records over HTTPS (TLS terminated by the helper, upstream over https), then replays
+    the file with the upstream gone and no network."""
+    from test_record import CHAT, _ca, upstream
+    tmp = tmpdir()
+    try:
+        ca, crt, key = _ca(tmp)
+        rec = os.path.join(tmp, "rec")
+        body = json.dumps(dict(CHAT, stream=True))
+        env = dict(_user_envs()[1][1], LLMREPLAY_UPSTREAM_CA=ca)
+        with upstream("--tls", crt, key) as port:
+            url = f"https://localhost:{port}/v1/chat/completions"
+            cmd = ["node", "--input-type=module", "-e", NODE_RECORD, url, body]
+            live = run([CLI, "run", "--mode", "record", "-d", rec, "--"] + cmd,
+                       env=dict(env, LLMREPLAY_HOSTS=f"localhost:{port}"), check=True, timeout=60)
+        (fn,) = os.listdir(rec)
+        assert load(os.path.join(rec, fn))["request"]["url"] == f"https://localhost:{port}/v1/v1/chat/completions"
+        replay = run([CLI, "run", "-d", rec, "--"] + _unshare() + cmd, env=env, check=True, timeout=60)
+        got, want = json.loads(replay.stdout), json.loads(live.stdout)
+        assert got == want and want["status"] == 200 and "data: " in want["text"], (got, want)
+    finally:
+        rmtree(tmp)
+
+
+def test_https_streams_are_incremental():
+    """A paced stream arrives event by event through hooked TLS (every Python client) and
+    through terminated TLS (Node)."""
+    rec = load(os.path.join(EXAMPLES, "openai-chat-stream.json"))
+    item = (None, rec, "https://api.openai.com/v1/chat/completions")
+    env = shim_env(EXAMPLES, LLMREPLAY_PACE_MS=40)
+    env["NODE_EXTRA_CA_CERTS"] = _ca_file(env)
+    n = len(expected(rec)[2])
+    clients = [[PY, PY_CLIENT, c] for c in ("urllib", "requests", "httpx", "httpx_async", "aiohttp")]
+    for client in clients + [["node", os.path.join(NODE_DIR, "client.mjs"), m] for m in ("fetch", "http")]:
+        tmp = tmpdir()
+        try:
+            res, _ = _run_client(_unshare() + client, [item], env, tmp)
+            _check([item], res)
+            got = res[0]
+            assert got["reads"] >= n // 2 and got["t_last"] - got["t_first"] >= 0.04 * (n - 3), (client, got)
+        finally:
+            rmtree(tmp)
