@@ -351,3 +351,52 @@ def test_https_streams_are_incremental():
             assert got["reads"] >= n // 2 and got["t_last"] - got["t_first"] >= 0.04 * (n - 3), (client, got)
         finally:
             rmtree(tmp)
+
+
+NODE_CONCURRENT = r'''
+const [url, body, want] = process.argv.slice(1);
+const one = async () => (await (await fetch(url, { method: "POST", body, headers: { "content-type": "application/json" } })).text()) === want;
+const ok = await Promise.all(Array.from({ length: 48 }, one));
+console.log(JSON.stringify({ errors: ok.filter((x) => !x).length }));
+'''
+
+
+def test_concurrent_https_connections_hooked_and_terminated():
+    """32 threads and 64 asyncio tasks (hooked libssl), 48 concurrent Node fetches (each a TLS
+    connection through the helper) all get the whole answer."""
+    from test_sockets import CONCURRENT
+    rec = load(SEED)
+    want = "".join(expected(rec)[2])
+    url = "https://api.openai.com/v1/chat/completions"
+    env = shim_env(SEED_DIR)
+    for mode in ("threads", "asyncio"):
+        r = run(_unshare() + [PY, "-c", CONCURRENT, url, request_body(rec), want, mode], env=env, timeout=300)
+        assert r.returncode == 0, r.stderr.decode()[-2000:]
+        assert json.loads(r.stdout)["errors"] == [], r.stdout
+    env["NODE_EXTRA_CA_CERTS"] = _ca_file(env)
+    r = run(_unshare() + ["node", "--input-type=module", "-e", NODE_CONCURRENT, url, request_body(rec), want], env=env,
+            check=True, timeout=300)
+    assert json.loads(r.stdout) == {"errors": 0}, r.stdout
+
+
+NODE_MODELS = r'''
+try { const r = await fetch("https://api.openai.com/v1/models"); console.log("status " + r.status); }
+catch (e) { console.log("error " + (e.cause?.code || e.message)); }
+'''
+
+
+def test_terminated_tls_failures_say_what_to_do():
+    """Node without the CA trusted, and without the helper binary: the request fails, and the
+    messages say what to do."""
+    env = shim_env(CORPUS, NODE_EXTRA_CA_CERTS=None)
+    r = run(_unshare() + ["node", "--input-type=module", "-e", NODE_MODELS], env=env, check=True)
+    assert r.stdout.strip() == b"error UNABLE_TO_VERIFY_LEAF_SIGNATURE", r.stdout
+    assert b"does not trust llmreplay's CA: use `llmreplay run` or set NODE_EXTRA_CA_CERTS" in r.stderr, r.stderr
+    r = run(_unshare() + ["node", "--input-type=module", "-e", NODE_MODELS], env=dict(env, LLMREPLAY_BIN="/nonexistent"),
+            check=True)
+    assert r.stdout.startswith(b"error"), r.stdout
+    assert b"needs the llmreplay binary to terminate TLS" in r.stderr and b"LLMREPLAY_BIN" in r.stderr, r.stderr
+    # and with `llmreplay run`, the same program works
+    r = run([CLI, "run", "--"] + _unshare() + ["node", "--input-type=module", "-e", NODE_MODELS],
+            env=dict(_user_envs()[1][1], LLMREPLAY_DIR=CORPUS), check=True)
+    assert r.stdout.strip() == b"status 200", (r.stdout, r.stderr[-1000:])
