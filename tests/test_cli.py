@@ -13,7 +13,7 @@ def _env(**extra):
 
 
 def test_help_and_version_everywhere():
-    for sub in ([], ["run"], ["ls"], ["check"], ["explain"]):
+    for sub in ([], ["run"], ["ls"], ["check"], ["explain"], ["ca"]):
         h = run([CLI] + sub + ["--help"], env=_env(), check=True).stdout.decode()
         assert h.startswith("usage: llmreplay"), (sub, h)
         v = run([CLI] + sub + ["--version"], env=_env(), check=True).stdout.decode()
@@ -115,11 +115,13 @@ def test_unused_shim_loads_nothing():
     maps = r.stdout.decode()
     assert "libllmreplay.so" in maps
     assert "libcurl" not in maps and "libcjson" not in maps, maps
+    assert "libssl" not in maps and "libcrypto" not in maps, maps
     assert r.stderr == b"", r.stderr
 
 
 def test_make_demo_script():
     r = run(["sh", os.path.join(ROOT, "scripts", "demo.sh")], env=_env(), timeout=120, check=True)
     out = r.stdout.decode()
-    assert out.count("Hello! I'm a recorded answer, replayed by llmreplay.\n") == 2, out  # curl CLI and C program
+    # curl CLI, C program, Python requests over HTTPS, the npm openai SDK over terminated TLS
+    assert out.count("Hello! I'm a recorded answer, replayed by llmreplay.\n") == 4, out
     assert "no recording matches" in out

@@ -400,3 +400,43 @@ def test_terminated_tls_failures_say_what_to_do():
     r = run([CLI, "run", "--"] + _unshare() + ["node", "--input-type=module", "-e", NODE_MODELS],
             env=dict(_user_envs()[1][1], LLMREPLAY_DIR=CORPUS), check=True)
     assert r.stdout.strip() == b"status 200", (r.stdout, r.stderr[-1000:])
+
+
+def test_local_ca_is_made_once_and_its_key_kept_private():
+    tmp = tmpdir()
+    try:
+        env = dict(shim_env(), LLMREPLAY_CACHE_DIR=os.path.join(tmp, "cache"), LD_PRELOAD="")
+        ps = [subprocess.Popen([CLI, "ca"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(12)]
+        outs = [p.communicate(timeout=60) for p in ps]
+        assert all(p.returncode == 0 for p in ps), outs
+        assert len({o for o, e in outs}) == 1, outs  # one CA, whoever won the race
+        ca = outs[0][0].decode().strip()
+        d = os.path.dirname(ca)
+        key = os.path.join(d, "ca-key.pem")
+        assert os.stat(key).st_mode & 0o777 == 0o600, oct(os.stat(key).st_mode)
+        assert sorted(os.listdir(d)) == ["ca-bundle.pem", "ca-key.pem", "ca.pem"], os.listdir(d)
+        bundle = run([CLI, "ca", "--bundle"], env=env, check=True).stdout.decode().strip()
+        assert open(bundle).read().endswith(open(ca).read())
+        x = run(["openssl", "x509", "-in", ca, "-noout", "-text"], check=True).stdout.decode()
+        assert "CA:TRUE" in x and "Certificate Sign" in x, x
+        os.chmod(key, 0o644)
+        r = run([CLI, "ca"], env=env)
+        assert r.returncode == 1 and b"chmod 600" in r.stderr, r.stderr
+    finally:
+        rmtree(tmp)
+
+
+def test_curl_cli_through_terminated_tls():
+    """The curl CLI with both of the shim's TLS-side layers off stands in for a client whose TLS
+    cannot be hooked: its real handshake is terminated by the helper, and it trusts the CA
+    because `llmreplay run` set CURL_CA_BUNDLE (to a copy of the user's bundle plus the CA)."""
+    rec = load(os.path.join(EXAMPLES, "openai-chat.json"))
+    for label, env in _user_envs():
+        env = dict(env, LLMREPLAY_LAYERS="sockets")
+        r = run([CLI, "run", "-d", EXAMPLES, "--"] + _unshare() +
+                ["curl", "-sS", "-v", "https://api.openai.com/v1/chat/completions", "-H", "Content-Type: application/json",
+                 "-d", json.dumps(rec["request"]["body"])], env=env)
+        err = r.stderr.decode()
+        assert r.returncode == 0, (label, err[-1500:])
+        assert json.loads(r.stdout)["choices"][0]["message"]["content"] == "Hello! I'm a recorded answer.", r.stdout
+        assert "SSL certificate verify ok" in err and "issuer: O=llmreplay; CN=llmreplay local CA" in err, err[-2000:]
