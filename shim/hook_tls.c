@@ -10,10 +10,14 @@
 #include "dest.h"
 #include "fdtable.h"
 #include "log.h"
+#include "responder.h"
 #include "real.h"
 #include "tls_hello.h"
 #include "util.h"
+#include <dlfcn.h>
 #include <errno.h>
+#include <link.h>
+#include <stddef.h>
 #include <limits.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
@@ -32,6 +36,7 @@ typedef struct {
     bool alpn_set;
     int hs;        /* handshake: 0 not started, 1 sending HELLO, 2 reading ACK, 3 done */
     size_t hs_off; /* bytes of HELLO sent / ACK read */
+    unsigned char ack[LR_TLS_ACK_LEN];
     bool h11;      /* "http/1.1" was offered: it is the selected protocol */
     int err;       /* SSL_get_error's answer for the last call */
     int shut;      /* SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN */
@@ -107,10 +112,12 @@ static struct {
     void (*err_set_error)(int, int, const char *, ...);
 } real;
 static int ssl_idx = -1, ctx_idx = -1;
-static bool usable; /* every function the interception needs was found */
-static pthread_once_t once = PTHREAD_ONCE_INIT;
+static bool usable;   /* every function the interception needs was found */
+static bool resolved; /* libssl was found; until then a call looks again (it may come later) */
+static pthread_mutex_t resolve_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static void st_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl, void *argp);
+static int st_dup(CRYPTO_EX_DATA *to, const CRYPTO_EX_DATA *from, void **from_d, int idx, long argl, void *argp);
 static void ctx_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl, void *argp);
 
 static void resolve(void)
@@ -175,16 +182,98 @@ static void resolve(void)
              real.get_fd && real.rbio && real.wbio && real.bio_read && real.bio_write && real.bio_flags && real.new_index &&
              real.x509_up_ref && real.sk_new && real.sk_push && real.sk_free;
     if (usable) {
-        ssl_idx = real.new_index(CRYPTO_EX_INDEX_SSL, 0, NULL, NULL, NULL, st_free);
+        ssl_idx = real.new_index(CRYPTO_EX_INDEX_SSL, 0, NULL, NULL, st_dup, st_free);
         ctx_idx = real.new_index(CRYPTO_EX_INDEX_SSL_CTX, 0, NULL, NULL, NULL, ctx_free);
         usable = ssl_idx >= 0 && ctx_idx >= 0;
     }
 }
-static void tls_real(void) { pthread_once(&once, resolve); }
+static void tls_real(void)
+{
+    if (__atomic_load_n(&resolved, __ATOMIC_ACQUIRE)) return;
+    pthread_mutex_lock(&resolve_lock);
+    if (!resolved && lr_real("SSL_read", NULL, libssl)) {
+        resolve();
+        __atomic_store_n(&resolved, true, __ATOMIC_RELEASE);
+    }
+    pthread_mutex_unlock(&resolve_lock);
+}
 
-/* Calls that reach a hook whose real function is missing (another libssl than 3.x). */
-#define NEED(f, fail)                                                                                  \
+/* ---- which libssl a call comes from ----------------------------------------------------------
+ * The hooks catch SSL_* calls from every libssl copy in the process: a library may carry its
+ * own (a Python wheel's bundled libssl, another version). Only calls bound to the libssl the
+ * hooks resolved are handled; the others go to the copy their caller would have reached, found
+ * by looking the name up in the caller's own scope. Callers are told apart by object
+ * (_dl_find_object: lock-free) and remembered. */
+enum { NCALLERS = 64, NFUNCS = sizeof real / sizeof(void *) };
+typedef struct {
+    const void *map;  /* the caller's link map */
+    void *handle;     /* its scope, for another copy's functions; NULL: the resolved libssl */
+    bool libssl;      /* the caller is a libssl itself (an internal call, e.g. the SSL BIO's) */
+    void *fn[NFUNCS]; /* another copy's functions, looked up on first use */
+} caller_t;
+static caller_t callers[NCALLERS];
+static int ncallers;
+static pthread_mutex_t callers_lock = PTHREAD_MUTEX_INITIALIZER;
+static __thread bool from_libssl; /* the current hook's caller is inside a libssl */
+
+static void classify(caller_t *c, const struct dl_find_object *o)
+{
+    const struct link_map *l = o->dlfo_link_map;
+    void *h = dlopen(l->l_name && l->l_name[0] ? l->l_name : NULL, RTLD_LAZY | RTLD_NOLOAD);
+    void *f = h ? dlsym(h, "SSL_read") : NULL;
+    c->map = l;
+    c->libssl = f && (char *)f >= (char *)o->dlfo_map_start && (char *)f < (char *)o->dlfo_map_end;
+    tls_real();
+    /* the caller's scope reaches our hook (the program's global scope) or the resolved copy */
+    if (!f || f == (void *)SSL_read || f == (void *)real.read) {
+        if (h) dlclose(h);
+        return;
+    }
+    c->handle = h; /* kept: that copy stays loaded as long as its caller */
+}
+
+static caller_t *caller_of(void *ret, caller_t *scratch)
+{
+    struct dl_find_object o;
+    if (_dl_find_object(ret, &o) != 0) return NULL;
+    int n = __atomic_load_n(&ncallers, __ATOMIC_ACQUIRE);
+    for (int i = 0; i < n; i++)
+        if (callers[i].map == o.dlfo_link_map) return &callers[i];
+    pthread_mutex_lock(&callers_lock);
+    caller_t *c = NULL;
+    for (int i = 0; i < ncallers && !c; i++)
+        if (callers[i].map == o.dlfo_link_map) c = &callers[i];
+    if (!c) {
+        c = ncallers < NCALLERS ? &callers[ncallers] : scratch; /* past 64 objects: not remembered */
+        memset(c, 0, sizeof *c);
+        classify(c, &o);
+        if (c != scratch) __atomic_store_n(&ncallers, ncallers + 1, __ATOMIC_RELEASE);
+    }
+    pthread_mutex_unlock(&callers_lock);
+    return c;
+}
+
+/* The function of another libssl copy that the caller at ret is bound to; NULL for ours. */
+static void *foreign(void *ret, int idx, const char *name)
+{
+    caller_t scratch;
+    caller_t *c = caller_of(ret, &scratch);
+    from_libssl = c && c->libssl;
+    if (!c || !c->handle) return NULL;
+    void *f = __atomic_load_n(&c->fn[idx], __ATOMIC_ACQUIRE);
+    if (!f) {
+        f = dlsym(c->handle, name);
+        if (c != &scratch) __atomic_store_n(&c->fn[idx], f, __ATOMIC_RELEASE);
+    }
+    return f;
+}
+
+/* Every hook starts here: a call bound to another libssl copy goes to it; a function missing
+ * from ours fails as it would without it. */
+#define NEED(f, fail, ...)                                                                             \
     do {                                                                                               \
+        void *fwd_ = foreign(__builtin_return_address(0), (int)(offsetof(__typeof__(real), f) / sizeof(void *)), __func__); \
+        if (fwd_) return ((__typeof__(real.f))fwd_)(__VA_ARGS__);                                      \
         tls_real();                                                                                    \
         if (!real.f) { errno = ENOSYS; return fail; }                                                  \
     } while (0)
@@ -210,6 +299,29 @@ static void st_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long a
     free(st->sni);
     free(st->alpn);
     free(st);
+}
+
+static bool copy_alpn(unsigned char **dst, unsigned *dlen, const unsigned char *p, unsigned n)
+{
+    unsigned char *c = n ? malloc(n) : NULL;
+    if (n && !c) return false;
+    if (n) memcpy(c, p, n);
+    free(*dst);
+    *dst = c;
+    *dlen = n;
+    return true;
+}
+
+/* SSL_dup: the copy gets its own state (the SNI name and ALPN list), not yet decided. */
+static int st_dup(CRYPTO_EX_DATA *to, const CRYPTO_EX_DATA *from, void **from_d, int idx, long argl, void *argp)
+{
+    st_t *st = *from_d, *c = st ? calloc(1, sizeof *c) : NULL;
+    if (c) {
+        c->sni = st->sni ? strdup(st->sni) : NULL;
+        c->alpn_set = st->alpn_set && copy_alpn(&c->alpn, &c->alpn_len, st->alpn, st->alpn_len);
+    }
+    *from_d = c;
+    return 1;
 }
 
 static void ctx_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl, void *argp)
@@ -241,23 +353,15 @@ static st_t *ours(const SSL *s)
     return st && st->ours ? st : NULL;
 }
 
-static bool copy_alpn(unsigned char **dst, unsigned *dlen, const unsigned char *p, unsigned n)
-{
-    unsigned char *c = n ? malloc(n) : NULL;
-    if (n && !c) return false;
-    if (n) memcpy(c, p, n);
-    free(*dst);
-    *dst = c;
-    *dlen = n;
-    return true;
-}
-
 /* Decide, once, at the session's first handshake or I/O call: is this session ours? */
 static st_t *decide(SSL *s)
 {
     st_t *st = st_get(s);
     if (st && st->decided) return st->ours ? st : NULL;
-    if (!usable || lr_inside || !lr_layer_enabled("tls") || real.is_server(s)) return NULL;
+    /* an SSL_do_handshake from inside libssl is the SSL BIO driving the session, whose reads
+     * and writes never pass through the hooks: left to run TLS for real (terminated) */
+    if (!usable || lr_inside || from_libssl || !lr_layer_enabled("tls") || real.is_server(s)) return NULL;
+    if (!real.rbio(s) || !real.wbio(s)) return NULL; /* nothing to talk through yet */
     st = st_make(s);
     if (!st) return NULL;
     st->decided = true;
@@ -361,23 +465,29 @@ static int handshake(SSL *s, st_t *st)
         if (st->hs_off == LR_TLS_HELLO_LEN) st->hs = 2, st->hs_off = 0;
     }
     while (st->hs == 2) {
-        char ack[LR_TLS_HELLO_LEN];
         BIO *rb = real.rbio(s);
-        int r = real.bio_read(rb, ack, (int)(LR_TLS_HELLO_LEN - st->hs_off));
+        int r = real.bio_read(rb, st->ack + st->hs_off, (int)(LR_TLS_ACK_LEN - st->hs_off));
         if (r <= 0) {
             int e = bio_error(rb, r);
             if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) { st->err = e; return -1; }
             return fail(st, SSL_R_UNEXPECTED_EOF_WHILE_READING,
                         "TLS to %s: the connection closed before llmreplay's responder answered; is a proxy "
-                        "(HTTPS_PROXY) in the way? Unset it for intercepted hosts", st->host);
-        }
-        if (memcmp(ack, LR_TLS_ACK + st->hs_off, (size_t)r) != 0) {
-            return fail(st, SSL_R_WRONG_VERSION_NUMBER,
-                        "TLS to %s reached a peer that is not llmreplay's responder (a proxy?); nothing was sent in "
-                        "plaintext. Unset HTTPS_PROXY for intercepted hosts, or set LLMREPLAY_LAYERS=curl,sockets", st->host);
+                        "(HTTPS_PROXY) in the way? Set NO_PROXY for intercepted hosts", st->host);
         }
         st->hs_off += (size_t)r;
-        if (st->hs_off == LR_TLS_HELLO_LEN) st->hs = 3;
+        /* the public prefix is checked as it comes (a real server answers something else at
+         * once); the secret, in constant time, once complete */
+        size_t pre = st->hs_off < LR_TLS_ACK_PREFIX_LEN ? st->hs_off : LR_TLS_ACK_PREFIX_LEN;
+        unsigned diff = 0;
+        const unsigned char *want = lr_responder_ack();
+        if (memcmp(st->ack, want, pre) != 0) diff = 1;
+        else if (st->hs_off == LR_TLS_ACK_LEN)
+            for (size_t i = pre; i < LR_TLS_ACK_LEN; i++) diff |= st->ack[i] ^ want[i];
+        if (diff)
+            return fail(st, SSL_R_WRONG_VERSION_NUMBER,
+                        "TLS to %s reached a peer that is not llmreplay's responder (a proxy?); nothing was sent in "
+                        "plaintext. Set NO_PROXY for intercepted hosts, or LLMREPLAY_LAYERS=curl,sockets", st->host);
+        if (st->hs_off == LR_TLS_ACK_LEN) st->hs = 3;
     }
     st->err = SSL_ERROR_NONE;
     return 1;
@@ -387,14 +497,14 @@ static int handshake(SSL *s, st_t *st)
 
 LR_EXPORT int SSL_do_handshake(SSL *s)
 {
-    NEED(do_handshake, -1);
+    NEED(do_handshake, -1, s);
     st_t *st = decide(s);
     return st ? handshake(s, st) : real.do_handshake(s);
 }
 
 LR_EXPORT int SSL_connect(SSL *s)
 {
-    NEED(connect, -1);
+    NEED(connect, -1, s);
     st_t *st = decide(s);
     return st ? handshake(s, st) : real.connect(s);
 }
@@ -480,35 +590,35 @@ static int read_int(SSL *s, st_t *st, void *buf, int n, bool peek)
 
 LR_EXPORT int SSL_read_ex(SSL *s, void *buf, size_t n, size_t *got)
 {
-    NEED(read_ex, 0);
+    NEED(read_ex, 0, s, buf, n, got);
     st_t *st = decide(s);
     return st ? read_ex(s, st, buf, n, got, false) : real.read_ex(s, buf, n, got);
 }
 
 LR_EXPORT int SSL_read(SSL *s, void *buf, int n)
 {
-    NEED(read, -1);
+    NEED(read, -1, s, buf, n);
     st_t *st = decide(s);
     return st ? read_int(s, st, buf, n, false) : real.read(s, buf, n);
 }
 
 LR_EXPORT int SSL_peek_ex(SSL *s, void *buf, size_t n, size_t *got)
 {
-    NEED(peek_ex, 0);
+    NEED(peek_ex, 0, s, buf, n, got);
     st_t *st = decide(s);
     return st ? read_ex(s, st, buf, n, got, true) : real.peek_ex(s, buf, n, got);
 }
 
 LR_EXPORT int SSL_peek(SSL *s, void *buf, int n)
 {
-    NEED(peek, -1);
+    NEED(peek, -1, s, buf, n);
     st_t *st = decide(s);
     return st ? read_int(s, st, buf, n, true) : real.peek(s, buf, n);
 }
 
 LR_EXPORT int SSL_write_ex(SSL *s, const void *buf, size_t n, size_t *done)
 {
-    NEED(write_ex, 0);
+    NEED(write_ex, 0, s, buf, n, done);
     st_t *st = decide(s);
     size_t d;
     if (!st) return real.write_ex(s, buf, n, done);
@@ -519,7 +629,7 @@ LR_EXPORT int SSL_write_ex(SSL *s, const void *buf, size_t n, size_t *done)
 
 LR_EXPORT int SSL_write(SSL *s, const void *buf, int n)
 {
-    NEED(write, -1);
+    NEED(write, -1, s, buf, n);
     st_t *st = decide(s);
     size_t d = 0;
     if (!st) return real.write(s, buf, n);
@@ -530,21 +640,21 @@ LR_EXPORT int SSL_write(SSL *s, const void *buf, int n)
 
 LR_EXPORT int SSL_pending(const SSL *s)
 {
-    NEED(pending, 0);
+    NEED(pending, 0, s);
     st_t *st = ours(s);
     return st ? (int)(st->pk_len - st->pk_off) : real.pending(s);
 }
 
 LR_EXPORT int SSL_has_pending(const SSL *s)
 {
-    NEED(has_pending, 0);
+    NEED(has_pending, 0, s);
     st_t *st = ours(s);
     return st ? st->pk_len > st->pk_off : real.has_pending(s);
 }
 
 LR_EXPORT int SSL_get_error(const SSL *s, int ret)
 {
-    NEED(get_error, SSL_ERROR_SSL);
+    NEED(get_error, SSL_ERROR_SSL, s, ret);
     st_t *st = ours(s);
     if (!st) return real.get_error(s, ret);
     return ret > 0 ? SSL_ERROR_NONE : st->err;
@@ -552,7 +662,7 @@ LR_EXPORT int SSL_get_error(const SSL *s, int ret)
 
 LR_EXPORT int SSL_want(const SSL *s)
 {
-    NEED(want, SSL_NOTHING);
+    NEED(want, SSL_NOTHING, s);
     st_t *st = ours(s);
     if (!st) return real.want(s);
     return st->err == SSL_ERROR_WANT_READ ? SSL_READING : st->err == SSL_ERROR_WANT_WRITE ? SSL_WRITING : SSL_NOTHING;
@@ -560,25 +670,26 @@ LR_EXPORT int SSL_want(const SSL *s)
 
 LR_EXPORT int SSL_shutdown(SSL *s)
 {
-    NEED(shutdown, -1);
+    NEED(shutdown, -1, s);
     st_t *st = ours(s);
     if (!st) return real.shutdown(s);
-    /* no close_notify to exchange: both directions are closed as far as TLS goes */
-    st->shut |= SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN;
+    /* no close_notify to send; the answer may still be coming (a half-closing client reads
+     * on), so the receiving side ends only with the transport */
+    st->shut |= SSL_SENT_SHUTDOWN;
     st->err = SSL_ERROR_NONE;
     return 1;
 }
 
 LR_EXPORT int SSL_get_shutdown(const SSL *s)
 {
-    NEED(get_shutdown, 0);
+    NEED(get_shutdown, 0, s);
     st_t *st = ours(s);
     return st ? st->shut : real.get_shutdown(s);
 }
 
 LR_EXPORT int SSL_clear(SSL *s)
 {
-    NEED(clear, 0);
+    NEED(clear, 0, s);
     st_t *st = st_get(s);
     if (st) st_reset(st); /* a reused object decides afresh */
     return real.clear(s);
@@ -595,28 +706,28 @@ static bool done(const SSL *s, st_t **out)
 
 LR_EXPORT int SSL_is_init_finished(const SSL *s)
 {
-    NEED(is_init_finished, 0);
+    NEED(is_init_finished, 0, s);
     st_t *st;
     return done(s, &st) ? 1 : st ? 0 : real.is_init_finished(s);
 }
 
 LR_EXPORT int SSL_in_init(const SSL *s)
 {
-    NEED(in_init, 1);
+    NEED(in_init, 1, s);
     st_t *st;
     return done(s, &st) ? 0 : st ? 1 : real.in_init(s);
 }
 
 LR_EXPORT int SSL_in_before(const SSL *s)
 {
-    NEED(in_before, 1);
+    NEED(in_before, 1, s);
     st_t *st;
     return done(s, &st) ? 0 : st ? st->hs == 0 : real.in_before(s);
 }
 
 LR_EXPORT OSSL_HANDSHAKE_STATE SSL_get_state(const SSL *s)
 {
-    NEED(get_state, TLS_ST_BEFORE);
+    NEED(get_state, TLS_ST_BEFORE, s);
     st_t *st;
     return done(s, &st) ? TLS_ST_OK : st ? TLS_ST_BEFORE : real.get_state(s);
 }
@@ -651,7 +762,7 @@ static X509 *leaf(st_t *st)
 
 LR_EXPORT X509 *SSL_get1_peer_certificate(const SSL *s)
 {
-    NEED(get1_peer, NULL);
+    NEED(get1_peer, NULL, s);
     st_t *st;
     if (!done(s, &st)) return st ? NULL : real.get1_peer(s);
     X509 *x = leaf(st);
@@ -661,7 +772,7 @@ LR_EXPORT X509 *SSL_get1_peer_certificate(const SSL *s)
 
 LR_EXPORT X509 *SSL_get0_peer_certificate(const SSL *s)
 {
-    NEED(get0_peer, NULL);
+    NEED(get0_peer, NULL, s);
     st_t *st;
     if (!done(s, &st)) return st ? NULL : real.get0_peer(s);
     return leaf(st);
@@ -683,7 +794,7 @@ static STACK_OF(X509) *chain(st_t *st, bool with_ca)
 
 LR_EXPORT STACK_OF(X509) *SSL_get_peer_cert_chain(const SSL *s)
 {
-    NEED(peer_chain, NULL);
+    NEED(peer_chain, NULL, s);
     st_t *st;
     if (!done(s, &st)) return st ? NULL : real.peer_chain(s);
     return chain(st, false);
@@ -691,7 +802,7 @@ LR_EXPORT STACK_OF(X509) *SSL_get_peer_cert_chain(const SSL *s)
 
 LR_EXPORT STACK_OF(X509) *SSL_get0_verified_chain(const SSL *s)
 {
-    NEED(verified_chain, NULL);
+    NEED(verified_chain, NULL, s);
     st_t *st;
     if (!done(s, &st)) return st ? NULL : real.verified_chain(s);
     return chain(st, true);
@@ -699,7 +810,7 @@ LR_EXPORT STACK_OF(X509) *SSL_get0_verified_chain(const SSL *s)
 
 LR_EXPORT long SSL_get_verify_result(const SSL *s)
 {
-    NEED(verify_result, X509_V_ERR_UNSPECIFIED);
+    NEED(verify_result, X509_V_ERR_UNSPECIFIED, s);
     st_t *st = ours(s);
     return st ? X509_V_OK : real.verify_result(s);
 }
@@ -713,19 +824,19 @@ static bool tls13(const SSL *s)
 
 LR_EXPORT int SSL_version(const SSL *s)
 {
-    NEED(version, 0);
+    NEED(version, 0, s);
     return done(s, NULL) ? (tls13(s) ? TLS1_3_VERSION : TLS1_2_VERSION) : real.version(s);
 }
 
 LR_EXPORT const char *SSL_get_version(const SSL *s)
 {
-    NEED(get_version, "unknown");
+    NEED(get_version, "unknown", s);
     return done(s, NULL) ? (tls13(s) ? "TLSv1.3" : "TLSv1.2") : real.get_version(s);
 }
 
 LR_EXPORT const SSL_CIPHER *SSL_get_current_cipher(const SSL *s)
 {
-    NEED(current_cipher, NULL);
+    NEED(current_cipher, NULL, s);
     if (!done(s, NULL) || !real.cipher_find) return real.current_cipher(s);
     /* TLS_AES_256_GCM_SHA384, or ECDHE-ECDSA-AES256-GCM-SHA384 under TLS 1.2 */
     const SSL_CIPHER *c = real.cipher_find((SSL *)s, (const unsigned char *)(tls13(s) ? "\x13\x02" : "\xc0\x2c"));
@@ -734,6 +845,8 @@ LR_EXPORT const SSL_CIPHER *SSL_get_current_cipher(const SSL *s)
 
 LR_EXPORT void SSL_get0_alpn_selected(const SSL *s, const unsigned char **data, unsigned int *len)
 {
+    void *fwd = foreign(__builtin_return_address(0), (int)(offsetof(__typeof__(real), alpn_selected) / sizeof(void *)), __func__);
+    if (fwd) { ((__typeof__(real.alpn_selected))fwd)(s, data, len); return; }
     tls_real();
     st_t *st;
     if (!done(s, &st) && !st) {
@@ -750,7 +863,7 @@ LR_EXPORT void SSL_get0_alpn_selected(const SSL *s, const unsigned char **data, 
 
 LR_EXPORT long SSL_ctrl(SSL *s, int cmd, long larg, void *parg)
 {
-    NEED(ctrl, 0);
+    NEED(ctrl, 0, s, cmd, larg, parg);
     long r = real.ctrl(s, cmd, larg, parg);
     if (cmd == SSL_CTRL_SET_TLSEXT_HOSTNAME && larg == TLSEXT_NAMETYPE_host_name && r == 1 && !lr_inside) {
         st_t *st = st_make(s);
@@ -764,7 +877,7 @@ LR_EXPORT long SSL_ctrl(SSL *s, int cmd, long larg, void *parg)
 
 LR_EXPORT int SSL_set_alpn_protos(SSL *s, const unsigned char *p, unsigned int n)
 {
-    NEED(set_alpn, 1);
+    NEED(set_alpn, 1, s, p, n);
     int r = real.set_alpn(s, p, n);
     st_t *st = r == 0 && !lr_inside ? st_make(s) : NULL;
     if (st && copy_alpn(&st->alpn, &st->alpn_len, p, p ? n : 0)) st->alpn_set = true;
@@ -773,7 +886,7 @@ LR_EXPORT int SSL_set_alpn_protos(SSL *s, const unsigned char *p, unsigned int n
 
 LR_EXPORT int SSL_CTX_set_alpn_protos(SSL_CTX *ctx, const unsigned char *p, unsigned int n)
 {
-    NEED(ctx_set_alpn, 1);
+    NEED(ctx_set_alpn, 1, ctx, p, n);
     int r = real.ctx_set_alpn(ctx, p, n);
     if (r != 0 || !usable || lr_inside || !ctx) return r;
     ctx_st_t *c = real.ctx_get_ex(ctx, ctx_idx);

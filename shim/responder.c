@@ -21,6 +21,7 @@
 #include <poll.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -519,6 +520,29 @@ static void process(conn_t *c)
     }
 }
 
+static unsigned char ack[LR_TLS_ACK_LEN];
+static pthread_once_t ack_once = PTHREAD_ONCE_INIT;
+static void make_ack(void)
+{
+    memcpy(ack, LR_TLS_ACK_PREFIX, LR_TLS_ACK_PREFIX_LEN);
+    unsigned char *secret = ack + LR_TLS_ACK_PREFIX_LEN;
+    size_t n = LR_TLS_ACK_LEN - LR_TLS_ACK_PREFIX_LEN - 1;
+    if (getrandom(secret, n, 0) != (ssize_t)n) {
+        /* no getrandom (old kernel, seccomp): still unknown to any peer outside the process */
+        uint64_t a = lr_hash64(&secret, sizeof secret, (uint64_t)getpid() ^ (uint64_t)(lr_now() * 1e9));
+        uint64_t b = lr_hash64(&a, sizeof a, (uint64_t)(uintptr_t)&a);
+        memcpy(secret, &a, 8);
+        memcpy(secret + 8, &b, 8);
+    }
+    ack[LR_TLS_ACK_LEN - 1] = '\n';
+}
+
+const unsigned char *lr_responder_ack(void)
+{
+    pthread_once(&ack_once, make_ack);
+    return ack;
+}
+
 /* What comes first on a connection: a hooked TLS session's HELLO (answer ACK: plaintext
  * follows), a real ClientHello from TLS the shim cannot hook (hand the ciphertext to the TLS
  * helper, go on with its plaintext), or plain HTTP. False while HELLO is incomplete. */
@@ -557,7 +581,7 @@ static bool sniff(conn_t *c)
     if (c->hello < LR_TLS_HELLO_LEN) return false;
     c->sniffed = true;
     c->scheme = "https";
-    buf_add(&c->out, LR_TLS_ACK, LR_TLS_HELLO_LEN);
+    buf_add(&c->out, lr_responder_ack(), LR_TLS_ACK_LEN);
     if (!flush(c)) c->dead = true;
     return true;
 }
@@ -720,6 +744,7 @@ bool lr_responder_add(int fd, const char *host, int port, const char *scheme)
         const char *ca = lr_getenv("LLMREPLAY_UPSTREAM_CA");
         upstream_ca = ca ? strdup(ca) : NULL;
     }
+    lr_tls_term_prepare();
     conn_t *c = calloc(1, sizeof *c);
     if (!c) return false;
     c->fd = fd;

@@ -97,26 +97,38 @@ static char *preload_without_shim(const char *entry)
     return buf_steal(&b, NULL);
 }
 
-/* The host's environment for the helper; *owned is the one string allocated here. */
-static char **helper_env(char **owned)
+/* The host's environment for the helper, copied (strings and all) by an application thread:
+ * the responder thread, which starts the helper, must not read an environment that another
+ * thread may be changing with setenv. */
+static char **helper_env(void)
 {
     size_t n = 0;
     while (environ && environ[n]) n++;
     char **env = calloc(n + 1, sizeof *env);
     if (!env) return NULL;
     size_t k = 0;
-    *owned = NULL;
     for (size_t i = 0; i < n; i++) {
-        if (strncmp(environ[i], "LD_PRELOAD=", 11)) env[k++] = environ[i];
-        else if (!*owned && (*owned = preload_without_shim(environ[i]))) env[k++] = *owned;
+        char *e = strncmp(environ[i], "LD_PRELOAD=", 11) ? strdup(environ[i]) : preload_without_shim(environ[i]);
+        if (e) env[k++] = e;
     }
     return env;
 }
 
+static char bin[PATH_MAX + 32]; /* the llmreplay binary, "" when not found */
+static char **spawn_env;
+static pthread_once_t prepared = PTHREAD_ONCE_INIT;
+static void prepare(void)
+{
+    if (!find_binary(bin, sizeof bin)) bin[0] = 0;
+    spawn_env = helper_env();
+}
+
+void lr_tls_term_prepare(void) { pthread_once(&prepared, prepare); }
+
 /* posix_spawn the helper with fd 3 = its end of the control socket. The helper forks once
  * and its first process exits at once (status 1 when it cannot work, having said why): we
  * reap exactly that pid and never touch the host's SIGCHLD handling. */
-static int spawn(const char *bin, int theirs)
+static int spawn(const char *path, int theirs)
 {
     posix_spawn_file_actions_t fa;
     posix_spawnattr_t at;
@@ -137,12 +149,9 @@ static int spawn(const char *bin, int theirs)
     posix_spawnattr_setsigmask(&at, &none);
     posix_spawnattr_setsigdefault(&at, &all);
     posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-    char *owned = NULL, **env = helper_env(&owned);
-    char *argv[] = {(char *)bin, "tls-helper", NULL};
+    char *argv[] = {(char *)path, "tls-helper", NULL};
     pid_t pid;
-    int rc = env ? posix_spawn(&pid, bin, &fa, &at, argv, env) : ENOMEM;
-    free(env);
-    free(owned);
+    int rc = spawn_env ? posix_spawn(&pid, path, &fa, &at, argv, spawn_env) : ENOMEM;
     if (err >= 0) close(err);
     posix_spawn_file_actions_destroy(&fa);
     posix_spawnattr_destroy(&at);
@@ -155,8 +164,8 @@ static int spawn(const char *bin, int theirs)
 
 static bool start_helper(const char *host)
 {
-    char bin[PATH_MAX + 32];
-    if (!find_binary(bin, sizeof bin)) {
+    lr_tls_term_prepare(); /* normally done already, by lr_responder_add */
+    if (!bin[0]) {
         lr_error("TLS to %s needs the llmreplay binary to terminate TLS (Node, static TLS); "
                  "set LLMREPLAY_BIN=/path/to/llmreplay or use `llmreplay run`", host);
         return false;
@@ -205,7 +214,8 @@ static int hand_over(int tls_fd, const char *host, int *plain)
     c->cmsg_len = CMSG_LEN(sizeof fds);
     memcpy(CMSG_DATA(c), fds, sizeof fds);
     ssize_t r;
-    while ((r = sendmsg(helper_ctl, &m, MSG_NOSIGNAL)) < 0 && errno == EINTR) {}
+    /* never wait on the helper: the responder thread serves every other connection */
+    while ((r = sendmsg(helper_ctl, &m, MSG_NOSIGNAL | MSG_DONTWAIT)) < 0 && errno == EINTR) {}
     int e = r < 0 ? errno : 0;
     close(sp[1]);
     if (e) { close(sp[0]); return e; }

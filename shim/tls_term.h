@@ -9,4 +9,7 @@
  * non-blocking, close-on-exec descriptor that carries the plaintext, or -1 after logging what
  * to do. Always takes ownership of tls_fd. */
 int lr_tls_terminate(int tls_fd, const char *host);
+/* Find the binary and copy the environment for the helper, from an application thread (the
+ * responder's thread must not read the environment); once per process. */
+void lr_tls_term_prepare(void);
 #endif

@@ -1,6 +1,7 @@
 """One regression test per bug found in review (socket layer, responder, DNS, fork)."""
 import json, os, subprocess
 from lib import *
+from test_sockets import _unshare
 
 
 def _big_stream_dir(tmp, events=40, size=450_000):
@@ -174,3 +175,182 @@ def test_egress_deny_leaves_udp_alone():
             "s.connect(('192.0.2.1', 53)); print('udp ok')")
     r = run([PY, "-c", code], env=shim_env(EXAMPLES, LLMREPLAY_EGRESS="deny"), check=True)
     assert r.stdout.strip() == b"udp ok" and r.stderr == b"", r
+
+
+# ---- TLS layer (review of the SSL_* hooks, the helper, the CA) ----------------------------------
+
+FORGED_ACK = r'''
+import asyncio, json, socket, ssl, sys, threading
+# a peer that is not the responder answers the hello with the public part of the ACK (and
+# guesses the rest): the client must not send the request, with its key, in plaintext
+srv = socket.socket(); srv.bind(("127.0.0.1", 0)); srv.listen(1)
+got = []
+def serve():
+    c, _ = srv.accept()
+    h = b""
+    while len(h) < 17: h += c.recv(17 - len(h))
+    c.sendall(b"\0llmreplay-ack 1\n" if sys.argv[1] == "old" else b"\0llmreplay-ack:" + b"0" * 16 + b"\n")
+    c.settimeout(2)
+    try:
+        while True:
+            d = c.recv(4096)
+            if not d: break
+            got.append(d)
+    except OSError: pass
+threading.Thread(target=serve, daemon=True).start()
+async def main():
+    ctx = ssl.create_default_context()
+    try:
+        r, w = await asyncio.open_connection("127.0.0.1", srv.getsockname()[1], ssl=ctx, server_hostname="api.openai.com")
+        w.write(b"POST /v1/chat/completions HTTP/1.1\r\nAuthorization: Bearer sk-SECRET\r\n\r\n")
+        await w.drain()
+        return "connected"
+    except ssl.SSLError as e:
+        return "refused"
+out = asyncio.run(main())
+import time; time.sleep(0.3)
+print(json.dumps({"client": out, "leaked": b"sk-SECRET" in b"".join(got)}))
+'''
+
+
+def test_tls_forged_ack_gets_no_plaintext():
+    """Review: the ACK was a constant, so any peer could answer it and read the request (API key
+    included) in clear. It now ends in a secret of the process."""
+    for ack in ("old", "guessed"):  # the former constant ACK, and the public prefix with a guess
+        r = run([PY, "-c", FORGED_ACK, ack], env=shim_env(EXAMPLES), timeout=60, check=True)
+        assert json.loads(r.stdout) == {"client": "refused", "leaked": False}, (ack, r.stdout, r.stderr[-1000:])
+        assert b"not llmreplay's responder" in r.stderr, r.stderr
+
+
+HALF_CLOSE = r'''
+import json, socket, ssl, sys
+# request, unwrap() (close_notify), half-close, then read the answer: over memory BIOs
+body = sys.argv[1].encode()
+raw = socket.create_connection(("api.openai.com", 443))
+inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
+obj = ssl.create_default_context().wrap_bio(inc, out, server_hostname="api.openai.com")
+def flush():
+    d = out.read()
+    if d: raw.sendall(d)
+def pump():
+    d = raw.recv(65536)
+    inc.write(d) if d else inc.write_eof()
+while True:
+    try: obj.do_handshake(); break
+    except ssl.SSLWantReadError: flush(); pump()
+obj.write(b"POST /v1/chat/completions HTTP/1.1\r\nHost: api.openai.com\r\nContent-Type: application/json\r\n"
+          b"Content-Length: %d\r\n\r\n" % len(body) + body)
+try: obj.unwrap()
+except ssl.SSLWantReadError: pass
+flush(); raw.shutdown(socket.SHUT_WR)
+got = b""
+while True:
+    try:
+        d = obj.read(65536)
+        if not d: break
+        got += d
+    except ssl.SSLWantReadError: pump()
+    except (ssl.SSLZeroReturnError, ssl.SSLEOFError): break
+print(json.dumps({"status": got.split(b" ")[1].decode() if got else "", "bytes": len(got)}))
+'''
+
+
+def test_tls_answer_after_client_shutdown():
+    """Review: SSL_shutdown marked the receiving side closed too, so a client that sends
+    close_notify and half-closes before reading lost the answer."""
+    rec = load(os.path.join(EXAMPLES, "openai-chat.json"))
+    r = run(_unshare() + [PY, "-c", HALF_CLOSE, json.dumps(rec["request"]["body"])], env=shim_env(EXAMPLES), check=True)
+    out = json.loads(r.stdout)
+    assert out["status"] == "200" and out["bytes"] > 300, out
+
+
+def test_tls_dup_no_bio_and_ssl_bio():
+    """Review: SSL_dup shared the hooks' state (double free); SSL_connect with no BIO crashed;
+    a session driven by an SSL BIO was taken over although its reads and writes bypass the
+    hooks (now left to real TLS, terminated, and verified)."""
+    for env in (shim_env(EXAMPLES), asan_env(shim_env(EXAMPLES))):
+        r = run([os.path.join(TESTS, "tls_edges"), "dup"], env=env, check=True)
+        assert r.stdout == b"freed both\n", r.stdout
+        r = run([os.path.join(TESTS, "tls_edges"), "nobio"], env=env, check=True)
+        assert r.stdout.startswith(b"connect -1 error 5"), r.stdout
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LLMREPLAY_") and k != "SSL_CERT_FILE"}
+    env["LLMREPLAY_CACHE_DIR"] = CACHE
+    r = run([CLI, "run", "-d", CORPUS, "--"] + _unshare() + [os.path.join(TESTS, "tls_edges"), "biossl"], env=env, check=True)
+    assert r.stdout.splitlines()[:3] == [b"handshake 1", b"write 68", b"read HTTP/1.1 200"], r.stdout
+
+
+VENDORED = r'''
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <stdio.h>
+/* a library with its own (renamed) libssl, as manylinux wheels ship them */
+int client_handshake(int fd)
+{
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    SSL *s = SSL_new(ctx);
+    if (!s) { puts("SSL_new failed"); return -2; }
+    SSL_set_fd(s, fd);
+    SSL_set_tlsext_host_name(s, "db.example");
+    int r = SSL_connect(s);
+    printf("vendored connect %d error %d\n", r, SSL_get_error(s, r));
+    SSL_free(s);
+    SSL_CTX_free(ctx);
+    return r;
+}
+'''
+
+VENDORED_MAIN = r'''
+#include <dlfcn.h>
+#include <openssl/ssl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <sys/socket.h>
+#include <unistd.h>
+int main(int argc, char **argv)
+{
+    setvbuf(stdout, NULL, _IONBF, 0);
+    signal(SIGPIPE, SIG_IGN);
+    void *sys = argc > 1 && argv[1][0] == 'f' ? dlopen("libssl.so.3", RTLD_NOW | RTLD_GLOBAL) : NULL;
+    void *h = dlopen(argv[2], RTLD_NOW | RTLD_LOCAL);
+    if (!h) { printf("%s\n", dlerror()); return 1; }
+    int (*hs)(int) = (int (*)(int))dlsym(h, "client_handshake");
+    int sv[2];
+    socketpair(AF_UNIX, SOCK_STREAM, 0, sv);
+    close(sv[1]);
+    hs(sv[0]);
+    if (!sys) sys = dlopen("libssl.so.3", RTLD_NOW | RTLD_GLOBAL); /* the system copy afterwards */
+    SSL_CTX *(*ctx_new)(const SSL_METHOD *) = (SSL_CTX *(*)(const SSL_METHOD *))dlsym(sys, "SSL_CTX_new");
+    const SSL_METHOD *(*meth)(void) = (const SSL_METHOD *(*)(void))dlsym(sys, "TLS_client_method");
+    SSL *(*ssl_new)(SSL_CTX *) = (SSL *(*)(SSL_CTX *))dlsym(sys, "SSL_new");
+    printf("system SSL_new %s\n", ssl_new(ctx_new(meth())) ? "ok" : "failed");
+    return 0;
+}
+'''
+
+
+def test_tls_vendored_libssl_copy():
+    """Review: the hooks caught calls from every libssl copy and sent them to one (a bundled
+    copy's SSL_new failed, or ran the other copy's code on its objects), and a look-up made
+    before the system libssl was loaded failed for good. Calls now go to the copy their caller
+    is bound to."""
+    tmp = tmpdir()
+    try:
+        lib = "/usr/lib/x86_64-linux-gnu"
+        for src, dst in (("libssl.so.3", "libssX.so.3"), ("libcrypto.so.3", "libcryptX.so.3")):
+            b = open(os.path.join(lib, src), "rb").read()
+            for a, c in ((b"libssl.so.3\0", b"libssX.so.3\0"), (b"libcrypto.so.3\0", b"libcryptX.so.3\0")):
+                b = b.replace(a, c)
+            with open(os.path.join(tmp, dst), "wb") as f:
+                f.write(b)
+        for name, code in (("client.c", VENDORED), ("main.c", VENDORED_MAIN)):
+            with open(os.path.join(tmp, name), "w") as f:
+                f.write(code)
+        run(["cc", "-shared", "-fPIC", "-o", os.path.join(tmp, "libclient.so"), os.path.join(tmp, "client.c"),
+             "-L" + tmp, "-l:libssX.so.3", "-l:libcryptX.so.3", "-Wl,-rpath," + tmp], check=True)
+        run(["cc", "-o", os.path.join(tmp, "main"), os.path.join(tmp, "main.c"), "-ldl"], check=True)
+        for order in ("first", "later"):
+            r = run([os.path.join(tmp, "main"), order, os.path.join(tmp, "libclient.so")],
+                    env=shim_env(EXAMPLES, LD_LIBRARY_PATH=tmp), check=True)
+            assert r.stdout.splitlines() == [b"vendored connect -1 error 5", b"system SSL_new ok"], (order, r.stdout)
+    finally:
+        rmtree(tmp)

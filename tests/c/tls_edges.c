@@ -1,0 +1,69 @@
+/* libssl uses that the TLS hooks must survive (regressions from review):
+ *   dup     SSL_dup of a session the hooks keep state for (the copy must not share it)
+ *   nobio   SSL_connect before any BIO is set (real libssl: an error, not a crash)
+ *   biossl  a session driven through an SSL BIO (BIO_f_ssl), verification on: its reads and
+ *           writes never pass through the SSL_* hooks, so it must get real TLS (terminated)
+ * usage: tls_edges dup|nobio|biossl */
+#include <netdb.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+static int biossl(SSL_CTX *ctx)
+{
+    const char *host = "api.openai.com";
+    struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *ai;
+    if (getaddrinfo(host, "443", &hints, &ai)) return 1;
+    int fd = socket(ai->ai_family, SOCK_STREAM, 0);
+    if (connect(fd, ai->ai_addr, ai->ai_addrlen)) { perror("connect"); return 1; }
+    freeaddrinfo(ai);
+    SSL_CTX_set_default_verify_paths(ctx);
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+    SSL *s = SSL_new(ctx);
+    SSL_set_fd(s, fd);
+    SSL_set_tlsext_host_name(s, host);
+    SSL_set1_host(s, host);
+    SSL_set_connect_state(s);
+    BIO *b = BIO_new(BIO_f_ssl());
+    BIO_set_ssl(b, s, BIO_CLOSE);
+    printf("handshake %ld\n", BIO_do_handshake(b));
+    const char *req = "GET /v1/models HTTP/1.1\r\nHost: api.openai.com\r\nConnection: close\r\n\r\n";
+    printf("write %d\n", BIO_write(b, req, (int)strlen(req)));
+    char buf[64] = "";
+    int r = BIO_read(b, buf, 12);
+    printf("read %.*s\n", r > 0 ? r : 0, buf);
+    ERR_print_errors_fp(stdout);
+    BIO_free_all(b);
+    close(fd);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    setvbuf(stdout, NULL, _IONBF, 0);
+    signal(SIGPIPE, SIG_IGN);
+    if (argc != 2) { fprintf(stderr, "usage: tls_edges dup|nobio|biossl\n"); return 2; }
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    int rc = 0;
+    if (!strcmp(argv[1], "dup")) {
+        SSL *s = SSL_new(ctx);
+        SSL_set_tlsext_host_name(s, "api.openai.com"); /* the hooks keep this name */
+        SSL *d = SSL_dup(s);
+        SSL_free(d);
+        SSL_free(s);
+        puts("freed both");
+    } else if (!strcmp(argv[1], "nobio")) {
+        SSL *s = SSL_new(ctx);
+        SSL_set_tlsext_host_name(s, "api.openai.com");
+        int r = SSL_connect(s);
+        printf("connect %d error %d\n", r, SSL_get_error(s, r));
+        SSL_free(s);
+    } else if (!strcmp(argv[1], "biossl")) {
+        rc = biossl(ctx);
+    }
+    SSL_CTX_free(ctx);
+    return rc;
+}
