@@ -222,7 +222,7 @@ def test_tls_forged_ack_gets_no_plaintext():
         assert b"not llmreplay's responder" in r.stderr, r.stderr
 
 
-HALF_CLOSE = r'''
+TLS_HALF_CLOSE = r'''
 import json, socket, ssl, sys
 # request, unwrap() (close_notify), half-close, then read the answer: over memory BIOs
 body = sys.argv[1].encode()
@@ -259,7 +259,7 @@ def test_tls_answer_after_client_shutdown():
     """Review: SSL_shutdown marked the receiving side closed too, so a client that sends
     close_notify and half-closes before reading lost the answer."""
     rec = load(os.path.join(EXAMPLES, "openai-chat.json"))
-    r = run(_unshare() + [PY, "-c", HALF_CLOSE, json.dumps(rec["request"]["body"])], env=shim_env(EXAMPLES), check=True)
+    r = run(_unshare() + [PY, "-c", TLS_HALF_CLOSE, json.dumps(rec["request"]["body"])], env=shim_env(EXAMPLES), check=True)
     out = json.loads(r.stdout)
     assert out["status"] == "200" and out["bytes"] > 300, out
 
