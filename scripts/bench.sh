@@ -21,6 +21,7 @@
 #   BENCH_NO_HYPERFINE=1 BENCH_NO_NGINX=1              use the fallbacks even when installed
 #   BENCH_SOCK_N=3000   section 5: requests per client run
 #   BENCH_TLS_N=2000 BENCH_TLS_ROUNDS=5   section 6: requests per client run, interleaved rounds
+#   BENCH_TLS_CALLGRIND=0                 section 6: skip the instruction counts (about a minute)
 #   BENCH_PIN_CPU=0     section 3 runs client and servers on this one CPU (taskset); empty: unpinned
 set -euo pipefail
 
