@@ -98,7 +98,8 @@ def main():
         path = "/v1/chat/completions"
         env = {k: v for k, v in os.environ.items() if not k.startswith(("LLMREPLAY_", "NODE_EXTRA_CA", "SSL_CERT"))}
         env.update(LD_PRELOAD=LIB, LLMREPLAY_DIR=os.path.dirname(SEED), LLMREPLAY_CACHE_DIR=os.path.join(tmp, "cache"),
-                   LLMREPLAY_HOSTS="api.openai.com:80,api.openai.com:443", LLMREPLAY_LAYERS="sockets,tls")
+                   LLMREPLAY_HOSTS="api.openai.com:80,api.openai.com:443", LLMREPLAY_LAYERS="sockets,tls",
+                   LLMREPLAY_BIN=CLI)  # the library may be a copy, away from the binary
         ca = subprocess.run([CLI, "ca"], env=env, capture_output=True, text=True, check=True).stdout.strip()
         env["NODE_EXTRA_CA_CERTS"] = ca
         cases = {
