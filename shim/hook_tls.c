@@ -120,10 +120,12 @@ static void st_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long a
 static int st_dup(CRYPTO_EX_DATA *to, const CRYPTO_EX_DATA *from, void **from_d, int idx, long argl, void *argp);
 static void ctx_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl, void *argp);
 
-static void resolve(void)
+/* Every function, looked up without holding a lock of ours: dlsym takes the loader's lock, and
+ * a thread inside dlopen may call SSL_* (a constructor) and wait for ours. */
+static void resolve(__typeof__(real) *t, int *sidx, int *cidx, bool *ok)
 {
-#define S(f, name) *(void **)&real.f = lr_real(name, NULL, libssl)
-#define C(f, name) *(void **)&real.f = lr_real(name, NULL, libcrypto)
+#define S(f, name) *(void **)&t->f = lr_real(name, NULL, libssl)
+#define C(f, name) *(void **)&t->f = lr_real(name, NULL, libcrypto)
     S(connect, "SSL_connect");
     S(do_handshake, "SSL_do_handshake");
     S(read, "SSL_read");
@@ -178,21 +180,27 @@ static void resolve(void)
     C(err_set_error, "ERR_set_error");
 #undef S
 #undef C
-    usable = real.get_ex && real.set_ex && real.ctx_get_ex && real.ctx_set_ex && real.get_ctx && real.is_server &&
-             real.get_fd && real.rbio && real.wbio && real.bio_read && real.bio_write && real.bio_flags && real.new_index &&
-             real.x509_up_ref && real.sk_new && real.sk_push && real.sk_free;
-    if (usable) {
-        ssl_idx = real.new_index(CRYPTO_EX_INDEX_SSL, 0, NULL, NULL, st_dup, st_free);
-        ctx_idx = real.new_index(CRYPTO_EX_INDEX_SSL_CTX, 0, NULL, NULL, NULL, ctx_free);
-        usable = ssl_idx >= 0 && ctx_idx >= 0;
+    *ok = t->get_ex && t->set_ex && t->ctx_get_ex && t->ctx_set_ex && t->get_ctx && t->is_server &&
+             t->get_fd && t->rbio && t->wbio && t->bio_read && t->bio_write && t->bio_flags && t->new_index &&
+             t->x509_up_ref && t->sk_new && t->sk_push && t->sk_free;
+    if (*ok) {
+        /* a thread that loses the race below wastes two indexes, nothing else */
+        *sidx = t->new_index(CRYPTO_EX_INDEX_SSL, 0, NULL, NULL, st_dup, st_free);
+        *cidx = t->new_index(CRYPTO_EX_INDEX_SSL_CTX, 0, NULL, NULL, NULL, ctx_free);
+        *ok = *sidx >= 0 && *cidx >= 0;
     }
 }
 static void tls_real(void)
 {
-    if (__atomic_load_n(&resolved, __ATOMIC_ACQUIRE)) return;
+    if (__atomic_load_n(&resolved, __ATOMIC_ACQUIRE) || !lr_real("SSL_read", NULL, libssl)) return;
+    __typeof__(real) t;
+    memset(&t, 0, sizeof t);
+    int sidx = -1, cidx = -1;
+    bool ok = false;
+    resolve(&t, &sidx, &cidx, &ok);
     pthread_mutex_lock(&resolve_lock);
-    if (!resolved && lr_real("SSL_read", NULL, libssl)) {
-        resolve();
+    if (!resolved) {
+        real = t, ssl_idx = sidx, ctx_idx = cidx, usable = ok;
         __atomic_store_n(&resolved, true, __ATOMIC_RELEASE);
     }
     pthread_mutex_unlock(&resolve_lock);
@@ -204,7 +212,7 @@ static void tls_real(void)
  * hooks resolved are handled; the others go to the copy their caller would have reached, found
  * by looking the name up in the caller's own scope. Callers are told apart by object
  * (_dl_find_object: lock-free) and remembered. */
-enum { NCALLERS = 64, NFUNCS = sizeof real / sizeof(void *) };
+enum { NCALLERS = 512, NFUNCS = sizeof real / sizeof(void *) };
 typedef struct {
     const void *map;  /* the caller's link map */
     void *handle;     /* its scope, for another copy's functions; NULL: the resolved libssl */
@@ -215,55 +223,61 @@ static caller_t callers[NCALLERS];
 static int ncallers;
 static pthread_mutex_t callers_lock = PTHREAD_MUTEX_INITIALIZER;
 static __thread bool from_libssl; /* the current hook's caller is inside a libssl */
+#define MISSING ((void *)-1)      /* the caller's copy lacks the function */
 
+/* Where the caller's SSL_* calls would go without the shim, as glibc binds them: the global
+ * scope first (a libssl there, after us, takes every caller), then the caller's own scope. */
 static void classify(caller_t *c, const struct dl_find_object *o)
 {
     const struct link_map *l = o->dlfo_link_map;
-    void *h = dlopen(l->l_name && l->l_name[0] ? l->l_name : NULL, RTLD_LAZY | RTLD_NOLOAD);
-    void *f = h ? dlsym(h, "SSL_read") : NULL;
     c->map = l;
-    c->libssl = f && (char *)f >= (char *)o->dlfo_map_start && (char *)f < (char *)o->dlfo_map_end;
+    /* a reference is kept: the object is never unloaded, so its link map is never reused */
+    void *h = dlopen(l->l_name && l->l_name[0] ? l->l_name : NULL, RTLD_LAZY | RTLD_NOLOAD);
+    void *own = h ? dlsym(h, "SSL_read") : NULL;
+    c->libssl = own && (char *)own >= (char *)o->dlfo_map_start && (char *)own < (char *)o->dlfo_map_end;
+    void *global = dlsym(RTLD_NEXT, "SSL_read");
+    void *f = global ? global : own;
     tls_real();
-    /* the caller's scope reaches our hook (the program's global scope) or the resolved copy */
-    if (!f || f == (void *)SSL_read || f == (void *)real.read) {
-        if (h) dlclose(h);
-        return;
-    }
-    c->handle = h; /* kept: that copy stays loaded as long as its caller */
+    if (!f || f == (void *)SSL_read || f == (void *)real.read) return;
+    c->handle = h;
 }
 
-static caller_t *caller_of(void *ret, caller_t *scratch)
+static caller_t *caller_of(void *ret)
 {
     struct dl_find_object o;
     if (_dl_find_object(ret, &o) != 0) return NULL;
     int n = __atomic_load_n(&ncallers, __ATOMIC_ACQUIRE);
     for (int i = 0; i < n; i++)
         if (callers[i].map == o.dlfo_link_map) return &callers[i];
+    if (n == NCALLERS) return NULL; /* 512 objects calling SSL_*: the rest go to ours */
+    caller_t c;
+    memset(&c, 0, sizeof c);
+    classify(&c, &o); /* dlopen/dlsym: not under our lock (a dlopen in progress may call us) */
     pthread_mutex_lock(&callers_lock);
-    caller_t *c = NULL;
-    for (int i = 0; i < ncallers && !c; i++)
-        if (callers[i].map == o.dlfo_link_map) c = &callers[i];
-    if (!c) {
-        c = ncallers < NCALLERS ? &callers[ncallers] : scratch; /* past 64 objects: not remembered */
-        memset(c, 0, sizeof *c);
-        classify(c, &o);
-        if (c != scratch) __atomic_store_n(&ncallers, ncallers + 1, __ATOMIC_RELEASE);
+    caller_t *found = NULL;
+    for (int i = 0; i < ncallers && !found; i++)
+        if (callers[i].map == c.map) found = &callers[i];
+    if (!found && ncallers < NCALLERS) {
+        found = &callers[ncallers];
+        *found = c;
+        __atomic_store_n(&ncallers, ncallers + 1, __ATOMIC_RELEASE);
     }
     pthread_mutex_unlock(&callers_lock);
-    return c;
+    return found;
 }
 
-/* The function of another libssl copy that the caller at ret is bound to; NULL for ours. */
+/* The function of another libssl copy that the caller at ret is bound to: NULL for ours,
+ * MISSING when that copy lacks it. */
 static void *foreign(void *ret, int idx, const char *name)
 {
-    caller_t scratch;
-    caller_t *c = caller_of(ret, &scratch);
+    caller_t *c = caller_of(ret);
     from_libssl = c && c->libssl;
     if (!c || !c->handle) return NULL;
     void *f = __atomic_load_n(&c->fn[idx], __ATOMIC_ACQUIRE);
     if (!f) {
         f = dlsym(c->handle, name);
-        if (c != &scratch) __atomic_store_n(&c->fn[idx], f, __ATOMIC_RELEASE);
+        if (!f) f = MISSING;
+        __atomic_store_n(&c->fn[idx], f, __ATOMIC_RELEASE);
     }
     return f;
 }
@@ -273,6 +287,7 @@ static void *foreign(void *ret, int idx, const char *name)
 #define NEED(f, fail, ...)                                                                             \
     do {                                                                                               \
         void *fwd_ = foreign(__builtin_return_address(0), (int)(offsetof(__typeof__(real), f) / sizeof(void *)), __func__); \
+        if (fwd_ == MISSING) { errno = ENOSYS; return fail; }                                         \
         if (fwd_) return ((__typeof__(real.f))fwd_)(__VA_ARGS__);                                      \
         tls_real();                                                                                    \
         if (!real.f) { errno = ENOSYS; return fail; }                                                  \
@@ -846,6 +861,7 @@ LR_EXPORT const SSL_CIPHER *SSL_get_current_cipher(const SSL *s)
 LR_EXPORT void SSL_get0_alpn_selected(const SSL *s, const unsigned char **data, unsigned int *len)
 {
     void *fwd = foreign(__builtin_return_address(0), (int)(offsetof(__typeof__(real), alpn_selected) / sizeof(void *)), __func__);
+    if (fwd == MISSING) { *data = NULL, *len = 0; return; }
     if (fwd) { ((__typeof__(real.alpn_selected))fwd)(s, data, len); return; }
     tls_real();
     st_t *st;

@@ -21,6 +21,7 @@
 #include <poll.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/auxv.h>
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -528,9 +529,12 @@ static void make_ack(void)
     unsigned char *secret = ack + LR_TLS_ACK_PREFIX_LEN;
     size_t n = LR_TLS_ACK_LEN - LR_TLS_ACK_PREFIX_LEN - 1;
     if (getrandom(secret, n, 0) != (ssize_t)n) {
-        /* no getrandom (old kernel, seccomp): still unknown to any peer outside the process */
-        uint64_t a = lr_hash64(&secret, sizeof secret, (uint64_t)getpid() ^ (uint64_t)(lr_now() * 1e9));
-        uint64_t b = lr_hash64(&a, sizeof a, (uint64_t)(uintptr_t)&a);
+        /* no getrandom (old kernel, seccomp): the kernel's 16 random bytes for this process
+         * (AT_RANDOM), with the pid and time for a forked child's own secret */
+        const unsigned char *r = (const unsigned char *)getauxval(AT_RANDOM);
+        uint64_t seed = (uint64_t)getpid() ^ (uint64_t)(lr_now() * 1e9);
+        uint64_t a = lr_hash64(r ? (const void *)r : (const void *)&seed, r ? 16 : sizeof seed, seed);
+        uint64_t b = lr_hash64(r ? (const void *)r : (const void *)&a, r ? 16 : sizeof a, a);
         memcpy(secret, &a, 8);
         memcpy(secret + 8, &b, 8);
     }
@@ -745,6 +749,7 @@ bool lr_responder_add(int fd, const char *host, int port, const char *scheme)
         upstream_ca = ca ? strdup(ca) : NULL;
     }
     lr_tls_term_prepare();
+    lr_responder_ack(); /* made now: a connection made before a fork is acknowledged alike */
     conn_t *c = calloc(1, sizeof *c);
     if (!c) return false;
     c->fd = fd;

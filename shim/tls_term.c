@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <spawn.h>
@@ -214,8 +215,19 @@ static int hand_over(int tls_fd, const char *host, int *plain)
     c->cmsg_len = CMSG_LEN(sizeof fds);
     memcpy(CMSG_DATA(c), fds, sizeof fds);
     ssize_t r;
-    /* never wait on the helper: the responder thread serves every other connection */
-    while ((r = sendmsg(helper_ctl, &m, MSG_NOSIGNAL | MSG_DONTWAIT)) < 0 && errno == EINTR) {}
+    /* a burst of connections may fill the control socket: wait for the helper a little, never
+     * for good (the responder thread serves every other connection meanwhile) */
+    double until = lr_now() + 2.0;
+    for (;;) {
+        r = sendmsg(helper_ctl, &m, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (r >= 0 || (errno != EINTR && errno != EAGAIN && errno != EWOULDBLOCK)) break;
+        double left = until - lr_now();
+        if (errno == EAGAIN || errno == EWOULDBLOCK) {
+            if (left <= 0) break;
+            struct pollfd p = {.fd = helper_ctl, .events = POLLOUT};
+            poll(&p, 1, (int)(left * 1000) + 1);
+        }
+    }
     int e = r < 0 ? errno : 0;
     close(sp[1]);
     if (e) { close(sp[0]); return e; }

@@ -354,3 +354,110 @@ def test_tls_vendored_libssl_copy():
             assert r.stdout.splitlines() == [b"vendored connect -1 error 5", b"system SSL_new ok"], (order, r.stdout)
     finally:
         rmtree(tmp)
+
+
+def test_tls_fork_and_burst():
+    """Review: the ACK secret was made lazily, so a connection made before fork() and
+    handshaken in the child met a different secret; hand-overs to the TLS helper were dropped
+    (EAGAIN) in a burst of 1,500 connections."""
+    r = run(_unshare() + [os.path.join(TESTS, "tls_edges"), "fork"], env=shim_env(EXAMPLES), check=True)
+    assert r.stdout.startswith(b"child: handshake ok"), r.stdout
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LLMREPLAY_")}
+    env.update(LLMREPLAY_CACHE_DIR=CACHE, LLMREPLAY_LAYERS="curl,sockets")
+    cmd = "ulimit -n 4096 && exec " + " ".join([CLI, "run", "-d", EXAMPLES, "--", os.path.join(TESTS, "tls_edges"), "burst", "1000"])
+    r = run(_unshare() + ["sh", "-c", cmd], env=env, check=True, timeout=120)
+    assert r.stdout.strip() == b"1000 ok, 0 failed, 0 pending", (r.stdout, r.stderr[-1000:])
+
+
+FAKE_SSL = r'''
+#include <stdio.h>
+typedef struct { int magic; } SSL;
+static int m;
+void *TLS_client_method(void) { return &m; }
+void *SSL_CTX_new(void *x) { return &m; }
+SSL *SSL_new(void *c) { static SSL s = {0xFA4E}; return &s; }
+int SSL_read(SSL *s, void *b, int n) { return -1; }
+int SSL_connect(SSL *s) { printf("other copy's SSL_connect on %s object\n", s->magic == 0xFA4E ? "its own" : "a foreign"); return -1; }
+'''
+PLUGIN = r'''
+#include <stdio.h>
+typedef struct ssl_st SSL;
+void *TLS_client_method(void); void *SSL_CTX_new(void *); SSL *SSL_new(void *); int SSL_connect(SSL *);
+int client(void) { return SSL_connect(SSL_new(SSL_CTX_new(TLS_client_method()))); }
+'''
+PLUGIN_HOST = r'''
+#include <dlfcn.h>
+#include <stdio.h>
+int main(int argc, char **argv) {
+    setvbuf(stdout, NULL, _IONBF, 0);
+    if (!dlopen("libssl.so.3", RTLD_NOW | RTLD_GLOBAL)) return 2; /* the system libssl, global */
+    void *h = dlopen(argv[1], RTLD_NOW | RTLD_LOCAL);             /* a plugin linked to another copy */
+    if (!h) { puts(dlerror()); return 1; }
+    ((int (*)(void))dlsym(h, "client"))();
+    return 0;
+}
+'''
+CTOR_LIB = r'''
+#include <openssl/ssl.h>
+#include <stdio.h>
+#include <unistd.h>
+__attribute__((constructor)) static void init(void)
+{
+    usleep(300000); /* inside dlopen, holding the loader's lock */
+    SSL *s = SSL_new(SSL_CTX_new(TLS_client_method()));
+    printf("ctor %s\n", SSL_get_version(s));
+}
+'''
+USE_LIB = r'''
+#include <openssl/ssl.h>
+#include <stdio.h>
+void use(void) { SSL *s = SSL_new(SSL_CTX_new(TLS_client_method())); printf("use %s\n", SSL_get_version(s)); }
+'''
+LOADER = r'''
+#include <dlfcn.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <unistd.h>
+static const char *ctor;
+static void *loader(void *a) { dlopen(ctor, RTLD_NOW); return NULL; }
+int main(int argc, char **argv) {
+    setvbuf(stdout, NULL, _IONBF, 0);
+    ctor = argv[2];
+    void *d = dlopen(argv[1], RTLD_NOW);
+    void (*use)(void) = (void (*)(void))dlsym(d, "use");
+    pthread_t t; pthread_create(&t, NULL, loader, NULL);
+    usleep(100000);
+    use(); /* the first SSL_* call of this library while the other thread is inside dlopen */
+    pthread_join(t, NULL);
+    puts("done");
+    return 0;
+}
+'''
+
+
+def test_tls_routing_follows_glibc_and_never_deadlocks():
+    """Review: a plugin linked to another libssl copy, in a process whose system libssl is
+    global, binds to the global one as glibc does (the hooks sent it to its own copy, with
+    objects of the other); and the first classification of a caller held a lock across dlopen,
+    deadlocking with a thread inside dlopen whose constructor called SSL_*."""
+    tmp = tmpdir()
+    try:
+        def build(name, code, *args):
+            src = os.path.join(tmp, name + ".c")
+            with open(src, "w") as f:
+                f.write(code)
+            run(["cc", "-fPIC", "-o", os.path.join(tmp, name), src] + list(args), check=True)
+            return os.path.join(tmp, name)
+        fake = build("libfakessl.so", FAKE_SSL, "-shared")
+        plugin = build("libplugin.so", PLUGIN, "-shared", fake, "-Wl,-rpath," + tmp)
+        host = build("host", PLUGIN_HOST, "-ldl")
+        plain = run([host, plugin], env={k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}, check=True)
+        shimmed = run([host, plugin], env=shim_env(EXAMPLES), check=True)
+        assert shimmed.stdout == plain.stdout, (plain.stdout, shimmed.stdout)
+        ctor = build("libctor.so", CTOR_LIB, "-shared", "-lssl", "-lcrypto")
+        use = build("libuse.so", USE_LIB, "-shared", "-lssl", "-lcrypto")
+        loader = build("loader", LOADER, "-ldl", "-pthread")
+        r = run([loader, use, ctor], env=shim_env(EXAMPLES), timeout=30, check=True)
+        assert sorted(r.stdout.split(b"\n")) == sorted([b"use TLSv1.3", b"ctor TLSv1.3", b"done", b""]), r.stdout
+    finally:
+        rmtree(tmp)
