@@ -373,13 +373,16 @@ static st_t *decide(SSL *s)
 {
     st_t *st = st_get(s);
     if (st && st->decided) return st->ours ? st : NULL;
+    if (!usable) return NULL;
     /* an SSL_do_handshake from inside libssl is the SSL BIO driving the session, whose reads
-     * and writes never pass through the hooks: left to run TLS for real (terminated) */
-    if (!usable || lr_inside || from_libssl || !lr_layer_enabled("tls") || real.is_server(s)) return NULL;
-    if (!real.rbio(s) || !real.wbio(s)) return NULL; /* nothing to talk through yet */
+     * and writes never pass through the hooks: it runs TLS for real (terminated), and stays
+     * real even if the program calls SSL_read itself later */
+    bool never = lr_inside || from_libssl || !lr_layer_enabled("tls") || real.is_server(s);
+    if (!never && (!real.rbio(s) || !real.wbio(s))) return NULL; /* nothing to talk through yet */
     st = st_make(s);
     if (!st) return NULL;
     st->decided = true;
+    if (never) return NULL;
     int fd = real.get_fd(s);
     lr_fdinfo_t info;
     if (fd >= 0) {
