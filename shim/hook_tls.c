@@ -377,7 +377,8 @@ static st_t *decide(SSL *s)
     /* an SSL_do_handshake from inside libssl is the SSL BIO driving the session, whose reads
      * and writes never pass through the hooks: it runs TLS for real (terminated), and stays
      * real even if the program calls SSL_read itself later */
-    bool never = lr_inside || from_libssl || !lr_layer_enabled("tls") || real.is_server(s);
+    bool never = lr_inside || from_libssl || !lr_layer_enabled("tls") || real.is_server(s) ||
+                 (real.in_before && !real.in_before(s)); /* a real handshake began without the hooks */
     if (!never && (!real.rbio(s) || !real.wbio(s))) return NULL; /* nothing to talk through yet */
     st = st_make(s);
     if (!st) return NULL;

@@ -2,7 +2,8 @@
  *   dup     SSL_dup of a session the hooks keep state for (the copy must not share it)
  *   nobio   SSL_connect before any BIO is set (real libssl: an error, not a crash)
  *   biossl  a session driven through an SSL BIO (BIO_f_ssl), verification on: its reads and
- *           writes never pass through the SSL_* hooks, so it must get real TLS (terminated)
+ *           writes never pass through the SSL_* hooks, so it must get real TLS (terminated),
+ *           and keep it when the program then calls SSL_read itself
  *   fork    a connection made before fork(), its handshake done in the child
  *   burst N N non-blocking handshakes at once (with the tls layer off: N hand-overs to the
  *           TLS helper in a burst)
@@ -112,7 +113,7 @@ static int biossl(SSL_CTX *ctx)
     const char *req = "GET /v1/models HTTP/1.1\r\nHost: api.openai.com\r\nConnection: close\r\n\r\n";
     printf("write %d\n", BIO_write(b, req, (int)strlen(req)));
     char buf[64] = "";
-    int r = BIO_read(b, buf, 12);
+    int r = SSL_read(s, buf, 12); /* the program's own call on the session the SSL BIO set up */
     printf("read %.*s\n", r > 0 ? r : 0, buf);
     ERR_print_errors_fp(stdout);
     BIO_free_all(b);
