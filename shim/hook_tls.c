@@ -209,9 +209,9 @@ static void tls_real(void)
 /* ---- which libssl a call comes from ----------------------------------------------------------
  * The hooks catch SSL_* calls from every libssl copy in the process: a library may carry its
  * own (a Python wheel's bundled libssl, another version). Only calls bound to the libssl the
- * hooks resolved are handled; the others go to the copy their caller would have reached, found
- * by looking the name up in the caller's own scope. Callers are told apart by object
- * (_dl_find_object: lock-free) and remembered. */
+ * hooks resolved are handled; the others go to the copy their caller would have reached
+ * without the shim (classify). Callers are told apart by object (_dl_find_object: lock-free)
+ * and remembered. */
 enum { NCALLERS = 512, NFUNCS = sizeof real / sizeof(void *) };
 typedef struct {
     const void *map;  /* the caller's link map */
@@ -282,11 +282,14 @@ static void *foreign(void *ret, int idx, const char *name)
     return f;
 }
 
+/* In a hook: the other copy's f for this caller, NULL for ours, or MISSING. */
+#define ROUTE(f) foreign(__builtin_return_address(0), (int)(offsetof(__typeof__(real), f) / sizeof(void *)), __func__)
+
 /* Every hook starts here: a call bound to another libssl copy goes to it; a function missing
  * from ours fails as it would without it. */
 #define NEED(f, fail, ...)                                                                             \
     do {                                                                                               \
-        void *fwd_ = foreign(__builtin_return_address(0), (int)(offsetof(__typeof__(real), f) / sizeof(void *)), __func__); \
+        void *fwd_ = ROUTE(f);                                                                         \
         if (fwd_ == MISSING) { errno = ENOSYS; return fail; }                                         \
         if (fwd_) return ((__typeof__(real.f))fwd_)(__VA_ARGS__);                                      \
         tls_real();                                                                                    \
@@ -374,11 +377,11 @@ static st_t *decide(SSL *s)
     st_t *st = st_get(s);
     if (st && st->decided) return st->ours ? st : NULL;
     if (!usable) return NULL;
-    /* an SSL_do_handshake from inside libssl is the SSL BIO driving the session, whose reads
-     * and writes never pass through the hooks: it runs TLS for real (terminated), and stays
-     * real even if the program calls SSL_read itself later */
+    /* a call from inside libssl, or a session whose real handshake began without the hooks
+     * (the SSL BIO calls libssl's internals directly, and its reads and writes never pass
+     * through here): TLS for real (terminated), even if the program calls SSL_read later */
     bool never = lr_inside || from_libssl || !lr_layer_enabled("tls") || real.is_server(s) ||
-                 (real.in_before && !real.in_before(s)); /* a real handshake began without the hooks */
+                 (real.in_before && !real.in_before(s));
     if (!never && (!real.rbio(s) || !real.wbio(s))) return NULL; /* nothing to talk through yet */
     st = st_make(s);
     if (!st) return NULL;
@@ -767,15 +770,7 @@ static X509 *leaf(st_t *st)
     static pthread_once_t io = PTHREAD_ONCE_INIT;
     pthread_once(&io, make_issuer);
     if (!the_issuer) return NULL;
-    const char *name = st->host;
-    char bare[256];
-    /* an IPv6 literal is stored as it was asked for */
-    if (name[0] == '[') {
-        snprintf(bare, sizeof bare, "%s", name + 1);
-        bare[strcspn(bare, "]")] = 0;
-        name = bare;
-    }
-    st->leaf = lr_issuer_leaf(the_issuer, name);
+    st->leaf = lr_issuer_leaf(the_issuer, st->host); /* it takes "[::1]" as "::1" */
     return st->leaf;
 }
 
@@ -864,17 +859,17 @@ LR_EXPORT const SSL_CIPHER *SSL_get_current_cipher(const SSL *s)
 
 LR_EXPORT void SSL_get0_alpn_selected(const SSL *s, const unsigned char **data, unsigned int *len)
 {
-    void *fwd = foreign(__builtin_return_address(0), (int)(offsetof(__typeof__(real), alpn_selected) / sizeof(void *)), __func__);
+    /* NEED's routing, for a function with no result */
+    void *fwd = ROUTE(alpn_selected);
     if (fwd == MISSING) { *data = NULL, *len = 0; return; }
     if (fwd) { ((__typeof__(real.alpn_selected))fwd)(s, data, len); return; }
-    tls_real();
-    st_t *st;
-    if (!done(s, &st) && !st) {
+    st_t *st = ours(s);
+    if (!st) {
         if (real.alpn_selected) real.alpn_selected(s, data, len);
         else *data = NULL, *len = 0;
         return;
     }
-    bool sel = st && st->hs == 3 && st->h11;
+    bool sel = st->hs == 3 && st->h11;
     *data = sel ? (const unsigned char *)"http/1.1" : NULL;
     *len = sel ? 8 : 0;
 }

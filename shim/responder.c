@@ -563,10 +563,7 @@ static bool sniff(conn_t *c)
             c->sniffed = true;
             c->scheme = "https";
             struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP, .data.ptr = c};
-            if (fd < 0 || epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev) != 0) {
-                c->dead = true;
-                return false;
-            }
+            if (fd < 0 || epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev) != 0) c->dead = true;
             return false; /* the plaintext arrives on the new descriptor */
         }
         if (b[0] != 0) { c->sniffed = true; return true; }
