@@ -441,22 +441,6 @@ static int fail(st_t *st, int reason, const char *fmt, ...)
     return -1;
 }
 
-static bool offers_h11(const unsigned char *p, unsigned n, char *list, size_t cap)
-{
-    bool h11 = false;
-    size_t at = 0;
-    list[0] = 0;
-    for (unsigned i = 0; i < n;) {
-        unsigned l = p[i++];
-        if (i + l > n) break;
-        if (l == 8 && !memcmp(p + i, "http/1.1", 8)) h11 = true;
-        at += (size_t)snprintf(list + at, at < cap ? cap - at : 0, "%s%.*s", at ? ", " : "", (int)l, (const char *)p + i);
-        if (at >= cap) at = cap - 1;
-        i += l;
-    }
-    return h11;
-}
-
 /* The skipped handshake: ALPN check, HELLO out, ACK in. 1 when done, else -1 with st->err. */
 static int handshake(SSL *s, st_t *st)
 {
@@ -471,12 +455,8 @@ static int handshake(SSL *s, st_t *st)
             alpn_len = c ? c->len : 0;
         }
         char list[256];
-        st->h11 = offers_h11(alpn, alpn_len, list, sizeof list);
-        if (alpn_len && !st->h11) {
-            return fail(st, SSL_R_NO_APPLICATION_PROTOCOL,
-                        "a TLS client of %s offered only %s (ALPN); llmreplay answers HTTP/1.1 only: turn HTTP/2-only "
-                        "mode off in the client", st->host, list);
-        }
+        st->h11 = lr_alpn_h11(alpn, alpn_len, list, sizeof list);
+        if (alpn_len && !st->h11) return fail(st, SSL_R_NO_APPLICATION_PROTOCOL, LR_ALPN_REFUSED, st->host, list);
         st->hs = 1;
     }
     while (st->hs == 1) {

@@ -64,26 +64,15 @@ static int on_servername(SSL *ssl, int *alert, void *arg)
 static int on_alpn(SSL *ssl, const unsigned char **out, unsigned char *outlen, const unsigned char *in, unsigned inlen,
                    void *arg)
 {
-    for (unsigned i = 0; i < inlen && i + 1 + in[i] <= inlen; i += 1u + in[i])
-        if (in[i] == 8 && !memcmp(in + i + 1, "http/1.1", 8)) {
-            *out = in + i + 1;
-            *outlen = 8;
-            return SSL_TLSEXT_ERR_OK;
-        }
-    if (!inlen) return SSL_TLSEXT_ERR_NOACK;
-    char list[256] = "";
-    size_t n = 0;
-    for (unsigned i = 0; i < inlen && i + 1 + in[i] <= inlen && n + in[i] + 3 < sizeof list; i += 1u + in[i]) {
-        if (n) list[n++] = ',', list[n++] = ' ';
-        for (unsigned k = 0; k < in[i]; k++) {
-            unsigned char ch = in[i + 1 + k];
-            list[n++] = ch >= 0x20 && ch < 0x7f ? (char)ch : '?';
-        }
+    char list[256];
+    if (lr_alpn_h11(in, inlen, list, sizeof list)) {
+        *out = (const unsigned char *)"http/1.1";
+        *outlen = 8;
+        return SSL_TLSEXT_ERR_OK;
     }
-    list[n] = 0;
+    if (!inlen) return SSL_TLSEXT_ERR_NOACK;
     conn_t *c = SSL_get_app_data(ssl);
-    lr_error("a TLS client of %s offered only %s (ALPN); llmreplay answers HTTP/1.1 only: turn HTTP/2-only mode off "
-             "in the client", c ? c->host : "?", list);
+    lr_error(LR_ALPN_REFUSED, c ? c->host : "?", list);
     if (c) c->alpn_refused = true;
     return SSL_TLSEXT_ERR_ALERT_FATAL; /* a no_application_protocol alert */
 }

@@ -216,3 +216,21 @@ bool lr_cache_dir(char *out, size_t cap)
     lr_mkdirs(out, 0755);
     return true;
 }
+
+bool lr_alpn_h11(const unsigned char *p, unsigned n, char *list, size_t cap)
+{
+    bool h11 = false;
+    size_t at = 0;
+    list[0] = 0;
+    for (unsigned i = 0; i < n && i + 1u + p[i] <= n; i += 1u + p[i]) {
+        unsigned l = p[i];
+        if (l == 8 && !memcmp(p + i + 1, "http/1.1", 8)) h11 = true;
+        if (at && at + 2 < cap) list[at++] = ',', list[at++] = ' ';
+        for (unsigned k = 0; k < l && at + 1 < cap; k++) {
+            unsigned char ch = p[i + 1 + k];
+            list[at++] = ch >= 0x20 && ch < 0x7f ? (char)ch : '?'; /* the client's bytes, printable */
+        }
+        list[at] = 0;
+    }
+    return h11;
+}

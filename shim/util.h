@@ -47,4 +47,9 @@ bool lr_mkdirs(const char *path, unsigned mode);
  * $HOME/.cache/llmreplay, else /tmp/llmreplay-cache-UID if it is safely ours. It holds the
  * index (unless LLMREPLAY_CACHE=off, which this ignores) and the CA. */
 bool lr_cache_dir(char *out, size_t cap);
+/* A TLS client's ALPN list (wire format): does it offer "http/1.1"? list receives the offered
+ * names, printable, for LR_ALPN_REFUSED (host, list) when it does not. */
+bool lr_alpn_h11(const unsigned char *p, unsigned n, char *list, size_t cap);
+#define LR_ALPN_REFUSED \
+    "a TLS client of %s offered only %s (ALPN); llmreplay answers HTTP/1.1 only: turn HTTP/2-only mode off in the client"
 #endif
