@@ -368,23 +368,31 @@ static void write_bundle(const char *dir)
     const char *sysb = NULL;
     for (size_t i = 0; i < sizeof sys / sizeof *sys && !sysb; i++)
         if (access(sys[i], R_OK) == 0) sysb = sys[i];
-    char ca[4200], bundle[4200], tmp[4300];
+    char ca[4200], bundle[4200];
     snprintf(ca, sizeof ca, "%s/ca.pem", dir);
     snprintf(bundle, sizeof bundle, "%s/ca-bundle.pem", dir);
     int64_t b = mtime_of(bundle);
     if (b >= 0 && b >= mtime_of(ca) && (!sysb || b >= mtime_of(sysb))) return;
+    lr_trust_bundle(sysb, ca, bundle);
+}
+
+bool lr_trust_bundle(const char *base, const char *ca, const char *dest)
+{
     size_t n1 = 0, n2 = 0;
-    char *s = sysb ? lr_read_file(sysb, (size_t)64 << 20, &n1) : NULL;
+    char *s = base ? lr_read_file(base, (size_t)64 << 20, &n1) : NULL;
     char *c = lr_read_file(ca, 1 << 20, &n2);
-    FILE *f = c ? tmp_open(bundle, 0644, tmp, sizeof tmp) : NULL;
+    char tmp[4400];
+    FILE *f = c && (!base || s) ? tmp_open(dest, 0644, tmp, sizeof tmp) : NULL;
+    bool ok = false;
     if (f) {
-        bool ok = (!n1 || fwrite(s, 1, n1, f) == n1) && (!n1 || s[n1 - 1] == '\n' || fputc('\n', f) != EOF) &&
-                  fwrite(c, 1, n2, f) == n2;
-        if (ok) tmp_commit(f, tmp, bundle, false);
+        ok = (!n1 || fwrite(s, 1, n1, f) == n1) && (!n1 || s[n1 - 1] == '\n' || fputc('\n', f) != EOF) &&
+             fwrite(c, 1, n2, f) == n2;
+        if (ok) ok = tmp_commit(f, tmp, dest, false);
         else { fclose(f); unlink(tmp); }
     }
     free(s);
     free(c);
+    return ok;
 }
 
 static lr_issuer_t *persistent(const lr_crypto_t *cr, const char *dir, char *err, size_t errcap)

@@ -471,23 +471,9 @@ static bool ensure_ca(char *dir, size_t cap, char *err, size_t errcap)
 /* dir/trust-HASH.pem: the file the user's variable names, plus llmreplay's CA. NULL if unreadable. */
 static char *combined_trust(const char *dir, const char *user_file, const char *ca)
 {
-    size_t ulen, clen;
-    char *u = lr_read_file(user_file, (size_t)64 << 20, &ulen), *c = lr_read_file(ca, 1 << 20, &clen);
-    char *out = NULL;
-    if (u && c) {
-        char path[4200], tmp[4300];
-        snprintf(path, sizeof path, "%s/trust-%016llx.pem", dir, (unsigned long long)lr_hash64(user_file, strlen(user_file), 7));
-        snprintf(tmp, sizeof tmp, "%s.%d.tmp", path, (int)getpid());
-        FILE *f = fopen(tmp, "w");
-        bool ok = f && fwrite(u, 1, ulen, f) == ulen && (ulen == 0 || u[ulen - 1] == '\n' || fputc('\n', f) != EOF) &&
-                  fwrite(c, 1, clen, f) == clen;
-        if (f && fclose(f) != 0) ok = false;
-        if (ok && rename(tmp, path) == 0) out = strdup(path);
-        else unlink(tmp);
-    }
-    free(u);
-    free(c);
-    return out;
+    char path[4200];
+    snprintf(path, sizeof path, "%s/trust-%016llx.pem", dir, (unsigned long long)lr_hash64(user_file, strlen(user_file), 7));
+    return lr_trust_bundle(user_file, ca, path) ? strdup(path) : NULL;
 }
 
 /* CMD trusts the CA of the TLS helper: each CA variable names llmreplay's file when unset, or a
