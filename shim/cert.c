@@ -360,7 +360,7 @@ static int64_t mtime_of(const char *path)
 }
 
 /* ca-bundle.pem = the system's trusted CAs + ours: for SSL_CERT_FILE and friends, which
- * replace the system bundle instead of adding to it. Rewritten when older than either. */
+ * replace the system bundle instead of adding to it. */
 static void write_bundle(const char *dir)
 {
     static const char *sys[] = {"/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt",
@@ -371,13 +371,13 @@ static void write_bundle(const char *dir)
     char ca[4200], bundle[4200];
     snprintf(ca, sizeof ca, "%s/ca.pem", dir);
     snprintf(bundle, sizeof bundle, "%s/ca-bundle.pem", dir);
-    int64_t b = mtime_of(bundle);
-    if (b >= 0 && b >= mtime_of(ca) && (!sysb || b >= mtime_of(sysb))) return;
     lr_trust_bundle(sysb, ca, bundle);
 }
 
 bool lr_trust_bundle(const char *base, const char *ca, const char *dest)
 {
+    int64_t d = mtime_of(dest), b = base ? mtime_of(base) : 0;
+    if (d >= 0 && b >= 0 && d >= b && d >= mtime_of(ca)) return true; /* up to date */
     size_t n1 = 0, n2 = 0;
     char *s = base ? lr_read_file(base, (size_t)64 << 20, &n1) : NULL;
     char *c = lr_read_file(ca, 1 << 20, &n2);

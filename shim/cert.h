@@ -30,8 +30,9 @@ X509 *lr_issuer_leaf(lr_issuer_t *is, const char *name);
 EVP_PKEY *lr_issuer_leaf_key(lr_issuer_t *is);
 X509 *lr_issuer_ca_cert(lr_issuer_t *is);
 /* dest := the PEM file base (none when NULL), then ca: a trust file for variables such as
- * SSL_CERT_FILE, which replace a bundle instead of adding to it. Written to a temporary file,
- * then renamed. False when a file cannot be read or dest cannot be written. */
+ * SSL_CERT_FILE, which replace a bundle instead of adding to it. Written (to a temporary file,
+ * then renamed) only when older than either. False when a file cannot be read or dest cannot
+ * be written. */
 bool lr_trust_bundle(const char *base, const char *ca, const char *dest);
 /* Frees the issuer with every leaf it issued (their borrowers must be done with them). */
 void lr_issuer_free(lr_issuer_t *is);
