@@ -7,24 +7,32 @@ BASE    := -std=gnu11 -D_GNU_SOURCE -DLR_VERSION=\"$(VERSION)\" -fPIC -fvisibili
 LDLIBS  := -ldl -pthread
 
 B := build
-ENGINE := util log cjson_rt jspan canon ops recording render index store match engine real http sha256 pyjson record
-HOOKS  := curl_rt fdtable dest responder hook_curl hook_socket hook_dns hook_tls tls_term cert
-LIB_OBJ := $(ENGINE:%=$(B)/obj/%.o) $(HOOKS:%=$(B)/obj/%.o)
-CLI_OBJ := $(ENGINE:%=$(B)/obj/%.o) $(B)/obj/cli.o $(B)/obj/cert.o $(B)/obj/cert_linked.o $(B)/obj/tlsd.o
-HEADERS := $(wildcard shim/*.h)
+# shim/ has one folder per layer; a file includes only from its own layer or those below
+# (scripts/check-layers.sh): base < json < engine < net < sock, tls, curl (the hooks) < cli.
+LAYERS  := base json engine net sock tls curl cli
+src_of   = $(wildcard $(1:%=shim/%/*.c))
+CORE_SRC := $(call src_of,base json engine) shim/net/http.c
+LIB_SRC  := $(call src_of,base json engine net sock tls curl)
+CLI_SRC  := $(CORE_SRC) $(call src_of,cli) shim/tls/cert.c
+LIB_OBJ  := $(LIB_SRC:shim/%.c=$(B)/obj/%.o)
+CLI_OBJ  := $(CLI_SRC:shim/%.c=$(B)/obj/%.o)
+CORE_OBJ := $(CORE_SRC:shim/%.c=$(B)/obj/%.o)
+HEADERS  := $(wildcard $(LAYERS:%=shim/%/*.h))
+BASE     += -Ishim
 
 SAN := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
-SAN_OBJ := $(ENGINE:%=$(B)/asan/%.o) $(HOOKS:%=$(B)/asan/%.o)
+SAN_OBJ  := $(LIB_SRC:shim/%.c=$(B)/asan/%.o)
+CORE_SAN := $(CORE_SRC:shim/%.c=$(B)/asan/%.o)
 
-.PHONY: all deps demo test test-fast asan bench clean
+.PHONY: all deps demo test test-fast asan bench clean check-layers
 all: $(B)/libllmreplay.so $(B)/llmreplay
 
-$(B)/obj/%.o: shim/%.c $(HEADERS) | $(B)/obj
+$(B)/obj/%.o: shim/%.c $(HEADERS)
+	@mkdir -p $(@D)
 	$(CC) $(BASE) $(CFLAGS) -c $< -o $@
-$(B)/asan/%.o: shim/%.c $(HEADERS) | $(B)/asan
+$(B)/asan/%.o: shim/%.c $(HEADERS)
+	@mkdir -p $(@D)
 	$(CC) $(BASE) -O1 -g $(SAN) -c $< -o $@
-$(B)/obj $(B)/asan:
-	mkdir -p $@
 
 # Only the hooks are exported (-fvisibility=hidden); no libcurl/libcjson link: both are found
 # at run time, so a process that never calls an LLM loads neither.
@@ -36,10 +44,10 @@ $(B)/asan/libllmreplay.so: $(SAN_OBJ)
 	$(CC) -shared $(SAN) $(SAN_OBJ) -o $@ $(LDLIBS)
 
 # Test programs and unit tests.
-$(B)/tests/%: tests/c/%.c $(HEADERS) $(ENGINE:%=$(B)/obj/%.o) | $(B)/tests
-	$(CC) $(BASE) $(CFLAGS) -Ishim $< -o $@ $(if $(filter unit_%,$*),$(ENGINE:%=$(B)/obj/%.o)) -lcurl -lssl -lcrypto $(LDLIBS)
+$(B)/tests/%: tests/c/%.c $(HEADERS) $(CORE_OBJ) | $(B)/tests
+	$(CC) $(BASE) $(CFLAGS) $< -o $@ $(if $(filter unit_%,$*),$(CORE_OBJ)) -lcurl -lssl -lcrypto $(LDLIBS)
 $(B)/tests/asan_%: tests/c/%.c $(HEADERS) $(SAN_OBJ) | $(B)/tests
-	$(CC) $(BASE) -O1 -g $(SAN) -Ishim $< -o $@ $(if $(filter unit_%,$*),$(ENGINE:%=$(B)/asan/%.o)) -lcurl -lssl -lcrypto $(LDLIBS)
+	$(CC) $(BASE) -O1 -g $(SAN) $< -o $@ $(if $(filter unit_%,$*),$(CORE_SAN)) -lcurl -lssl -lcrypto $(LDLIBS)
 $(B)/tests:
 	mkdir -p $@
 
@@ -55,6 +63,7 @@ demo: deps
 
 test: deps
 	@$(MAKE) --no-print-directory -s all asan $(TEST_BINS)
+	@scripts/check-layers.sh $(B)
 	@/usr/bin/python3 tests/run.py
 
 asan: $(B)/asan/libllmreplay.so $(ASAN_BINS)
@@ -62,6 +71,11 @@ asan: $(B)/asan/libllmreplay.so $(ASAN_BINS)
 bench: deps
 	@$(MAKE) --no-print-directory -s all $(TEST_BINS)
 	@scripts/bench.sh
+
+# Fails when a file includes from a layer above its own, or an object outside the hook files
+# refers to a symbol the library interposes.
+check-layers: all
+	@scripts/check-layers.sh $(B)
 
 clean:
 	rm -rf $(B)

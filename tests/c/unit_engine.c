@@ -1,13 +1,13 @@
 /* Unit tests of the engine (jspan, canon, ops, recording, render, store, match).
  * One line per check, "ok NAME" or "not ok NAME: detail"; exit status 1 when any failed.
  * Run from the project root: the seed recording is read from ../shared/seed/. */
-#include "canon.h"
-#include "jspan.h"
-#include "match.h"
-#include "ops.h"
-#include "recording.h"
-#include "render.h"
-#include "store.h"
+#include "engine/canon.h"
+#include "json/jspan.h"
+#include "engine/match.h"
+#include "engine/ops.h"
+#include "engine/recording.h"
+#include "engine/render.h"
+#include "engine/store.h"
 #include <errno.h>
 #include <ftw.h>
 #include <glob.h>

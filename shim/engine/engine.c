@@ -1,0 +1,221 @@
+#include "engine/engine.h"
+#include "base/log.h"
+#include "engine/match.h"
+#include "engine/record.h"
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static pthread_mutex_t render_lock = PTHREAD_MUTEX_INITIALIZER; /* first render of a recording */
+static pthread_mutex_t miss_lock = PTHREAD_MUTEX_INITIALIZER;   /* the misses seen so far */
+static unsigned misses;
+
+/* Take every engine lock around fork(), so a child forked mid-request can still serve. */
+static void fork_prepare(void)
+{
+    pthread_mutex_lock(&render_lock);
+    pthread_mutex_lock(&miss_lock);
+    lr_store_lock(true);
+}
+static void fork_release(void)
+{
+    lr_store_lock(false);
+    pthread_mutex_unlock(&miss_lock);
+    pthread_mutex_unlock(&render_lock);
+}
+__attribute__((constructor)) static void engine_init(void)
+{
+    pthread_atfork(fork_prepare, fork_release, fork_release);
+}
+
+lr_op_t lr_engine_intercepts(const char *url)
+{
+    if (!url) return OP_NONE;
+    return lr_op_of_url(url);
+}
+
+/* The request as the matcher sees it; the caller deletes rq->body. */
+static void req_init(lr_req_t *rq, const char *method, const char *url, const char *body, size_t body_len)
+{
+    *rq = (lr_req_t){.op = lr_op_of_url(url), .method = method && *method ? method : "POST", .url = url};
+    bool https;
+    if (!lr_url_hostport(url, rq->host, sizeof rq->host, &rq->port, &https)) rq->host[0] = 0;
+    if (!lr_op_info(rq->op)->listing && body && body_len) {
+        rq->body = lr_json_parse(body, body_len);
+        rq->body_invalid = !rq->body;
+    }
+}
+
+/* The recording that answers rq. A recording edited since it was indexed, or a miss while the
+ * directories changed: rescan once, so edits, additions and removals are seen on the next call. */
+static const lr_rec_t *lookup(lr_store_t **s, const lr_req_t *rq, bool advance)
+{
+    const lr_rec_t *hit = lr_match(*s, rq, advance);
+    if (*s && ((hit && !lr_rec_fresh((lr_rec_t *)hit)) || (!hit && lr_store_stale(*s)))) {
+        *s = lr_store_global_refresh(*s);
+        hit = lr_match(*s, rq, advance);
+    }
+    return hit;
+}
+
+bool lr_engine_has(const char *method, const char *url, const char *body, size_t body_len)
+{
+    if (!url || !lr_cjson()) return false;
+    lr_req_t rq;
+    req_init(&rq, method, url, body, body_len);
+    lr_store_t *s = lr_store_global();
+    const lr_rec_t *hit = lookup(&s, &rq, false);
+    if (rq.body) J.Delete(rq.body);
+    return hit != NULL;
+}
+
+bool lr_engine_upstream(const char *method, const char *url, const char *body, size_t body_len)
+{
+    lr_mode_t m = lr_mode();
+    if (m == MODE_REPLAY) return false;
+    if (m != MODE_RECORD_IF_MISSING) return true;
+    return !lr_engine_has(method, url, body, body_len);
+}
+
+unsigned lr_engine_misses(void) { return __atomic_load_n(&misses, __ATOMIC_RELAXED); }
+
+static lr_response_t *cached_render(lr_rec_t *r)
+{
+    lr_response_t *resp = __atomic_load_n(&r->resp, __ATOMIC_ACQUIRE);
+    if (resp) return resp;
+    pthread_mutex_lock(&render_lock);
+    if (!r->resp) __atomic_store_n(&r->resp, lr_render_recording(r), __ATOMIC_RELEASE);
+    resp = r->resp;
+    pthread_mutex_unlock(&render_lock);
+    return resp;
+}
+
+/* Misses seen in this process, by request: the explanation is computed once (it reads
+ * candidate recordings) and stderr gets one line per distinct request. */
+typedef struct {
+    uint64_t key;
+    lr_response_t *resp;
+    char *nearest, *message;
+} miss_t;
+static miss_t *missed;
+static size_t nmissed, capmissed;
+
+static miss_t *miss_find(uint64_t key)
+{
+    for (size_t i = 0; i < nmissed; i++)
+        if (missed[i].key == key) return &missed[i];
+    return NULL;
+}
+
+static void miss_add(uint64_t key, lr_response_t *resp, const char *nearest, const char *message)
+{
+    if (nmissed == capmissed) {
+        size_t cap = capmissed ? capmissed * 2 : 16;
+        miss_t *v = realloc(missed, cap * sizeof *v);
+        if (!v) return;
+        missed = v;
+        capmissed = cap;
+    }
+    resp->owned = false; /* kept for the next time this request misses */
+    missed[nmissed++] = (miss_t){key, resp, nearest ? strdup(nearest) : NULL, strdup(message)};
+}
+
+static void append_line(const char *path, const buf_t *line)
+{
+    int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) { lr_warn("cannot append to %s: %m", path); return; }
+    ssize_t w = write(fd, line->data, line->len); /* O_APPEND + one write: whole lines */
+    (void)w;
+    close(fd);
+}
+
+static void log_miss(const lr_req_t *rq, const char *nearest, const char *body, size_t blen, const char *msg)
+{
+    const char *logp = lr_getenv("LLMREPLAY_MISS_LOG"), *strict = lr_getenv("LLMREPLAY__STRICT_FILE");
+    if (!logp && !strict) return;
+    buf_t b;
+    buf_init(&b);
+    const char *model = "";
+    const cJSON *mj = rq->body ? J.GetObjectItemCaseSensitive(rq->body, "model") : NULL;
+    if (cJSON_IsString(mj) && mj->valuestring) model = mj->valuestring;
+    buf_printf(&b, "{\"time\":%ld,\"pid\":%d,\"operation\":\"%s\",\"method\":", (long)time(NULL), (int)getpid(),
+               lr_op_info(rq->op)->endpoint);
+    buf_json_str(&b, rq->method ? rq->method : "POST", strlen(rq->method ? rq->method : "POST"));
+    buf_adds(&b, ",\"url\":");
+    buf_json_str(&b, rq->url, strlen(rq->url));
+    buf_adds(&b, ",\"model\":");
+    buf_json_str(&b, model, strlen(model));
+    buf_adds(&b, ",\"body\":");
+    if (rq->body && !rq->body_invalid) js_minify((span_t){body, blen}, &b);
+    else buf_json_str(&b, body ? body : "", body ? blen : 0);
+    buf_adds(&b, ",\"nearest\":");
+    if (nearest) buf_json_str(&b, nearest, strlen(nearest));
+    else buf_adds(&b, "null");
+    buf_adds(&b, ",\"message\":");
+    buf_json_str(&b, msg, strlen(msg));
+    buf_adds(&b, "}\n");
+    if (!b.oom) {
+        if (logp) append_line(logp, &b);
+        if (strict) append_line(strict, &b);
+    }
+    buf_free(&b);
+}
+
+lr_response_t *lr_engine_serve(const char *method, const char *url, const char *body, size_t body_len)
+{
+    static lr_response_t oom = {.status = 500, .reason = "Internal Server Error", .content_type = "application/json"};
+    if (!lr_cjson()) {
+        lr_response_t *e = lr_render_error(lr_op_of_url(url), 500, "llmreplay_error", "llmreplay_unavailable",
+                                           "llmreplay: libcjson.so.1 cannot be loaded; install libcjson1");
+        return e ? e : &oom;
+    }
+    lr_req_t rq;
+    req_init(&rq, method, url, body, body_len);
+    lr_store_t *s = lr_store_global();
+    static int told;
+    /* said here, when an LLM call is served, not when some other name is resolved */
+    if (s && !s->ndirs && lr_mode() == MODE_REPLAY && !__atomic_exchange_n(&told, 1, __ATOMIC_RELAXED))
+        lr_warn("LLMREPLAY_DIR is not set: no recordings loaded; set it to your recordings directory (or use llmreplay run -d DIR)");
+    const lr_rec_t *hit = lookup(&s, &rq, true);
+    if (hit) {
+        if (rq.body) J.Delete(rq.body);
+        lr_debug("%s %s -> %s", rq.method, url, hit->path);
+        lr_response_t *r = cached_render((lr_rec_t *)hit);
+        return r ? r : &oom;
+    }
+    __atomic_fetch_add(&misses, 1, __ATOMIC_RELAXED);
+    uint64_t h1, h2;
+    lr_match_key(rq.op, rq.method, rq.body, s ? &s->ig : NULL, &h1, &h2);
+    if (rq.body_invalid) h1 ^= lr_hash64(body, body_len, 7);
+    pthread_mutex_lock(&miss_lock);
+    miss_t *known = miss_find(h1);
+    lr_response_t *e = known ? known->resp : NULL;
+    char *nearest = known && known->nearest ? strdup(known->nearest) : NULL;
+    char *message = known ? strdup(known->message) : NULL;
+    pthread_mutex_unlock(&miss_lock);
+    if (!e) {
+        lr_nearest_t near;
+        lr_find_nearest(s, &rq, &near);
+        buf_t msg;
+        buf_init(&msg);
+        lr_miss_message(&rq, &near, &msg);
+        message = strdup(msg.data ? msg.data : "llmreplay: no recording matches this request");
+        buf_free(&msg);
+        e = message ? lr_render_error(rq.op, 404, "invalid_request_error", "llmreplay_no_recording", message) : NULL;
+        nearest = near.nearest ? strdup(near.nearest->path) : NULL;
+        pthread_mutex_lock(&miss_lock);
+        bool first = !miss_find(h1);
+        if (first && e) miss_add(h1, e, nearest, message);
+        pthread_mutex_unlock(&miss_lock);
+        if (first && message) lr_error("%s", message + strlen("llmreplay: "));
+    }
+    log_miss(&rq, nearest, body, body_len, message ? message : "llmreplay: no recording matches this request");
+    free(message);
+    free(nearest);
+    if (rq.body) J.Delete(rq.body);
+    return e ? e : &oom;
+}

@@ -1,0 +1,325 @@
+#include "engine/index.h"
+#include "base/log.h"
+#include "engine/ops.h"
+#include "engine/store.h"
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+typedef struct {
+    char magic[8];
+    uint32_t version, header_size;
+    uint64_t file_size, checksum, key, meta_checksum; /* checksum: after the header; meta: dirs+bad */
+    uint32_t ndirs, nrecs, nbad, rec_size, nhosts, pad;
+    uint64_t dirs_off, recs_off, bad_off, hosts_off, strings_off, strings_size;
+    double build_ms;
+} header_t;
+
+static const char MAGIC[8] = {'L', 'L', 'M', 'R', 'I', 'D', 'X', '\n'};
+
+uint64_t lr_index_key(char *const *dirs, int n, const char *ignore)
+{
+    buf_t b;
+    buf_init(&b);
+    buf_printf(&b, "v%d %zu %zu|", LR_INDEX_VERSION, sizeof(lr_ixrec_t), lr_max_file_bytes());
+    for (int i = 0; i < n; i++) {
+        char *abs = realpath(dirs[i], NULL);
+        buf_adds(&b, abs ? abs : dirs[i]);
+        buf_addc(&b, ':');
+        free(abs);
+    }
+    buf_printf(&b, "|%s", ignore ? ignore : "");
+    uint64_t k = lr_hash64(b.data, b.len, 42);
+    buf_free(&b);
+    return k;
+}
+
+char *lr_index_file(uint64_t key)
+{
+    const char *c = lr_getenv("LLMREPLAY_CACHE");
+    if (c && (!strcmp(c, "off") || !strcmp(c, "0") || !strcmp(c, "no"))) return NULL;
+    char dir[4096];
+    if (!lr_cache_dir(dir, sizeof dir)) return NULL;
+    size_t n = strlen(dir) + 40;
+    char *f = malloc(n);
+    if (f) snprintf(f, n, "%s/index-%016llx.bin", dir, (unsigned long long)key);
+    return f;
+}
+
+void lr_index_close(lr_index_t *ix)
+{
+    if (!ix) return;
+    if (ix->map) munmap(ix->map, ix->size);
+    free(ix->path);
+    free(ix);
+}
+
+#define BAD(...) do { snprintf(why, cap, __VA_ARGS__); goto fail; } while (0)
+
+static bool str_ok(uint32_t off, uint64_t ssize) { return off < ssize; }
+
+/* Checksum of the parts every process uses: directories, problems and their strings. */
+static uint64_t meta_checksum(const lr_index_t *ix)
+{
+    uint64_t h = lr_checksum(ix->dirs, sizeof *ix->dirs * ix->ndirs) ^ lr_checksum(ix->bad, sizeof *ix->bad * ix->nbad) ^
+                 (lr_checksum(ix->hosts, sizeof *ix->hosts * ix->nhosts) * 3);
+    for (uint32_t i = 0; i < ix->nhosts; i++)
+        if (ix->hosts[i].host < ix->strings_size) h = h * 31 + lr_hash64(lr_ixstr(ix, ix->hosts[i].host), strlen(lr_ixstr(ix, ix->hosts[i].host)), 0);
+    for (uint32_t i = 0; i < ix->ndirs; i++)
+        if (ix->dirs[i].path < ix->strings_size) h = h * 31 + lr_hash64(lr_ixstr(ix, ix->dirs[i].path), strlen(lr_ixstr(ix, ix->dirs[i].path)), 0);
+    for (uint32_t i = 0; i < ix->nbad; i++) {
+        if (ix->bad[i].path < ix->strings_size) h = h * 31 + lr_hash64(lr_ixstr(ix, ix->bad[i].path), strlen(lr_ixstr(ix, ix->bad[i].path)), 0);
+        if (ix->bad[i].why < ix->strings_size) h = h * 31 + lr_hash64(lr_ixstr(ix, ix->bad[i].why), strlen(lr_ixstr(ix, ix->bad[i].why)), 0);
+    }
+    return h;
+}
+
+/* A record's own checksum: its fields (check = 0) and the strings it points to. */
+static uint64_t rec_checksum(const lr_index_t *ix, const lr_ixrec_t *r)
+{
+    lr_ixrec_t c = *r;
+    c.check = 0;
+    uint64_t h = lr_checksum(&c, sizeof c);
+    uint32_t offs[4] = {r->path, r->model, r->test_id, r->host};
+    for (int i = 0; i < 4; i++) {
+        const char *str = lr_ixstr(ix, offs[i]);
+        h = h * 31 + lr_hash64(str, strnlen(str, ix->strings_size - offs[i]), 0);
+    }
+    return h;
+}
+
+bool lr_index_rec_ok(const lr_index_t *ix, uint32_t i)
+{
+    if (i >= ix->nrecs) return false;
+    const lr_ixrec_t *r = &ix->recs[i];
+    uint64_t ss = ix->strings_size;
+    if (!str_ok(r->path, ss) || !str_ok(r->model, ss) || !str_ok(r->test_id, ss) || !str_ok(r->host, ss) ||
+        r->op == 0 || r->op >= OP_COUNT || r->dir >= ix->ndirs || r->order >= ix->nrecs ||
+        !memchr(r->method, 0, sizeof r->method))
+        return false;
+    return rec_checksum(ix, r) == r->check;
+}
+
+bool lr_index_verify_all(lr_index_t *ix, char *why, size_t cap)
+{
+    if (ix->verified) return ix->verified > 0;
+    const char *body = (const char *)ix->map + sizeof(header_t);
+    ix->verified = -1;
+    if (lr_checksum(body, ix->size - sizeof(header_t)) != ix->full_checksum) BAD("checksum mismatch (corrupt)");
+    for (uint32_t i = 0; i < ix->nrecs; i++)
+        if (!lr_index_rec_ok(ix, i) || (i && ix->recs[i].h1 < ix->recs[i - 1].h1)) BAD("record %u is inconsistent (corrupt)", i);
+    ix->verified = 1;
+    return true;
+fail:
+    return false;
+}
+
+lr_index_t *lr_index_open(const char *path, uint64_t key, char *why, size_t cap)
+{
+    why[0] = 0;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return NULL;
+    struct stat st;
+    lr_index_t *ix = calloc(1, sizeof *ix);
+    if (!ix || fstat(fd, &st) < 0) { close(fd); free(ix); return NULL; }
+    ix->size = (size_t)st.st_size;
+    if (ix->size < sizeof(header_t)) { close(fd); snprintf(why, cap, "truncated (%zu bytes)", ix->size); free(ix); return NULL; }
+    ix->map = mmap(NULL, ix->size, PROT_READ, MAP_SHARED, fd, 0);
+    close(fd);
+    if (ix->map == MAP_FAILED) { ix->map = NULL; snprintf(why, cap, "cannot be mapped: %s", strerror(errno)); goto fail; }
+    const header_t *h = ix->map;
+    if (memcmp(h->magic, MAGIC, sizeof MAGIC)) BAD("not an llmreplay index");
+    if (h->version != LR_INDEX_VERSION || h->header_size != sizeof *h || h->rec_size != sizeof(lr_ixrec_t))
+        BAD("index format %u, this version writes %u", h->version, LR_INDEX_VERSION);
+    if (h->key != key) BAD("index of other directories");
+    if (h->file_size != ix->size) BAD("truncated or extended (%zu bytes, header says %llu)", ix->size, (unsigned long long)h->file_size);
+    uint64_t end = ix->size;
+    if (h->dirs_off > end || h->ndirs > (end - h->dirs_off) / sizeof(lr_ixdir_t) ||
+        h->recs_off > end || h->nrecs > (end - h->recs_off) / sizeof(lr_ixrec_t) ||
+        h->bad_off > end || h->nbad > (end - h->bad_off) / sizeof(lr_ixbad_t) ||
+        h->hosts_off > end || h->nhosts > (end - h->hosts_off) / sizeof(lr_ixhost_t) ||
+        h->strings_off > end || h->strings_size > end - h->strings_off || !h->strings_size)
+        BAD("section out of bounds (corrupt)");
+    ix->dirs = (const lr_ixdir_t *)((const char *)ix->map + h->dirs_off);
+    ix->recs = (const lr_ixrec_t *)((const char *)ix->map + h->recs_off);
+    ix->bad = (const lr_ixbad_t *)((const char *)ix->map + h->bad_off);
+    ix->hosts = (const lr_ixhost_t *)((const char *)ix->map + h->hosts_off);
+    ix->nhosts = h->nhosts;
+    ix->strings = (const char *)ix->map + h->strings_off;
+    ix->ndirs = h->ndirs;
+    ix->nrecs = h->nrecs;
+    ix->nbad = h->nbad;
+    ix->build_ms = h->build_ms;
+    ix->strings_size = h->strings_size;
+    ix->full_checksum = h->checksum;
+    /* What every process reads (directories to check, problems to report) is verified now;
+     * records are verified when a request uses them, the rest of the file on a miss. Opening
+     * a 100,000-recording index thus touches a few pages, not all of them. */
+    uint64_t ss = h->strings_size;
+    /* bounds first: the checksum itself reads these strings */
+    if (ix->strings[ss - 1] != 0) BAD("string table not terminated (corrupt)");
+    for (uint32_t i = 0; i < ix->ndirs; i++)
+        if (!str_ok(ix->dirs[i].path, ss)) BAD("directory name out of bounds (corrupt)");
+    for (uint32_t i = 0; i < ix->nbad; i++)
+        if (!str_ok(ix->bad[i].path, ss) || !str_ok(ix->bad[i].why, ss)) BAD("bad-file list corrupt");
+    for (uint32_t i = 0; i < ix->nhosts; i++)
+        if (!str_ok(ix->hosts[i].host, ss)) BAD("host list corrupt");
+    if (meta_checksum(ix) != h->meta_checksum) BAD("checksum mismatch (corrupt)");
+    ix->path = strdup(path);
+    return ix;
+fail:
+    lr_index_close(ix);
+    return NULL;
+}
+
+bool lr_index_dirs_fresh(const lr_index_t *ix)
+{
+    for (uint32_t i = 0; i < ix->ndirs; i++) {
+        struct stat st;
+        int64_t m = stat(lr_ixstr(ix, ix->dirs[i].path), &st) == 0 ? lr_mtime_ns(&st) : -1;
+        if (m != ix->dirs[i].mtime_ns) return false;
+    }
+    return true;
+}
+
+/* String blob: offset 0 is the empty string, used for "none". */
+static uint32_t addstr(buf_t *b, const char *s)
+{
+    uint32_t off = (uint32_t)b->len;
+    buf_add(b, s ? s : "", strlen(s ? s : "") + 1);
+    return off;
+}
+
+static int cmp_rec(const void *a, const void *b)
+{
+    const lr_ixrec_t *x = a, *y = b;
+    if (x->h1 != y->h1) return x->h1 < y->h1 ? -1 : 1;
+    return (int)x->order - (int)y->order;
+}
+
+static bool write_all(int fd, const void *p, size_t n)
+{
+    const char *c = p;
+    while (n) {
+        ssize_t w = write(fd, c, n);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) return false;
+        c += w;
+        n -= (size_t)w;
+    }
+    return true;
+}
+
+bool lr_index_write(const lr_store_t *s, const char *path, uint64_t key)
+{
+    int n;
+    lr_rec_t **all = lr_store_all((lr_store_t *)s, &n);
+    buf_t strings, body;
+    buf_init(&strings);
+    buf_init(&body);
+    buf_addc(&strings, 0);
+    lr_ixdir_t *dirs = calloc((size_t)s->nsdirs + 1, sizeof *dirs);
+    lr_ixrec_t *recs = calloc((size_t)n + 1, sizeof *recs);
+    lr_ixbad_t *bad = calloc((size_t)s->nbadlist + 1, sizeof *bad);
+    lr_ixhost_t *hosts = calloc((size_t)s->nhosts + 1, sizeof *hosts);
+    bool ok = false;
+    if (!dirs || !recs || !bad || !hosts) goto out;
+    for (int i = 0; i < s->nhosts; i++) hosts[i] = (lr_ixhost_t){addstr(&strings, s->hosts[i].host), (uint32_t)s->hosts[i].port};
+    for (int i = 0; i < s->nsdirs; i++)
+        dirs[i] = (lr_ixdir_t){addstr(&strings, s->sdirs[i].path), s->sdirs[i].top, s->sdirs[i].mtime_ns};
+    for (int i = 0; i < n; i++) {
+        const lr_rec_t *r = all[i];
+        lr_ixrec_t *x = &recs[i];
+        x->h1 = r->h1;
+        x->h2 = r->h2;
+        x->mtime_ns = r->mtime_ns;
+        x->size = r->size;
+        x->path = addstr(&strings, r->path);
+        x->model = addstr(&strings, r->model);
+        x->test_id = r->test_id ? addstr(&strings, r->test_id) : 0;
+        x->host = addstr(&strings, r->host);
+        x->dir = (uint32_t)r->dir;
+        x->order = (uint32_t)i;
+        x->op = (uint16_t)r->op;
+        x->status = (uint16_t)r->status;
+        x->port = (uint16_t)r->port;
+        x->streaming = r->streaming;
+        x->exception = r->exception;
+        snprintf(x->method, sizeof x->method, "%s", r->method);
+    }
+    qsort(recs, (size_t)n, sizeof *recs, cmp_rec);
+    for (int i = 0; i < s->nbadlist; i++)
+        bad[i] = (lr_ixbad_t){addstr(&strings, s->badlist[i].path), addstr(&strings, s->badlist[i].why),
+                              s->badlist[i].unsupported, 0};
+    header_t h;
+    memset(&h, 0, sizeof h);
+    memcpy(h.magic, MAGIC, sizeof MAGIC);
+    h.version = LR_INDEX_VERSION;
+    h.header_size = sizeof h;
+    h.key = key;
+    h.rec_size = sizeof(lr_ixrec_t);
+    h.ndirs = (uint32_t)s->nsdirs;
+    h.nrecs = (uint32_t)n;
+    h.nbad = (uint32_t)s->nbadlist;
+    h.nhosts = (uint32_t)s->nhosts;
+    h.build_ms = s->build_ms;
+    h.dirs_off = sizeof h;
+    buf_add(&body, dirs, sizeof *dirs * (size_t)s->nsdirs);
+    h.recs_off = sizeof h + body.len;
+    buf_add(&body, recs, sizeof *recs * (size_t)n);
+    h.bad_off = sizeof h + body.len;
+    buf_add(&body, bad, sizeof *bad * (size_t)s->nbadlist);
+    h.hosts_off = sizeof h + body.len;
+    buf_add(&body, hosts, sizeof *hosts * (size_t)s->nhosts);
+    while (body.len % 8) buf_addc(&body, 0);
+    h.strings_off = sizeof h + body.len;
+    h.strings_size = strings.len;
+    buf_add(&body, strings.data, strings.len);
+    if (body.oom || strings.oom || strings.len > UINT32_MAX) { errno = ENOMEM; goto out; }
+    h.file_size = sizeof h + body.len;
+    {
+        /* record checksums cover their strings: compute them against the final layout */
+        lr_index_t view = {0};
+        view.strings = body.data + (h.strings_off - sizeof h);
+        view.strings_size = h.strings_size;
+        view.dirs = (const lr_ixdir_t *)(const void *)body.data;
+        view.ndirs = h.ndirs;
+        view.bad = (const lr_ixbad_t *)(const void *)(body.data + (h.bad_off - sizeof h));
+        view.nbad = h.nbad;
+        view.hosts = (const lr_ixhost_t *)(const void *)(body.data + (h.hosts_off - sizeof h));
+        view.nhosts = h.nhosts;
+        lr_ixrec_t *rv = (lr_ixrec_t *)(void *)(body.data + (h.recs_off - sizeof h));
+        for (uint32_t i = 0; i < h.nrecs; i++) rv[i].check = rec_checksum(&view, &rv[i]);
+        h.meta_checksum = meta_checksum(&view);
+    }
+    h.checksum = lr_checksum(body.data, body.len);
+    /* temporary file + rename: readers see the old index or the new one, never half of one */
+    size_t pl = strlen(path) + 32;
+    char *tmp = malloc(pl);
+    if (!tmp) goto out;
+    snprintf(tmp, pl, "%s.%d.%lx.tmp", path, (int)getpid(), (unsigned long)(lr_now() * 1e9) & 0xffffffffUL);
+    /* a fresh name, never following a planted link */
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+    if (fd >= 0) {
+        ok = write_all(fd, &h, sizeof h) && write_all(fd, body.data, body.len);
+        int e = errno;
+        close(fd);
+        if (ok) ok = rename(tmp, path) == 0;
+        else errno = e ? e : EIO;
+        if (!ok) unlink(tmp);
+    }
+    free(tmp);
+out:
+    free(dirs);
+    free(recs);
+    free(bad);
+    free(hosts);
+    buf_free(&strings);
+    buf_free(&body);
+    return ok;
+}

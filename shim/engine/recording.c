@@ -1,0 +1,262 @@
+#include "engine/recording.h"
+#include "base/log.h"
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+size_t lr_max_file_bytes(void)
+{
+    return (size_t)lr_getenv_long("LLMREPLAY_MAX_FILE_MB", 64) << 20;
+}
+
+int lr_op_class(lr_op_t op)
+{
+    switch (op) {
+    case OP_COMPLETIONS: return OP_CHAT;
+    case OP_OLLAMA_EMBEDDINGS: return OP_OLLAMA_EMBED;
+    default: return op;
+    }
+}
+
+void lr_match_key(lr_op_t op, const char *method, const cJSON *body, const lr_ignore_t *ig,
+                  uint64_t *h1, uint64_t *h2)
+{
+    buf_t b;
+    buf_init(&b);
+    buf_printf(&b, "%d ", lr_op_class(op));
+    if (!lr_op_info(op)->listing) {
+        for (const char *m = method && *method ? method : "POST"; *m; m++)
+            buf_addc(&b, (char)(*m >= 'a' && *m <= 'z' ? *m - 32 : *m));
+        buf_addc(&b, ' ');
+        if (body) lr_canon(body, ig, &b);
+    }
+    *h1 = lr_hash64(b.data, b.len, 0);
+    *h2 = lr_hash64(b.data, b.len, 0x9e3779b97f4a7c15ULL);
+    buf_free(&b);
+}
+
+static char *str_field(const cJSON *o, const char *k)
+{
+    const cJSON *v = J.GetObjectItemCaseSensitive(o, k);
+    return cJSON_IsString(v) && v->valuestring ? v->valuestring : NULL;
+}
+
+static void describe_invalid(const char *text, size_t len, long at, char *why, size_t cap)
+{
+    if (at < 0 || (size_t)at >= len) {
+        snprintf(why, cap, "truncated JSON (the file ends after %zu bytes, inside a value)", len);
+        return;
+    }
+    int line = 1, col = 1;
+    for (const char *q = text; q < text + at; q++) {
+        if (*q == '\n') line++, col = 1;
+        else col++;
+    }
+    snprintf(why, cap, "not valid JSON (error at line %d, column %d)", line, col);
+}
+
+enum { F_REQUEST, F_RESPONSE, F_TEST_ID, F_MAPPING, F_COUNT };
+static const char *const top_keys[F_COUNT] = {"request", "response", "test_id", "id_normalization_mapping"};
+
+/* One validating pass over the document; NULL-free spans of the top-level fields we use. */
+static bool top_fields(const char *text, size_t len, span_t *f, char *why, size_t whycap)
+{
+    span_t top = {text, len};
+    if (js_kind(top) != '{') {
+        if (js_valid(top)) snprintf(why, whycap, "not a llama-stack recording (top level is not an object)");
+        else describe_invalid(text, len, js_last_error(top), why, whycap);
+        return false;
+    }
+    if (!js_fields(top, top_keys, f, F_COUNT)) {
+        describe_invalid(text, len, js_last_error(top), why, whycap);
+        return false;
+    }
+    return true;
+}
+
+lr_rec_t *lr_rec_parse(const char *path, const char *text, size_t len, const lr_ignore_t *ig,
+                       char *why, size_t whycap)
+{
+    if (!lr_cjson()) { snprintf(why, whycap, "libcjson is not available"); return NULL; }
+    if (len == 0) { snprintf(why, whycap, "empty file"); return NULL; }
+    size_t probe = len < 4096 ? len : 4096;
+    if (memchr(text, 0, probe)) { snprintf(why, whycap, "binary data, not a JSON recording"); return NULL; }
+    span_t f[F_COUNT];
+    if (!top_fields(text, len, f, why, whycap)) return NULL;
+    span_t req = f[F_REQUEST], resp = f[F_RESPONSE];
+    if (!req.p || js_kind(req) != '{') {
+        snprintf(why, whycap, "not a llama-stack recording (no \"request\" object)");
+        return NULL;
+    }
+    if (!resp.p || js_kind(resp) != '{') {
+        snprintf(why, whycap, "not a llama-stack recording (no \"response\" object)");
+        return NULL;
+    }
+    cJSON *rq = lr_json_parse(req.p, req.n);
+    if (!rq) { snprintf(why, whycap, "request object cannot be parsed"); return NULL; }
+    lr_rec_t *r = calloc(1, sizeof *r);
+    if (!r) { J.Delete(rq); snprintf(why, whycap, "out of memory"); return NULL; }
+    const char *endpoint = str_field(rq, "endpoint"), *url = str_field(rq, "url");
+    r->op = lr_op_of_endpoint(endpoint);
+    if (!r->op && url) r->op = lr_op_of_url(url);
+    if (!r->op) {
+        snprintf(why, whycap, "unsupported endpoint %s (not an LLM API call this shim serves)",
+                 endpoint ? endpoint : url ? url : "(none)");
+        J.Delete(rq);
+        free(r);
+        return NULL;
+    }
+    const char *m = str_field(rq, "method");
+    snprintf(r->method, sizeof r->method, "%s", m ? m : "POST");
+    bool https = false;
+    if (!url || !lr_url_hostport(url, r->host, sizeof r->host, &r->port, &https)) r->host[0] = 0;
+    const char *model = str_field(rq, "model");
+    const cJSON *body = J.GetObjectItemCaseSensitive(rq, "body");
+    if (!model && cJSON_IsObject(body)) model = str_field(body, "model");
+    r->model = strdup(model ? model : "");
+    if (f[F_TEST_ID].p && js_kind(f[F_TEST_ID]) == '"') r->test_id = js_strdup(f[F_TEST_ID]);
+    lr_match_key(r->op, r->method, body, ig, &r->h1, &r->h2);
+    span_t v;
+    r->streaming = js_get(resp, "is_streaming", &v) && js_is_true(v);
+    r->exception = js_get(resp, "is_exception", &v) && js_is_true(v);
+    r->status = 200;
+    if (js_get(resp, "status", &v) && js_kind(v) >= '0' && js_kind(v) <= '9') r->status = atoi(js_trim(v).p);
+    if (r->exception) {
+        span_t ed, sc;
+        r->status = 500;
+        if (js_get(resp, "exception_data", &ed) && js_get(ed, "status_code", &sc) && js_kind(sc) >= '0' &&
+            js_kind(sc) <= '9')
+            r->status = atoi(js_trim(sc).p);
+    }
+    if (r->status < 100 || r->status > 599) r->status = r->exception ? 500 : 200;
+    r->path = strdup(path);
+    J.Delete(rq);
+    if (!r->path || !r->model) { lr_rec_free(r); snprintf(why, whycap, "out of memory"); return NULL; }
+    return r;
+}
+
+lr_rec_t *lr_rec_load(const char *path, const lr_ignore_t *ig, char *why, size_t whycap)
+{
+    size_t len, max = lr_max_file_bytes();
+    struct stat st;
+    char *text = lr_read_file_st(path, max, &len, &st);
+    if (!text) {
+        if (errno == EFBIG)
+            snprintf(why, whycap, "larger than %zu MiB; raise LLMREPLAY_MAX_FILE_MB to load it", max >> 20);
+        else
+            snprintf(why, whycap, "cannot read it: %s", strerror(errno));
+        return NULL;
+    }
+    size_t mlen;
+    char *mapped = lr_rec_apply_id_mapping(text, len, &mlen);
+    lr_rec_t *r = mapped ? lr_rec_parse(path, mapped, mlen, ig, why, whycap) : lr_rec_parse(path, text, len, ig, why, whycap);
+    if (r) {
+        r->size = (uint64_t)st.st_size;
+        r->mtime_ns = lr_mtime_ns(&st);
+    }
+    free(mapped);
+    free(text);
+    return r;
+}
+
+void lr_rec_free(lr_rec_t *r)
+{
+    if (!r) return;
+    free(r->path);
+    free(r->model);
+    free(r->test_id);
+    free(r);
+}
+
+bool lr_rec_unchanged(const lr_rec_t *r)
+{
+    struct stat st;
+    return stat(r->path, &st) == 0 && (uint64_t)st.st_size == r->size && lr_mtime_ns(&st) == r->mtime_ns;
+}
+
+bool lr_rec_fresh(lr_rec_t *r)
+{
+    int64_t now = (int64_t)(lr_now() * 1000), last = __atomic_load_n(&r->checked_ms, __ATOMIC_RELAXED);
+    if (last && now - last < 100) return true;
+    if (!lr_rec_unchanged(r)) return false;
+    __atomic_store_n(&r->checked_ms, now, __ATOMIC_RELAXED);
+    return true;
+}
+
+cJSON *lr_rec_request_body(const lr_rec_t *r)
+{
+    size_t len;
+    char *text = lr_read_file(r->path, lr_max_file_bytes(), &len);
+    if (!text) return NULL;
+    size_t mlen;
+    char *mapped = lr_rec_apply_id_mapping(text, len, &mlen);
+    const char *t = mapped ? mapped : text;
+    size_t n = mapped ? mlen : len;
+    cJSON *body = NULL;
+    span_t f[F_COUNT], bs;
+    char why[8];
+    if (top_fields(t, n, f, why, sizeof why) && f[F_REQUEST].p && js_get(f[F_REQUEST], "body", &bs))
+        body = lr_json_parse(bs.p, bs.n);
+    free(mapped);
+    free(text);
+    return body;
+}
+
+bool lr_rec_response_span(const char *text, size_t len, span_t *resp)
+{
+    span_t f[F_COUNT];
+    char why[8];
+    if (!top_fields(text, len, f, why, sizeof why) || !f[F_RESPONSE].p) return false;
+    *resp = f[F_RESPONSE];
+    return true;
+}
+
+/* llama-stack replaces, in the serialized recording, every original id by its normalized
+ * form (mapping: normalized -> original). Done on the text, as llama-stack does. */
+char *lr_rec_apply_id_mapping(const char *text, size_t len, size_t *outlen)
+{
+    /* most recordings have no mapping or an empty one: decide that without a full parse */
+    const char *k = memmem(text, len, "\"id_normalization_mapping\"", 26);
+    if (!k) return NULL;
+    const char *v = k + 26, *end = text + len;
+    while (v < end && (*v == ' ' || *v == ':' || *v == '\n' || *v == '\r' || *v == '\t')) v++;
+    if (v < end && *v == '{') {
+        const char *w = v + 1;
+        while (w < end && (*w == ' ' || *w == '\n' || *w == '\r' || *w == '\t')) w++;
+        if (w < end && *w == '}') return NULL;
+    }
+    span_t f[F_COUNT];
+    char why[8];
+    if (!top_fields(text, len, f, why, sizeof why) || !f[F_MAPPING].p || js_kind(f[F_MAPPING]) != '{') return NULL;
+    span_t map = f[F_MAPPING];
+    cJSON *mj = lr_json_parse(map.p, map.n);
+    if (!mj) return NULL;
+    char *cur = NULL;
+    size_t curlen = len;
+    for (const cJSON *e = mj->child; e; e = e->next) {
+        if (!cJSON_IsString(e) || !e->string || !e->valuestring || !*e->valuestring) continue;
+        const char *from = e->valuestring, *to = e->string;
+        size_t fl = strlen(from), tl = strlen(to);
+        const char *src = cur ? cur : text;
+        buf_t b;
+        buf_init(&b);
+        const char *p = src, *stop = src + curlen;
+        while (p < stop) {
+            const char *hit = memmem(p, (size_t)(stop - p), from, fl);
+            if (!hit) { buf_add(&b, p, (size_t)(stop - p)); break; }
+            buf_add(&b, p, (size_t)(hit - p));
+            buf_add(&b, to, tl);
+            p = hit + fl;
+        }
+        free(cur);
+        cur = buf_steal(&b, &curlen);
+        if (!cur) break;
+    }
+    J.Delete(mj);
+    if (cur) *outlen = curlen;
+    return cur;
+}

@@ -1,0 +1,283 @@
+#include "engine/render.h"
+#include "base/log.h"
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+const char *lr_reason(int s)
+{
+    switch (s) {
+    case 200: return "OK";
+    case 201: return "Created";
+    case 204: return "No Content";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 408: return "Request Timeout";
+    case 409: return "Conflict";
+    case 413: return "Payload Too Large";
+    case 415: return "Unsupported Media Type";
+    case 422: return "Unprocessable Entity";
+    case 429: return "Too Many Requests";
+    case 500: return "Internal Server Error";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
+    default: return s < 300 ? "OK" : s < 500 ? "Client Error" : "Server Error";
+    }
+}
+
+static void add_event(lr_response_t *r, buf_t *b)
+{
+    if (b->oom) { buf_free(b); return; }
+    lr_event_t *ev = realloc(r->events, sizeof *ev * (size_t)(r->nevents + 1));
+    if (!ev) { buf_free(b); return; }
+    r->events = ev;
+    size_t n;
+    char *d = buf_steal(b, &n);
+    if (!d) return;
+    r->events[r->nevents++] = (lr_event_t){d, n};
+    r->body_len += n;
+}
+
+/* The payload of a recorded object: __data__ of a {"__type__","__data__"} wrapper, else itself. */
+static span_t payload(span_t item)
+{
+    span_t d, t;
+    if (js_kind(item) == '{' && js_get(item, "__type__", &t) && js_get(item, "__data__", &d)) return d;
+    return item;
+}
+
+/* The event's JSON text: the exact bytes when the recording kept them, else compact. */
+static void put_json(span_t data, const char *raw, buf_t *b)
+{
+    if (raw) buf_adds(b, raw);
+    else js_minify(data, b);
+}
+
+static void frame(lr_frame_t f, span_t data, const char *raw, buf_t *b)
+{
+    span_t type;
+    switch (f) {
+    case FRAME_SSE_DONE:
+        buf_adds(b, "data: ");
+        put_json(data, raw, b);
+        buf_adds(b, "\n\n");
+        break;
+    case FRAME_SSE_EVENTS:
+        if (js_kind(data) == '{' && js_get(data, "type", &type) && js_kind(type) == '"') {
+            char *t = js_strdup(type);
+            if (t && !strpbrk(t, "\r\n")) buf_printf(b, "event: %s\n", t);
+            free(t);
+        }
+        buf_adds(b, "data: ");
+        put_json(data, raw, b);
+        buf_adds(b, "\n\n");
+        break;
+    case FRAME_NDJSON:
+        put_json(data, raw, b);
+        buf_addc(b, '\n');
+        break;
+    }
+}
+
+static bool is_ollama(lr_op_t op) { return lr_op_info(op)->frame == FRAME_NDJSON; }
+
+/* Error body of an exception recording: the provider's own body when recorded. */
+static void exception_body(lr_op_t op, span_t resp, buf_t *b)
+{
+    span_t ed, eb, v;
+    bool have_ed = js_get(resp, "exception_data", &ed) && js_kind(ed) == '{';
+    if (have_ed && js_get(ed, "body", &eb) && js_kind(eb) == '{') { js_minify(eb, b); return; }
+    if (have_ed && js_get(ed, "body", &eb) && js_kind(eb) == '"') { /* a non-JSON error body, as recorded */
+        char *t = js_strdup(eb);
+        if (t) { buf_adds(b, t); free(t); return; }
+    }
+    char *msg = NULL, *type = NULL;
+    if (have_ed && js_get(ed, "message", &v) && js_kind(v) == '"') msg = js_strdup(v);
+    if (!msg && js_get(resp, "exception_message", &v) && js_kind(v) == '"') msg = js_strdup(v);
+    if (have_ed && js_get(ed, "type", &v) && js_kind(v) == '"') type = js_strdup(v);
+    const char *m = msg ? msg : "recorded error";
+    if (is_ollama(op)) {
+        buf_adds(b, "{\"error\":");
+        buf_json_str(b, m, strlen(m));
+        buf_addc(b, '}');
+    } else {
+        buf_adds(b, "{\"error\":{\"message\":");
+        buf_json_str(b, m, strlen(m));
+        buf_adds(b, ",\"type\":");
+        buf_json_str(b, type ? type : "api_error", strlen(type ? type : "api_error"));
+        buf_adds(b, ",\"param\":null,\"code\":null}}");
+    }
+    free(msg);
+    free(type);
+}
+
+static lr_response_t *fail(const lr_rec_t *r, const char *why)
+{
+    char msg[1024];
+    snprintf(msg, sizeof msg, "llmreplay: recording %s cannot be served: %s; fix or re-record it", r->path, why);
+    lr_warn("recording %s cannot be served: %s", r->path, why);
+    lr_response_t *e = lr_render_error(r->op, 500, "llmreplay_error", "recording_unreadable", msg);
+    if (e) e->owned = false; /* cached like a good answer: the file is read once */
+    return e;
+}
+
+lr_response_t *lr_render_recording(const lr_rec_t *r)
+{
+    size_t len, mlen;
+    char *text = lr_read_file(r->path, lr_max_file_bytes(), &len);
+    if (!text) return fail(r, "the file can no longer be read");
+    char *mapped = lr_rec_apply_id_mapping(text, len, &mlen);
+    if (mapped) { free(text); text = mapped; len = mlen; }
+    span_t resp, body;
+    if (!lr_rec_response_span(text, len, &resp)) { free(text); return fail(r, "it changed since it was indexed"); }
+    lr_response_t *o = calloc(1, sizeof *o);
+    if (!o) { free(text); return NULL; }
+    o->rec = r;
+    o->status = r->status;
+    o->reason = lr_reason(o->status);
+    lr_frame_t f = lr_op_info(r->op)->frame;
+    bool have_body = js_get(resp, "body", &body) && !js_is_null(body);
+    buf_t b;
+    buf_init(&b);
+    if (r->streaming && have_body && js_kind(body) == '[') {
+        o->stream = true;
+        o->content_type = f == FRAME_NDJSON ? "application/x-ndjson" : "text/event-stream; charset=utf-8";
+        const char *pos = NULL;
+        span_t item;
+        while (js_next(body, &pos, &item)) {
+            span_t rawspan;
+            char *raw = js_kind(item) == '{' && js_get(item, "llmreplay_raw", &rawspan) && js_kind(rawspan) == '"'
+                            ? js_strdup(rawspan) : NULL;
+            frame(f, payload(item), raw, &b);
+            free(raw);
+            add_event(o, &b);
+        }
+        span_t times;
+        if (js_get(resp, "chunk_times_ms", &times) && js_kind(times) == '[') {
+            const char *tpos = NULL;
+            span_t t;
+            o->times_ms = calloc((size_t)o->nevents + 1, sizeof *o->times_ms);
+            while (o->times_ms && o->ntimes < o->nevents && js_next(times, &tpos, &t))
+                o->times_ms[o->ntimes++] = strtod(js_trim(t).p, NULL);
+        }
+        if (r->exception) {
+            /* The stream broke upstream: send what came, then the error, never a clean end. */
+            buf_t e;
+            buf_init(&e);
+            exception_body(r->op, resp, &e);
+            frame(f, (span_t){e.data ? e.data : "{}", e.len}, NULL, &b);
+            buf_free(&e);
+            add_event(o, &b);
+            o->status = 200;
+            o->reason = "OK";
+        } else if (f == FRAME_SSE_DONE) {
+            buf_adds(&b, "data: [DONE]\n\n");
+            add_event(o, &b);
+        }
+    } else if (js_get(resp, "llmreplay_raw_body", &body) && js_kind(body) == '"') {
+        /* recorded by llmreplay: the bytes the client saw live */
+        o->content_type = "application/json";
+        char *raw = js_strdup(body);
+        if (raw) buf_adds(&b, raw);
+        free(raw);
+        add_event(o, &b);
+    } else {
+        o->content_type = "application/json";
+        if (r->exception) {
+            exception_body(r->op, resp, &b);
+        } else if (!have_body) {
+            buf_adds(&b, "null");
+        } else if (js_kind(body) == '[') {
+            /* Listings recorded as a list of objects: wrap them as the API does. */
+            const char *pos = NULL;
+            span_t item;
+            bool tags = r->op == OP_OLLAMA_TAGS || r->op == OP_OLLAMA_PS;
+            buf_adds(&b, tags ? "{\"models\":[" : r->op == OP_MODELS ? "{\"object\":\"list\",\"data\":[" : "[");
+            for (int i = 0; js_next(body, &pos, &item); i++) {
+                if (i) buf_addc(&b, ',');
+                js_minify(payload(item), &b);
+            }
+            buf_adds(&b, r->op == OP_MODELS || tags ? "]}" : "]");
+        } else if (js_kind(body) == '"' && !is_ollama(r->op) && r->op != OP_NONE) {
+            js_minify(body, &b);
+        } else {
+            js_minify(payload(body), &b);
+        }
+        add_event(o, &b);
+    }
+    buf_printf(&b, "X-LLMReplay-Recording: %s\r\n", r->path);
+    o->extra_headers = buf_steal(&b, NULL);
+    free(text);
+    return o;
+}
+
+lr_response_t *lr_render_error(lr_op_t op, int status, const char *type, const char *code, const char *message)
+{
+    lr_response_t *o = calloc(1, sizeof *o);
+    if (!o) return NULL;
+    o->status = status;
+    o->reason = lr_reason(status);
+    o->content_type = "application/json";
+    o->owned = true;
+    buf_t b;
+    buf_init(&b);
+    if (is_ollama(op)) {
+        buf_adds(&b, "{\"error\":");
+        buf_json_str(&b, message, strlen(message));
+        buf_addc(&b, '}');
+    } else {
+        buf_adds(&b, "{\"error\":{\"message\":");
+        buf_json_str(&b, message, strlen(message));
+        buf_adds(&b, ",\"type\":");
+        buf_json_str(&b, type, strlen(type));
+        buf_adds(&b, ",\"param\":null,\"code\":");
+        buf_json_str(&b, code, strlen(code));
+        buf_adds(&b, "}}");
+    }
+    add_event(o, &b);
+    /* OpenAI SDKs honour x-should-retry: a miss is final, retrying only hides it. */
+    o->extra_headers = strdup("x-should-retry: false\r\n");
+    return o;
+}
+
+void lr_response_free(lr_response_t *r)
+{
+    if (!r || !r->owned) return;
+    for (int i = 0; i < r->nevents; i++) free(r->events[i].data);
+    free(r->events);
+    free(r->times_ms);
+    free(r->extra_headers);
+    free(r);
+}
+
+double lr_pace_setting(void)
+{
+    const char *p = lr_getenv("LLMREPLAY_PACE");
+    if (p && !strcmp(p, "recorded")) return -1;
+    return (double)lr_getenv_long("LLMREPLAY_PACE_MS", 0);
+}
+
+double lr_event_gap_ms(const lr_response_t *r, int i, double pace_ms)
+{
+    if (i <= 0) return 0;
+    if (pace_ms < 0) {
+        if (!r->times_ms || i >= r->ntimes) return 0;
+        double g = r->times_ms[i] - r->times_ms[i - 1];
+        return g > 0 ? g : 0;
+    }
+    return pace_ms;
+}
+
+void lr_render_head(const lr_response_t *r, buf_t *out, bool chunked)
+{
+    buf_printf(out, "HTTP/1.1 %d %s\r\nContent-Type: %s\r\n", r->status, r->reason, r->content_type);
+    if (chunked) buf_adds(out, "Transfer-Encoding: chunked\r\n");
+    else buf_printf(out, "Content-Length: %zu\r\n", r->body_len);
+    if (r->stream) buf_adds(out, "Cache-Control: no-cache\r\n");
+    if (r->extra_headers) buf_adds(out, r->extra_headers);
+    buf_adds(out, "\r\n");
+}
