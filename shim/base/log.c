@@ -1,4 +1,5 @@
 #include "base/log.h"
+#include "base/config.h"
 #include "base/util.h"
 #include <errno.h>
 #include <stdarg.h>
@@ -6,21 +7,16 @@
 #include <string.h>
 #include <unistd.h>
 
-static int level_from_env(void)
-{
-    const char *v = lr_getenv("LLMREPLAY_LOG");
-    if (!v) return LR_WARN;
-    static const char *names[] = {"quiet", "error", "warn", "info", "debug"};
-    for (int i = 0; i <= LR_DEBUG; i++)
-        if (!strcmp(v, names[i])) return i;
-    return LR_WARN;
-}
+/* Set by the config module (base/config.c) when it reads LLMREPLAY_LOG, before it warns. */
+static int log_level = -1;
+
+void lr_log_set_level(int l) { __atomic_store_n(&log_level, l, __ATOMIC_RELAXED); }
 
 int lr_log_level(void)
 {
-    static int level = -1; /* racy first read is harmless: every thread computes the same value */
-    if (level < 0) level = level_from_env();
-    return level;
+    int l = __atomic_load_n(&log_level, __ATOMIC_RELAXED);
+    if (l < 0) l = lr_cfg()->log_level;
+    return l;
 }
 
 void lr_log(int level, const char *fmt, ...)

@@ -1,9 +1,8 @@
 #include "base/real.h"
 #include "base/log.h"
-#include "base/util.h"
 #include <dlfcn.h>
+#include <pthread.h>
 #include <stdlib.h>
-#include <string.h>
 
 __thread int lr_inside;
 
@@ -17,23 +16,45 @@ void *lr_real(const char *name, void *self, const char *const *libs)
             dlclose(h); /* NOLOAD took a reference: give it back, the library stays loaded */
         }
     }
-    if (f && f == self) {
+    Dl_info mine, found;
+    /* resolving into this very object means the library is loaded twice (or RTLD_NEXT found
+     * nothing behind it): calling it would recurse forever */
+    if (f && (f == self || (dladdr((void *)lr_real, &mine) && dladdr(f, &found) && mine.dli_fbase == found.dli_fbase))) {
         lr_error("%s resolves to llmreplay's own hook (the library is loaded twice?); aborting", name);
         abort();
     }
     return f;
 }
 
-bool lr_layer_enabled(const char *layer)
+static lr_libc_t libc;
+static pthread_once_t once = PTHREAD_ONCE_INIT;
+
+static void resolve(void)
 {
-    const char *v = lr_getenv("LLMREPLAY_LAYERS");
-    if (!v) v = "curl,sockets,tls";
-    size_t n = strlen(layer);
-    for (const char *p = v; *p;) {
-        size_t l = strcspn(p, ", ");
-        if (l == n && !strncmp(p, layer, n)) return true;
-        p += l;
-        while (*p == ',' || *p == ' ') p++;
-    }
-    return false;
+#define R(f) *(void **)&libc.f = lr_real(#f, NULL, NULL)
+    R(connect);
+    R(close);
+    R(dup);
+    R(dup2);
+    R(dup3);
+    R(fcntl);
+    R(fcntl64);
+    R(getpeername);
+    R(getsockname);
+    R(getsockopt);
+    R(setsockopt);
+    R(getaddrinfo);
+    R(freeaddrinfo);
+    R(gethostbyname);
+    R(gethostbyname2);
+    R(gethostbyname_r);
+    R(gethostbyname2_r);
+#undef R
+    if (!libc.fcntl64) libc.fcntl64 = libc.fcntl;
+}
+
+const lr_libc_t *lr_libc(void)
+{
+    pthread_once(&once, resolve);
+    return &libc;
 }

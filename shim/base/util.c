@@ -1,10 +1,13 @@
 #include "base/util.h"
+#include "base/config.h"
+#include "base/real.h"
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -113,20 +116,20 @@ char *lr_read_file_st(const char *path, size_t max, size_t *len, struct stat *st
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) return NULL;
     struct stat st;
-    if (fstat(fd, &st) < 0) { int e = errno; close(fd); errno = e; return NULL; }
+    if (fstat(fd, &st) < 0) { int e = errno; lr_close(fd); errno = e; return NULL; }
     if (stout) *stout = st;
-    if (!S_ISREG(st.st_mode)) { close(fd); errno = EISDIR; return NULL; }
-    if ((size_t)st.st_size > max) { close(fd); errno = EFBIG; return NULL; }
+    if (!S_ISREG(st.st_mode)) { lr_close(fd); errno = EISDIR; return NULL; }
+    if ((size_t)st.st_size > max) { lr_close(fd); errno = EFBIG; return NULL; }
     size_t cap = (size_t)st.st_size, got = 0;
     char *d = malloc(cap + 1);
-    if (!d) { close(fd); errno = ENOMEM; return NULL; }
+    if (!d) { lr_close(fd); errno = ENOMEM; return NULL; }
     while (got < cap) {
         ssize_t r = read(fd, d + got, cap - got);
         if (r < 0 && errno == EINTR) continue;
         if (r <= 0) break; /* file shrank: use what is there */
         got += (size_t)r;
     }
-    close(fd);
+    lr_close(fd);
     d[got] = 0;
     *len = got;
     return d;
@@ -156,19 +159,26 @@ void lr_sleep_ms(double ms)
     while (nanosleep(&ts, &ts) < 0 && errno == EINTR) {}
 }
 
-const char *lr_getenv(const char *name)
+bool lr_list_next(const char **p, const char **tok, size_t *len)
 {
-    const char *v = getenv(name);
-    return v && *v ? v : NULL;
+    const char *s = *p;
+    if (!s) return false;
+    while (*s == ',' || *s == ' ' || *s == '\t') s++;
+    if (!*s) { *p = s; return false; }
+    size_t n = strcspn(s, ", \t");
+    *tok = s;
+    *len = n;
+    *p = s + n;
+    return true;
 }
 
-long lr_getenv_long(const char *name, long dflt)
+bool lr_list_has(const char *list, const char *name, size_t n)
 {
-    const char *v = lr_getenv(name);
-    if (!v) return dflt;
-    char *end;
-    long r = strtol(v, &end, 10);
-    return (*end || r < 0) ? dflt : r;
+    const char *tok;
+    size_t l;
+    for (const char *p = list; lr_list_next(&p, &tok, &l);)
+        if (l == n && !strncasecmp(tok, name, n)) return true;
+    return false;
 }
 
 char *lr_strndup(const char *s, size_t n)
@@ -201,9 +211,7 @@ bool lr_cache_dir(char *out, size_t cap)
 {
     const char *v;
     int n;
-    if ((v = lr_getenv("LLMREPLAY_CACHE_DIR"))) n = snprintf(out, cap, "%s", v);
-    else if ((v = lr_getenv("XDG_CACHE_HOME"))) n = snprintf(out, cap, "%s/llmreplay", v);
-    else if ((v = lr_getenv("HOME"))) n = snprintf(out, cap, "%s/.cache/llmreplay", v);
+    if ((v = lr_cfg()->cache_dir)) n = snprintf(out, cap, "%s", v);
     else {
         /* a shared fallback: ours only if we own it and nobody else can write there */
         n = snprintf(out, cap, "/tmp/llmreplay-cache-%d", (int)getuid());

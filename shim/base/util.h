@@ -37,8 +37,11 @@ uint64_t lr_checksum(const void *p, size_t n);
 uint64_t lr_hash64(const void *p, size_t n, uint64_t seed);
 double lr_now(void); /* monotonic seconds */
 void lr_sleep_ms(double ms);
-const char *lr_getenv(const char *name); /* NULL when unset or empty */
-long lr_getenv_long(const char *name, long dflt);
+/* The next token of a list separated by commas and/or spaces ("a, b,c"): false at the end.
+ * The one tokenizer for every list setting and header list. */
+bool lr_list_next(const char **p, const char **tok, size_t *len);
+/* Is name[0..n) one of the list's tokens (ASCII case-insensitive)? */
+bool lr_list_has(const char *list, const char *name, size_t n);
 char *lr_strndup(const char *s, size_t n);
 bool lr_has_suffix(const char *s, size_t n, const char *suffix);
 /* mkdir -p; missing directories get mode. False when path is not a directory afterwards. */

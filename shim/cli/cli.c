@@ -1,4 +1,5 @@
 /* llmreplay: run a program with the shim, and inspect recording directories. */
+#include "base/config.h"
 #include "tls/cert.h"
 #include "engine/engine.h"
 #include "base/log.h"
@@ -108,7 +109,7 @@ static int parse_dirs(int argc, char **argv, dirs_t *d, const char **endpoint, c
     }
     if (!d->n) {
         char **v;
-        int n = lr_split_dirs(lr_getenv("LLMREPLAY_DIR"), &v);
+        int n = lr_split_dirs(lr_cfg()->dir, &v);
         for (int i = 0; i < n; i++) { dirs_add(d, v[i]); free(v[i]); }
         free(v);
     }
@@ -391,7 +392,7 @@ static int cmd_index(int argc, char **argv)
 
 static char *find_library(void)
 {
-    const char *env = lr_getenv("LLMREPLAY_LIB");
+    const char *env = lr_cfg()->lib;
     if (env) return strdup(env);
     char self[PATH_MAX];
     ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
@@ -554,7 +555,7 @@ static int cmd_run(int argc, char **argv)
         return 2;
     }
     if (dirs.len) setenv("LLMREPLAY_DIR", dirs.data, 1);
-    else if (!lr_getenv("LLMREPLAY_DIR") && (!lr_getenv("LLMREPLAY_MODE") || !strcmp(lr_getenv("LLMREPLAY_MODE"), "replay")))
+    else if (!lr_cfg()->dir && (!getenv("LLMREPLAY_MODE") || !strcmp(getenv("LLMREPLAY_MODE"), "replay")))
         fprintf(stderr, "llmreplay: warning: no -d DIR and no LLMREPLAY_DIR: every request will miss\n");
     buf_free(&dirs);
     const char *pre = getenv("LD_PRELOAD");

@@ -1,6 +1,7 @@
 /* The libcurl layer: shadow each easy handle's options, and serve intercepted transfers from
  * the engine through the application's own callbacks, with libcurl's semantics. Everything
  * else goes to the real libcurl untouched. */
+#include "base/config.h"
 #include "engine/engine.h"
 #include "engine/record.h"
 #include "base/log.h"
@@ -601,7 +602,7 @@ static CURLcode xfer_finish(shadow_t *s, xfer_t *x)
 /* Is this handle's next transfer one the shim answers? */
 static bool intercepted(shadow_t *s)
 {
-    if (!s || lr_inside || in_real_perform || !lr_layer_enabled("curl")) return false;
+    if (!s || lr_inside || in_real_perform || !lr_layer_on(LR_LAYER_CURL)) return false;
     if (s->curlu) {
         char *u = transfer_url(s);
         bool r = lr_engine_intercepts(u) != OP_NONE;

@@ -1,4 +1,5 @@
 #include "engine/canon.h"
+#include "base/config.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -7,26 +8,20 @@ void lr_ignore_parse(lr_ignore_t *ig, const char *spec)
 {
     memset(ig, 0, sizeof *ig);
     if (!spec) return;
-    const char *p = spec;
-    while (*p) {
-        const char *e = p + strcspn(p, ",");
-        while (p < e && *p == ' ') p++;
-        const char *t = e;
-        while (t > p && t[-1] == ' ') t--;
-        if (t > p) {
-            char **np = realloc(ig->paths, sizeof(char *) * (size_t)(ig->n + 1));
-            if (!np) break;
-            ig->paths = np;
-            ig->paths[ig->n++] = lr_strndup(p, (size_t)(t - p));
-        }
-        p = *e ? e + 1 : e;
+    const char *tok;
+    size_t l;
+    for (const char *p = spec; lr_list_next(&p, &tok, &l);) {
+        char **np = realloc(ig->paths, sizeof(char *) * (size_t)(ig->n + 1));
+        if (!np) break;
+        ig->paths = np;
+        ig->paths[ig->n++] = lr_strndup(tok, l);
     }
 }
 
 const char *lr_ignore_env(void)
 {
     static __thread char buf[2048];
-    const char *a = lr_getenv("LLMREPLAY_IGNORE"), *b = lr_getenv("LLMREPLAY_REDACT");
+    const char *a = lr_cfg()->ignore, *b = lr_cfg()->redact;
     if (!b) return a;
     snprintf(buf, sizeof buf, "%s%s%s", a ? a : "", a ? "," : "", b);
     return buf;

@@ -1,4 +1,6 @@
 #include "engine/engine.h"
+#include "base/real.h"
+#include "base/config.h"
 #include "base/log.h"
 #include "engine/match.h"
 #include "engine/record.h"
@@ -130,12 +132,12 @@ static void append_line(const char *path, const buf_t *line)
     if (fd < 0) { lr_warn("cannot append to %s: %m", path); return; }
     ssize_t w = write(fd, line->data, line->len); /* O_APPEND + one write: whole lines */
     (void)w;
-    close(fd);
+    lr_close(fd);
 }
 
 static void log_miss(const lr_req_t *rq, const char *nearest, const char *body, size_t blen, const char *msg)
 {
-    const char *logp = lr_getenv("LLMREPLAY_MISS_LOG"), *strict = lr_getenv("LLMREPLAY__STRICT_FILE");
+    const char *logp = lr_cfg()->miss_log, *strict = lr_cfg()->strict_file;
     if (!logp && !strict) return;
     buf_t b;
     buf_init(&b);

@@ -1,4 +1,6 @@
 #include "engine/index.h"
+#include "base/real.h"
+#include "base/config.h"
 #include "base/log.h"
 #include "engine/ops.h"
 #include "engine/store.h"
@@ -41,8 +43,7 @@ uint64_t lr_index_key(char *const *dirs, int n, const char *ignore)
 
 char *lr_index_file(uint64_t key)
 {
-    const char *c = lr_getenv("LLMREPLAY_CACHE");
-    if (c && (!strcmp(c, "off") || !strcmp(c, "0") || !strcmp(c, "no"))) return NULL;
+    if (!lr_cfg()->cache) return NULL;
     char dir[4096];
     if (!lr_cache_dir(dir, sizeof dir)) return NULL;
     size_t n = strlen(dir) + 40;
@@ -126,11 +127,11 @@ lr_index_t *lr_index_open(const char *path, uint64_t key, char *why, size_t cap)
     if (fd < 0) return NULL;
     struct stat st;
     lr_index_t *ix = calloc(1, sizeof *ix);
-    if (!ix || fstat(fd, &st) < 0) { close(fd); free(ix); return NULL; }
+    if (!ix || fstat(fd, &st) < 0) { lr_close(fd); free(ix); return NULL; }
     ix->size = (size_t)st.st_size;
-    if (ix->size < sizeof(header_t)) { close(fd); snprintf(why, cap, "truncated (%zu bytes)", ix->size); free(ix); return NULL; }
+    if (ix->size < sizeof(header_t)) { lr_close(fd); snprintf(why, cap, "truncated (%zu bytes)", ix->size); free(ix); return NULL; }
     ix->map = mmap(NULL, ix->size, PROT_READ, MAP_SHARED, fd, 0);
-    close(fd);
+    lr_close(fd);
     if (ix->map == MAP_FAILED) { ix->map = NULL; snprintf(why, cap, "cannot be mapped: %s", strerror(errno)); goto fail; }
     const header_t *h = ix->map;
     if (memcmp(h->magic, MAGIC, sizeof MAGIC)) BAD("not an llmreplay index");
@@ -308,7 +309,7 @@ bool lr_index_write(const lr_store_t *s, const char *path, uint64_t key)
     if (fd >= 0) {
         ok = write_all(fd, &h, sizeof h) && write_all(fd, body.data, body.len);
         int e = errno;
-        close(fd);
+        lr_close(fd);
         if (ok) ok = rename(tmp, path) == 0;
         else errno = e ? e : EIO;
         if (!ok) unlink(tmp);

@@ -1,4 +1,5 @@
 #include "engine/record.h"
+#include "base/real.h"
 #include "json/cjson_rt.h"
 #include "json/jspan.h"
 #include "base/log.h"
@@ -15,25 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
-lr_mode_t lr_mode(void)
-{
-    const char *m = lr_getenv("LLMREPLAY_MODE");
-    if (!m || !strcmp(m, "replay")) return MODE_REPLAY;
-    if (!strcmp(m, "record")) return MODE_RECORD;
-    if (!strcmp(m, "record-if-missing")) return MODE_RECORD_IF_MISSING;
-    if (!strcmp(m, "live")) return MODE_LIVE;
-    if (!strcmp(m, "trace")) return MODE_TRACE;
-    static int warned;
-    if (!__atomic_exchange_n(&warned, 1, __ATOMIC_RELAXED))
-        lr_warn("LLMREPLAY_MODE=%s is unknown (replay, record, record-if-missing, live, trace); replaying", m);
-    return MODE_REPLAY;
-}
-
-const char *lr_mode_name(lr_mode_t m)
-{
-    static const char *n[] = {"replay", "record", "record-if-missing", "live", "trace"};
-    return n[m];
-}
+lr_mode_t lr_mode(void) { return lr_cfg()->mode; }
 
 lr_capture_t *lr_capture_new(const char *method, const char *url)
 {
@@ -124,38 +107,28 @@ static const char *type_name(lr_op_t op, bool chunk, span_t data)
 
 /* ---- secrets --------------------------------------------------------------------------- */
 
-static bool listed(const char *spec, const char *name, size_t n)
-{
-    for (const char *p = spec; p && *p;) {
-        size_t l = strcspn(p, ", ");
-        if (l == n && !strncasecmp(p, name, n)) return true;
-        p += l;
-        while (*p == ',' || *p == ' ') p++;
-    }
-    return false;
-}
-
 /* Authorization, api keys, cookies, organisation/project headers, and LLMREPLAY_REDACT. */
 bool lr_secret_header(const char *name, size_t n)
 {
     static const char *builtin = "authorization,proxy-authorization,api-key,x-api-key,cookie,set-cookie,"
                                  "openai-organization,openai-project,x-goog-api-key,anthropic-api-key";
-    return listed(builtin, name, n) || listed(lr_getenv("LLMREPLAY_REDACT"), name, n);
+    return lr_list_has(builtin, name, n) || lr_list_has(lr_cfg()->redact, name, n);
 }
 
 /* The request body to store: LLMREPLAY_REDACT fields (top level or dotted) become "[REDACTED]". */
 static void stored_body(const lr_capture_t *c, buf_t *out)
 {
     span_t raw = {c->req.data ? c->req.data : "", c->req.len};
-    const char *red = lr_getenv("LLMREPLAY_REDACT");
+    const char *red = lr_cfg()->redact;
     if (!c->req.len || !js_valid(raw)) { buf_adds(out, "{}"); return; }
     cJSON *j = red && lr_cjson() ? lr_json_parse(raw.p, raw.n) : NULL;
     bool changed = false;
     if (cJSON_IsObject(j)) {
-        for (const char *p = red; *p;) {
-            size_t l = strcspn(p, ", ");
+        const char *tok;
+        size_t l;
+        for (const char *p = red; lr_list_next(&p, &tok, &l);) {
             char key[128];
-            snprintf(key, sizeof key, "%.*s", (int)(l < 127 ? l : 127), p);
+            snprintf(key, sizeof key, "%.*s", (int)(l < 127 ? l : 127), tok);
             cJSON *parent = j;
             char *dot, *k = key;
             while ((dot = strchr(k, '.')) && parent) { *dot = 0; parent = J.GetObjectItemCaseSensitive(parent, k); k = dot + 1; }
@@ -164,8 +137,6 @@ static void stored_body(const lr_capture_t *c, buf_t *out)
                 J.AddItemToObject(parent, k, J.CreateString("[REDACTED]"));
                 changed = true;
             }
-            p += l;
-            while (*p == ',' || *p == ' ') p++;
         }
     }
     if (changed) {
@@ -201,8 +172,7 @@ static const char *normalize_hash; /* the request hash, for "rec-<12 hex>" ids *
 
 static void put_data(buf_t *o, span_t data)
 {
-    const char *n = lr_getenv("LLMREPLAY_NORMALIZE");
-    cJSON *j = n && !strcmp(n, "1") && js_kind(data) == '{' && lr_cjson() ? lr_json_parse(data.p, data.n) : NULL;
+    cJSON *j = lr_cfg()->normalize && js_kind(data) == '{' && lr_cjson() ? lr_json_parse(data.p, data.n) : NULL;
     if (!j) {
         if (js_valid(data)) js_minify(data, o);
         else lr_pyjson_str(data.p, data.n, o);
@@ -240,8 +210,7 @@ static void add_item(buf_t *o, lr_op_t op, bool chunk, span_t data, bool first)
     buf_adds(o, ", \"__data__\": ");
     put_data(o, data);
     /* the event exactly as it came, when the compact form would differ (llama-stack ignores it) */
-    const char *n = lr_getenv("LLMREPLAY_NORMALIZE");
-    if (js_valid(data) && !(n && !strcmp(n, "1"))) {
+    if (js_valid(data) && !lr_cfg()->normalize) {
         buf_t m;
         buf_init(&m);
         js_minify(data, &m);
@@ -328,7 +297,7 @@ static bool write_atomic(const char *dir, const char *name, const buf_t *text, c
     /* data on disk before the name: a crash or kill -9 leaves the old file or none, never half */
     bool ok = off == text->len && fsync(fd) == 0;
     int e = errno;
-    close(fd);
+    lr_close(fd);
     if (ok && rename(tmp, path) != 0) { ok = false; e = errno; }
     if (!ok) {
         unlink(tmp);
@@ -336,21 +305,15 @@ static bool write_atomic(const char *dir, const char *name, const buf_t *text, c
         return false;
     }
     int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd >= 0) { fsync(dfd); close(dfd); }
+    if (dfd >= 0) { fsync(dfd); lr_close(dfd); }
     return true;
 }
 
 static void write_recording(const lr_capture_t *c)
 {
-    const char *dir = lr_getenv("LLMREPLAY_RECORD_DIR");
-    char first[4096] = "";
-    if (!dir) {
-        const char *d = lr_getenv("LLMREPLAY_DIR");
-        if (d) snprintf(first, sizeof first, "%.*s", (int)strcspn(d, ":"), d);
-        dir = first[0] ? first : NULL;
-    }
+    const char *dir = lr_cfg()->record_dir;
     if (!dir) { lr_error("LLMREPLAY_MODE=%s but neither LLMREPLAY_RECORD_DIR nor LLMREPLAY_DIR is set: nothing recorded", lr_mode_name(lr_mode())); return; }
-    const char *tid = lr_getenv("LLMREPLAY_TEST_ID");
+    const char *tid = lr_cfg()->test_id;
     buf_t url, body, o;
     buf_init(&url);
     buf_init(&body);
@@ -434,7 +397,7 @@ static void write_recording(const lr_capture_t *c)
         put_data(&o, resp);
         buf_adds(&o, "},\n    \"is_streaming\": false");
     }
-    if (!streaming && resp.n && !(lr_getenv("LLMREPLAY_NORMALIZE") && !strcmp(lr_getenv("LLMREPLAY_NORMALIZE"), "1"))) {
+    if (!streaming && resp.n && !lr_cfg()->normalize) {
         /* the exact bytes, when they are not the compact JSON a replay would rebuild from
          * __data__ (pretty-printed answers, non-JSON errors): llama-stack ignores the field */
         buf_t m;
@@ -464,8 +427,7 @@ static void write_recording(const lr_capture_t *c)
 /* One JSON line per exchange for LLMREPLAY_MODE=trace (llmreplay trace summarizes them). */
 static void write_trace(const lr_capture_t *c)
 {
-    const char *path = lr_getenv("LLMREPLAY_TRACE_FILE");
-    if (!path) path = "llmreplay-trace.jsonl";
+    const char *path = lr_cfg()->trace_file;
     buf_t o;
     buf_init(&o);
     char host[160] = "";
@@ -541,7 +503,7 @@ static void write_trace(const lr_capture_t *c)
     else {
         ssize_t w = write(fd, o.data, o.len); /* O_APPEND and one write: lines stay whole */
         (void)w;
-        close(fd);
+        lr_close(fd);
     }
     buf_free(&o);
 }

@@ -3,12 +3,10 @@
 #ifndef LR_RECORD_H
 #define LR_RECORD_H
 #include "engine/ops.h"
+#include "base/config.h"
 #include "base/util.h"
 
-typedef enum { MODE_REPLAY, MODE_RECORD, MODE_RECORD_IF_MISSING, MODE_LIVE, MODE_TRACE } lr_mode_t;
-
 lr_mode_t lr_mode(void);
-const char *lr_mode_name(lr_mode_t m);
 
 typedef struct lr_capture {
     lr_op_t op;

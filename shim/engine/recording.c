@@ -1,4 +1,5 @@
 #include "engine/recording.h"
+#include "base/config.h"
 #include "base/log.h"
 #include <errno.h>
 #include <fcntl.h>
@@ -10,7 +11,7 @@
 
 size_t lr_max_file_bytes(void)
 {
-    return (size_t)lr_getenv_long("LLMREPLAY_MAX_FILE_MB", 64) << 20;
+    return lr_cfg()->max_file_bytes;
 }
 
 int lr_op_class(lr_op_t op)

@@ -1,4 +1,5 @@
 #include "engine/render.h"
+#include "base/config.h"
 #include "base/log.h"
 #include <stdio.h>
 #include <stdlib.h>
@@ -256,9 +257,8 @@ void lr_response_free(lr_response_t *r)
 
 double lr_pace_setting(void)
 {
-    const char *p = lr_getenv("LLMREPLAY_PACE");
-    if (p && !strcmp(p, "recorded")) return -1;
-    return (double)lr_getenv_long("LLMREPLAY_PACE_MS", 0);
+    if (lr_cfg()->pace_recorded) return -1;
+    return lr_cfg()->pace_ms;
 }
 
 double lr_event_gap_ms(const lr_response_t *r, int i, double pace_ms)

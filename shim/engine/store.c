@@ -1,4 +1,6 @@
 #include "engine/store.h"
+#include "base/real.h"
+#include "base/config.h"
 #include "engine/index.h"
 #include "base/log.h"
 #include "engine/record.h"
@@ -352,11 +354,11 @@ static int lock_build(const char *ixpath)
      * build neither inherits it nor waits on its own copy of it. */
     struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET};
     for (int i = 0; i < 600; i++) { /* at most ~60 s, then build without the lock */
-        if (fcntl(fd, F_SETLK, &fl) == 0) return fd;
+        if (lr_fcntl(fd, F_SETLK, &fl) == 0) return fd;
         if (errno != EACCES && errno != EAGAIN && errno != EINTR) break;
         lr_sleep_ms(100);
     }
-    close(fd);
+    lr_close(fd);
     return -1;
 }
 
@@ -372,7 +374,7 @@ lr_store_t *lr_store_open(char *const *dirs, int ndirs, const char *ignore_spec,
     for (int attempt = 0; trust_cache && attempt < 2; attempt++) {
         lr_index_t *ix = lr_index_open(path, key, why, sizeof why);
         if (ix && lr_index_dirs_fresh(ix)) {
-            if (lockfd >= 0) close(lockfd);
+            if (lockfd >= 0) lr_close(lockfd);
             lr_store_t *s = from_index(ix, dirs, ndirs, ignore_spec, report, ctx);
             if (s) { free(path); return s; }
         }
@@ -385,7 +387,7 @@ lr_store_t *lr_store_open(char *const *dirs, int ndirs, const char *ignore_spec,
     lr_store_t *s = lr_store_build(dirs, ndirs, ignore_spec, report, ctx);
     if (s && !lr_index_write(s, path, key))
         lr_log(LR_INFO, "cannot write index %s: %s (the cache is skipped)", path, strerror(errno));
-    if (lockfd >= 0) close(lockfd);
+    if (lockfd >= 0) lr_close(lockfd);
     free(path);
     return s;
 }
@@ -480,7 +482,7 @@ static pthread_mutex_t refresh_lock = PTHREAD_MUTEX_INITIALIZER; /* one rescan a
 static lr_store_t *open_global(bool trust_cache)
 {
     char **dirs;
-    int n = lr_split_dirs(lr_getenv("LLMREPLAY_DIR"), &dirs);
+    int n = lr_split_dirs(lr_cfg()->dir, &dirs);
     lr_store_t *s = lr_store_open(dirs, n, lr_ignore_env(), NULL, NULL, trust_cache);
     for (int i = 0; i < n; i++) free(dirs[i]);
     free(dirs);

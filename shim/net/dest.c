@@ -1,4 +1,5 @@
 #include "net/dest.h"
+#include "base/config.h"
 #include "base/log.h"
 #include "base/real.h"
 #include "engine/store.h"
@@ -53,13 +54,11 @@ static void add_rule(const char *host, int port)
 /* LLMREPLAY_HOSTS: "host", "host:port", "*:11434", "*", "[::1]:8000", comma separated. */
 static void parse_hosts(const char *spec)
 {
-    for (const char *p = spec; p && *p;) {
-        size_t l = strcspn(p, ", ");
+    const char *tok;
+    size_t l;
+    for (const char *p = spec; lr_list_next(&p, &tok, &l);) {
         char item[160];
-        snprintf(item, sizeof item, "%.*s", (int)(l < sizeof item ? l : sizeof item - 1), p);
-        p += l;
-        while (*p == ',' || *p == ' ') p++;
-        if (!item[0]) continue;
+        snprintf(item, sizeof item, "%.*s", (int)(l < sizeof item ? l : sizeof item - 1), tok);
         int port = 0;
         char *host = item;
         if (item[0] == '[') {
@@ -83,7 +82,7 @@ static void load_rules(void)
     int n = 0;
     const lr_hostport_t *hp = s ? lr_store_hosts(s, &n) : NULL;
     for (int i = 0; i < n; i++) add_rule(hp[i].host, hp[i].port);
-    parse_hosts(lr_getenv("LLMREPLAY_HOSTS"));
+    parse_hosts(lr_cfg()->hosts);
     lr_inside--;
     for (int i = 0; i < nrules; i++) lr_debug("intercepting %s:%d", rules[i].host, rules[i].port);
 }
@@ -254,8 +253,7 @@ void lr_dest_format(const struct sockaddr *sa, char *out, size_t cap)
 
 bool lr_dest_egress_denied(const struct sockaddr *sa, socklen_t len)
 {
-    const char *e = lr_getenv("LLMREPLAY_EGRESS");
-    if (!e || strcmp(e, "deny")) return false;
+    if (!lr_cfg()->egress_deny) return false;
     if (!sa || (sa->sa_family != AF_INET && sa->sa_family != AF_INET6) || is_local_addr(sa)) return false;
     (void)len;
     char d[80];

@@ -1,9 +1,10 @@
 #include "net/fdtable.h"
+#include "base/real.h"
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
-/* Two levels of atomic pointers, pages allocated on first use and never freed: close() of a
+/* Two levels of atomic pointers, pages allocated on first use and never freed: lr_close() of a
  * descriptor that is not ours (almost every close) reads two words and takes no lock, so it
  * stays cheap and safe even when called from a signal handler. */
 #define PAGE 1024
@@ -24,7 +25,7 @@ static lr_fdinfo_t **slot(int fd, bool create)
     return p ? &p[fd % PAGE] : NULL;
 }
 
-/* Entries are allocated once per descriptor number and then reused, never freed: close()
+/* Entries are allocated once per descriptor number and then reused, never freed: lr_close()
  * only clears a flag (no free(), so it stays async-signal-safe), and a reader racing with a
  * close never touches freed memory. The cost is bounded by the highest number ever swapped. */
 void lr_fdt_set(int fd, const lr_fdinfo_t *info)

@@ -3,6 +3,7 @@
  * Content-Length and chunked bodies, 100-continue, HTTP/1.0, absolute-form targets) and
  * streams an answer one event per chunk, each written on its own. */
 #include "net/responder.h"
+#include "base/config.h"
 #include "net/curl_rt.h"
 #include "engine/engine.h"
 #include "engine/record.h"
@@ -82,7 +83,7 @@ static void drop(conn_t *c)
     pthread_mutex_unlock(&resp_lock);
     if (c->fd >= 0) { /* -1: a TLS connection the helper could not take */
         epoll_ctl(epfd, EPOLL_CTL_DEL, c->fd, NULL);
-        close(c->fd);
+        lr_close(c->fd);
     }
     lr_response_free(c->resp);
     buf_free(&c->in);
@@ -210,15 +211,7 @@ static bool read_head(conn_t *c, const lr_http_req_t *q, long n)
     for (int i = 0; i < q->nheaders; i++) {
         const lr_http_header_t *hd = &q->headers[i];
         static const char *hop = "host,content-length,transfer-encoding,connection,expect,keep-alive,proxy-connection,te,upgrade,accept-encoding";
-        char name[64];
-        snprintf(name, sizeof name, "%.*s", (int)(hd->nlen < 63 ? hd->nlen : 63), hd->name);
-        bool skip = false;
-        for (const char *p = hop; *p && !skip;) {
-            size_t l = strcspn(p, ",");
-            skip = l == strlen(name) && !strncasecmp(p, name, l);
-            p += l + (p[l] == ',');
-        }
-        if (skip) continue;
+        if (lr_list_has(hop, hd->name, hd->nlen)) continue;
         buf_add(&c->fwd_headers, hd->name, hd->nlen);
         buf_adds(&c->fwd_headers, ": ");
         buf_add(&c->fwd_headers, hd->value, hd->vlen);
@@ -728,10 +721,10 @@ static void fork_child(void)
 {
     /* The loop thread did not come along. The child's copies of the server ends belong to the
      * parent's connections (which the parent keeps serving): close them and start afresh. */
-    for (int i = 0; i < nconns; i++) close(conns[i]->fd);
+    for (int i = 0; i < nconns; i++) lr_close(conns[i]->fd);
     nconns = 0;
-    if (epfd >= 0) close(epfd);
-    if (wakefd >= 0) close(wakefd);
+    if (epfd >= 0) lr_close(epfd);
+    if (wakefd >= 0) lr_close(wakefd);
     epfd = wakefd = -1;
     owner = 0;
     pthread_mutex_unlock(&resp_lock);
@@ -741,9 +734,8 @@ __attribute__((constructor)) static void responder_init(void) { pthread_atfork(f
 bool lr_responder_add(int fd, const char *host, int port, const char *scheme)
 {
     if (!max_request_bytes) {
-        max_request_bytes = (size_t)lr_getenv_long("LLMREPLAY_MAX_REQUEST_MB", 64) << 20;
-        const char *ca = lr_getenv("LLMREPLAY_UPSTREAM_CA");
-        upstream_ca = ca ? strdup(ca) : NULL;
+        max_request_bytes = lr_cfg()->max_request_bytes;
+        upstream_ca = lr_cfg()->upstream_ca;
     }
     lr_tls_term_prepare();
     lr_responder_ack(); /* made now: a connection made before a fork is acknowledged alike */
@@ -754,7 +746,7 @@ bool lr_responder_add(int fd, const char *host, int port, const char *scheme)
     snprintf(c->name, sizeof c->name, "%s", host);
     if (strchr(host, ':')) snprintf(c->host, sizeof c->host, "[%s]:%d", host, port);
     else snprintf(c->host, sizeof c->host, "%s:%d", host, port);
-    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+    lr_fcntl(fd, F_SETFL, lr_fcntl(fd, F_GETFL, 0) | O_NONBLOCK);
     pthread_mutex_lock(&resp_lock);
     bool ok = true;
     if (owner != getpid()) {

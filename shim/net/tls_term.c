@@ -5,6 +5,8 @@
  * when the control socket closes (this process and its forks are gone) and its connections
  * are done. No libssl or libcrypto is ever loaded here. */
 #include "net/tls_term.h"
+#include "base/real.h"
+#include "base/config.h"
 #include "base/log.h"
 #include "base/util.h"
 #include <dlfcn.h>
@@ -38,7 +40,7 @@ static void fork_parent(void) { pthread_mutex_unlock(&helper_lock); }
 static void fork_child(void)
 {
     /* The parent's helper stays the parent's: our copy of its socket would keep it alive. */
-    if (helper_ctl >= 0) close(helper_ctl);
+    if (helper_ctl >= 0) lr_close(helper_ctl);
     helper_ctl = -1;
     pthread_mutex_unlock(&helper_lock);
 }
@@ -53,7 +55,7 @@ static bool executable(const char *p)
 /* LLMREPLAY_BIN, else the llmreplay beside (or in the bin/ of the prefix of) this library. */
 static bool find_binary(char *out, size_t cap)
 {
-    const char *env = lr_getenv("LLMREPLAY_BIN");
+    const char *env = lr_cfg()->bin;
     if (env) {
         snprintf(out, cap, "%s", env);
         return executable(out);
@@ -138,7 +140,7 @@ static int spawn(const char *path, int theirs)
     posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
     /* the host's stderr, for the helper's messages: passed explicitly, since Node marks its
      * stdio close-on-exec (a closed fd 2 would be reused for a connection, messages and all) */
-    int err = fcntl(2, F_DUPFD_CLOEXEC, 10);
+    int err = lr_fcntl(2, F_DUPFD_CLOEXEC, 10);
     if (err >= 0) posix_spawn_file_actions_adddup2(&fa, err, 2);
     else posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
     posix_spawn_file_actions_adddup2(&fa, theirs, 3);
@@ -152,7 +154,7 @@ static int spawn(const char *path, int theirs)
     char *argv[] = {(char *)path, "tls-helper", NULL};
     pid_t pid;
     int rc = spawn_env ? posix_spawn(&pid, path, &fa, &at, argv, spawn_env) : ENOMEM;
-    if (err >= 0) close(err);
+    if (err >= 0) lr_close(err);
     posix_spawn_file_actions_destroy(&fa);
     posix_spawnattr_destroy(&at);
     if (rc != 0) return rc;
@@ -177,14 +179,14 @@ static bool start_helper(const char *host)
     }
     /* dup2(3, 3) would keep close-on-exec: make sure the helper's end is not fd 3 yet */
     if (sv[1] == 3) {
-        int moved = fcntl(sv[1], F_DUPFD_CLOEXEC, 4);
-        close(sv[1]);
+        int moved = lr_fcntl(sv[1], F_DUPFD_CLOEXEC, 4);
+        lr_close(sv[1]);
         sv[1] = moved;
     }
     int rc = sv[1] < 0 ? errno : spawn(bin, sv[1]);
-    if (sv[1] >= 0) close(sv[1]);
+    if (sv[1] >= 0) lr_close(sv[1]);
     if (rc != 0) {
-        close(sv[0]);
+        lr_close(sv[0]);
         if (rc > 0) lr_error("cannot run %s tls-helper: %s (set LLMREPLAY_BIN to the llmreplay binary)", bin, strerror(rc));
         else lr_error("%s tls-helper failed to start (see its message above); TLS to replayed hosts will fail", bin);
         return false;
@@ -228,9 +230,9 @@ static int hand_over(int tls_fd, const char *host, int *plain)
         }
     }
     int e = r < 0 ? errno : 0;
-    close(sp[1]);
-    if (e) { close(sp[0]); return e; }
-    fcntl(sp[0], F_SETFL, fcntl(sp[0], F_GETFL) | O_NONBLOCK);
+    lr_close(sp[1]);
+    if (e) { lr_close(sp[0]); return e; }
+    lr_fcntl(sp[0], F_SETFL, lr_fcntl(sp[0], F_GETFL, 0) | O_NONBLOCK);
     *plain = sp[0];
     return 0;
 }
@@ -253,7 +255,7 @@ static int terminate_locked(int tls_fd, const char *host)
             break;
         }
         /* the helper died: start another one, once */
-        close(helper_ctl);
+        lr_close(helper_ctl);
         helper_ctl = -1;
     }
     return -1;
@@ -265,6 +267,6 @@ int lr_tls_terminate(int tls_fd, const char *host)
     pthread_mutex_lock(&helper_lock);
     int fd = terminate_locked(tls_fd, host ? host : "");
     pthread_mutex_unlock(&helper_lock);
-    close(tls_fd);
+    lr_close(tls_fd);
     return fd;
 }

@@ -2,6 +2,7 @@
  * (IPv4 and IPv6, as the hints ask) and the resolver is never consulted for it. Results are
  * one allocation each, told apart from libc's in freeaddrinfo. Only real EAI_* codes are
  * returned (Node aborts on others). */
+#include "base/config.h"
 #include "net/dest.h"
 #include "base/log.h"
 #include "base/real.h"
@@ -12,29 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static struct {
-    int (*getaddrinfo)(const char *, const char *, const struct addrinfo *, struct addrinfo **);
-    void (*freeaddrinfo)(struct addrinfo *);
-    struct hostent *(*gethostbyname)(const char *);
-    struct hostent *(*gethostbyname2)(const char *, int);
-    int (*gethostbyname_r)(const char *, struct hostent *, char *, size_t, struct hostent **, int *);
-    int (*gethostbyname2_r)(const char *, int, struct hostent *, char *, size_t, struct hostent **, int *);
-} real;
-static pthread_once_t once = PTHREAD_ONCE_INIT;
-
-LR_EXPORT int getaddrinfo(const char *node, const char *service, const struct addrinfo *hints, struct addrinfo **res);
-
-static void resolve(void)
-{
-    *(void **)&real.getaddrinfo = lr_real("getaddrinfo", (void *)getaddrinfo, NULL);
-    *(void **)&real.freeaddrinfo = lr_real("freeaddrinfo", NULL, NULL);
-    *(void **)&real.gethostbyname = lr_real("gethostbyname", NULL, NULL);
-    *(void **)&real.gethostbyname2 = lr_real("gethostbyname2", NULL, NULL);
-    *(void **)&real.gethostbyname_r = lr_real("gethostbyname_r", NULL, NULL);
-    *(void **)&real.gethostbyname2_r = lr_real("gethostbyname2_r", NULL, NULL);
-}
-
-static void dns_real(void) { pthread_once(&once, resolve); }
+#define real (*lr_libc())
 
 /* Our results, so freeaddrinfo knows which allocator they came from. */
 static pthread_mutex_t ours_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -67,7 +46,7 @@ static bool forget(struct addrinfo *ai)
     return found;
 }
 
-static bool intercept_name(const char *node) { return node && !lr_inside && lr_layer_enabled("sockets") && lr_dest_fake_name(node); }
+static bool intercept_name(const char *node) { return node && !lr_inside && lr_layer_on(LR_LAYER_SOCKETS) && lr_dest_fake_name(node); }
 
 /* The port of service, in network order; false (with the EAI code) when it cannot be had. */
 static bool service_port(const char *service, const struct addrinfo *hints, unsigned short *port_be, int *eai)
@@ -141,7 +120,6 @@ static int fake_addrinfo(const char *node, const char *service, const struct add
 
 LR_EXPORT int getaddrinfo(const char *node, const char *service, const struct addrinfo *hints, struct addrinfo **res)
 {
-    dns_real();
     if (!real.getaddrinfo) return EAI_SYSTEM;
     bool numeric = hints && (hints->ai_flags & AI_NUMERICHOST);
     if (!numeric && intercept_name(node)) return fake_addrinfo(node, service, hints, res);
@@ -151,7 +129,7 @@ LR_EXPORT int getaddrinfo(const char *node, const char *service, const struct ad
 #ifdef EAI_NODATA
                                                       || rc == EAI_NODATA
 #endif
-                                                      ) && lr_layer_enabled("sockets") && lr_dest_any_host_rule()) {
+                                                      ) && lr_layer_on(LR_LAYER_SOCKETS) && lr_dest_any_host_rule()) {
         unsigned char b[16];
         if (inet_pton(AF_INET, node, b) != 1 && inet_pton(AF_INET6, node, b) != 1)
             return fake_addrinfo(node, service, hints, res);
@@ -161,7 +139,6 @@ LR_EXPORT int getaddrinfo(const char *node, const char *service, const struct ad
 
 LR_EXPORT void freeaddrinfo(struct addrinfo *ai)
 {
-    dns_real();
     if (ai && forget(ai)) { free(ai); return; } /* one block: the first item is its start */
     if (real.freeaddrinfo) real.freeaddrinfo(ai);
 }
@@ -197,7 +174,6 @@ static int fill_hostent(const char *name, int af, struct hostent *he, char *buf,
 LR_EXPORT int gethostbyname2_r(const char *name, int af, struct hostent *he, char *buf, size_t len,
                                struct hostent **result, int *herr)
 {
-    dns_real();
     if ((af == AF_INET || af == AF_INET6) && intercept_name(name)) return fill_hostent(name, af, he, buf, len, result, herr);
     return real.gethostbyname2_r ? real.gethostbyname2_r(name, af, he, buf, len, result, herr) : ENOSYS;
 }
@@ -205,7 +181,6 @@ LR_EXPORT int gethostbyname2_r(const char *name, int af, struct hostent *he, cha
 LR_EXPORT int gethostbyname_r(const char *name, struct hostent *he, char *buf, size_t len, struct hostent **result,
                               int *herr)
 {
-    dns_real();
     if (intercept_name(name)) return fill_hostent(name, AF_INET, he, buf, len, result, herr);
     return real.gethostbyname_r ? real.gethostbyname_r(name, he, buf, len, result, herr) : ENOSYS;
 }
@@ -216,7 +191,6 @@ static __thread char tls_buf[1024];
 
 LR_EXPORT struct hostent *gethostbyname2(const char *name, int af)
 {
-    dns_real();
     if ((af == AF_INET || af == AF_INET6) && intercept_name(name)) {
         struct hostent *r;
         int herr;
@@ -229,7 +203,6 @@ LR_EXPORT struct hostent *gethostbyname2(const char *name, int af)
 
 LR_EXPORT struct hostent *gethostbyname(const char *name)
 {
-    dns_real();
     if (intercept_name(name)) return gethostbyname2(name, AF_INET);
     return real.gethostbyname ? real.gethostbyname(name) : NULL;
 }

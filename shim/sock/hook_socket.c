@@ -2,6 +2,7 @@
  * for one end of a socketpair served by the in-process responder. Everything a client may ask
  * of a TCP socket afterwards (peer and local address, TCP options, SO_DOMAIN…) is answered
  * as a TCP socket would; everything else passes through. */
+#include "base/config.h"
 #include "net/dest.h"
 #include "net/fdtable.h"
 #include "base/log.h"
@@ -22,44 +23,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static struct {
-    int (*connect)(int, const struct sockaddr *, socklen_t);
-    int (*close)(int);
-    int (*dup)(int);
-    int (*dup2)(int, int);
-    int (*dup3)(int, int, int);
-    int (*fcntl)(int, int, ...);
-    int (*fcntl64)(int, int, ...);
-    int (*getpeername)(int, struct sockaddr *, socklen_t *);
-    int (*getsockname)(int, struct sockaddr *, socklen_t *);
-    int (*getsockopt)(int, int, int, void *, socklen_t *);
-    int (*setsockopt)(int, int, int, const void *, socklen_t);
-} real;
-static pthread_once_t once = PTHREAD_ONCE_INIT;
+#define real (*lr_libc())
 
-LR_EXPORT int connect(int fd, const struct sockaddr *sa, socklen_t len);
-
-static void resolve(void)
-{
-#define R(f) *(void **)&real.f = lr_real(#f, NULL, NULL)
-    *(void **)&real.connect = lr_real("connect", (void *)connect, NULL);
-    R(close);
-    R(dup);
-    R(dup2);
-    R(dup3);
-    R(fcntl);
-    R(fcntl64);
-    R(getpeername);
-    R(getsockname);
-    R(getsockopt);
-    R(setsockopt);
-#undef R
-    if (!real.fcntl64) real.fcntl64 = real.fcntl;
-}
-
-static void sock_real(void) { pthread_once(&once, resolve); }
-
-static bool sockets_on(void) { return !lr_inside && lr_layer_enabled("sockets"); }
+static bool sockets_on(void) { return !lr_inside && lr_layer_on(LR_LAYER_SOCKETS); }
 
 /* A plausible local address for the client's side of a swapped connection. */
 static void fake_local(const struct sockaddr *peer, struct sockaddr_storage *out, socklen_t *len, int fd)
@@ -175,7 +141,6 @@ static int swap_in(int fd, const struct sockaddr *sa, socklen_t len, const char 
 
 static int do_connect(int fd, const struct sockaddr *sa, socklen_t len)
 {
-    sock_real();
     if (!real.connect) { errno = ENOSYS; return -1; }
     if (!sockets_on() || !sa || (sa->sa_family != AF_INET && sa->sa_family != AF_INET6))
         return real.connect(fd, sa, len);
@@ -202,14 +167,12 @@ LR_EXPORT int connect(int fd, const struct sockaddr *sa, socklen_t len) { return
 
 LR_EXPORT int close(int fd)
 {
-    sock_real();
     lr_fdt_clear(fd);
     return real.close(fd);
 }
 
 LR_EXPORT int dup(int fd)
 {
-    sock_real();
     int r = real.dup(fd);
     if (r >= 0) lr_fdt_dup(fd, r);
     return r;
@@ -217,7 +180,6 @@ LR_EXPORT int dup(int fd)
 
 LR_EXPORT int dup2(int fd, int fd2)
 {
-    sock_real();
     int r = real.dup2(fd, fd2);
     if (r >= 0) lr_fdt_dup(fd, r);
     return r;
@@ -225,7 +187,6 @@ LR_EXPORT int dup2(int fd, int fd2)
 
 LR_EXPORT int dup3(int fd, int fd2, int flags)
 {
-    sock_real();
     int r = real.dup3(fd, fd2, flags);
     if (r >= 0 && !lr_inside) lr_fdt_dup(fd, r);
     return r;
@@ -242,7 +203,6 @@ static int do_fcntl(int (*f)(int, int, ...), int fd, int cmd, void *arg)
 
 LR_EXPORT int fcntl(int fd, int cmd, ...)
 {
-    sock_real();
     va_list ap;
     va_start(ap, cmd);
     void *arg = va_arg(ap, void *);
@@ -252,7 +212,6 @@ LR_EXPORT int fcntl(int fd, int cmd, ...)
 
 LR_EXPORT int fcntl64(int fd, int cmd, ...)
 {
-    sock_real();
     va_list ap;
     va_start(ap, cmd);
     void *arg = va_arg(ap, void *);
@@ -271,7 +230,6 @@ static int give_addr(const struct sockaddr_storage *a, socklen_t alen, struct so
 
 LR_EXPORT int getpeername(int fd, struct sockaddr *sa, socklen_t *len)
 {
-    sock_real();
     lr_fdinfo_t i;
     if (!lr_inside && lr_fdt_get(fd, &i)) return give_addr(&i.peer, i.peerlen, sa, len);
     return real.getpeername(fd, sa, len);
@@ -279,7 +237,6 @@ LR_EXPORT int getpeername(int fd, struct sockaddr *sa, socklen_t *len)
 
 LR_EXPORT int getsockname(int fd, struct sockaddr *sa, socklen_t *len)
 {
-    sock_real();
     lr_fdinfo_t i;
     if (!lr_inside && lr_fdt_get(fd, &i)) return give_addr(&i.local, i.locallen, sa, len);
     return real.getsockname(fd, sa, len);
@@ -295,7 +252,6 @@ static int give_int(int v, void *val, socklen_t *len)
 
 LR_EXPORT int getsockopt(int fd, int level, int opt, void *val, socklen_t *len)
 {
-    sock_real();
     lr_fdinfo_t i;
     if (!lr_inside && lr_fdt_get(fd, &i)) {
         if (level == IPPROTO_TCP) return give_int(opt >= 0 && opt < 32 ? i.tcp_opts[opt] : 0, val, len);
@@ -309,7 +265,6 @@ LR_EXPORT int getsockopt(int fd, int level, int opt, void *val, socklen_t *len)
 
 LR_EXPORT int setsockopt(int fd, int level, int opt, const void *val, socklen_t len)
 {
-    sock_real();
     lr_fdinfo_t i;
     if (!lr_inside && lr_fdt_get(fd, &i)) {
         /* TCP and IP options mean nothing on a socketpair: remember them, report success */

@@ -2,6 +2,7 @@
  * in the shim that table holds the host's own libcrypto, so the keys and certificates made
  * here can be handed to the host's libssl; this file never links or loads a libcrypto. */
 #include "tls/cert_impl.h"
+#include "base/real.h"
 #include "base/util.h"
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -245,7 +246,7 @@ static FILE *tmp_open(const char *path, unsigned mode, char *tmp, size_t cap)
         if (fd < 0 && errno != EEXIST) return NULL;
     }
     FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
-    if (!f && fd >= 0) { close(fd); unlink(tmp); }
+    if (!f && fd >= 0) { lr_close(fd); unlink(tmp); }
     return f;
 }
 
@@ -275,17 +276,17 @@ static int load_key(const lr_crypto_t *cr, const char *dir, EVP_PKEY **key, X509
     struct stat st;
     if (fd < 0 || fstat(fd, &st) != 0) {
         ERR("cannot read %s: %s (delete %s/ca.pem and %s to make a new CA)", path, strerror(errno), dir, path);
-        if (fd >= 0) close(fd);
+        if (fd >= 0) lr_close(fd);
         return -1;
     }
     if (!S_ISREG(st.st_mode) || st.st_uid != geteuid() || (st.st_mode & 077)) {
-        close(fd);
+        lr_close(fd);
         ERR("%s is open to other users or not yours: run chmod 600 %s, or delete it and %s/ca.pem to make a new CA", path,
             path, dir);
         return -1;
     }
     FILE *f = fdopen(fd, "r");
-    if (!f) { close(fd); ERR("cannot read %s: %s", path, strerror(errno)); return -1; }
+    if (!f) { lr_close(fd); ERR("cannot read %s: %s", path, strerror(errno)); return -1; }
     *key = cr->PEM_read_PrivateKey(f, NULL, no_password, NULL);
     *cert = *key ? cr->PEM_read_X509(f, NULL, no_password, NULL) : NULL;
     fclose(f);

@@ -6,6 +6,7 @@
  * a real answer: the certificate is issued for the host by a CA made in this process.
  * Sessions to any other host are left alone. Nothing here links libssl: every function is
  * looked up in the copy the host loaded. */
+#include "base/config.h"
 #include "tls/cert.h"
 #include "net/dest.h"
 #include "net/fdtable.h"
@@ -380,7 +381,7 @@ static st_t *decide(SSL *s)
     /* a call from inside libssl, or a session whose real handshake began without the hooks
      * (the SSL BIO calls libssl's internals directly, and its reads and writes never pass
      * through here): TLS for real (terminated), even if the program calls SSL_read later */
-    bool never = lr_inside || from_libssl || !lr_layer_enabled("tls") || real.is_server(s) ||
+    bool never = lr_inside || from_libssl || !lr_layer_on(LR_LAYER_TLS) || real.is_server(s) ||
                  (real.in_before && !real.in_before(s));
     if (!never && (!real.rbio(s) || !real.wbio(s))) return NULL; /* nothing to talk through yet */
     st = st_make(s);
@@ -399,7 +400,7 @@ static st_t *decide(SSL *s)
     } else {
         /* memory or custom BIOs: the name the client resolved through the shim; the ACK
          * confirms that the transport really is the responder */
-        if (!st->sni || !lr_layer_enabled("sockets") || !lr_dest_fake_name(st->sni)) return NULL;
+        if (!st->sni || !lr_layer_on(LR_LAYER_SOCKETS) || !lr_dest_fake_name(st->sni)) return NULL;
         snprintf(st->host, sizeof st->host, "%s", st->sni);
     }
     st->ours = true;

@@ -1,6 +1,7 @@
 /* Unit tests of the engine (jspan, canon, ops, recording, render, store, match).
  * One line per check, "ok NAME" or "not ok NAME: detail"; exit status 1 when any failed.
  * Run from the project root: the seed recording is read from ../shared/seed/. */
+#include "base/config.h"
 #include "engine/canon.h"
 #include "json/jspan.h"
 #include "engine/match.h"
@@ -869,13 +870,13 @@ static void test_load_failures(void)
     big[n - 1] = '}';
     const char *p = write_bytes("big.json", big, n);
     free(big);
-    setenv("LLMREPLAY_MAX_FILE_MB", "1", 1);
+    setenv("LLMREPLAY_MAX_FILE_MB", "1", 1); lr_config_reload();
     check(lr_max_file_bytes() == 1u << 20, "recording.max_file_bytes", "%zu", lr_max_file_bytes());
     why[0] = 0;
     lr_rec_t *r = lr_rec_load(p, NULL, why, sizeof why);
     check(!r && strstr(why, "larger") && strstr(why, "LLMREPLAY_MAX_FILE_MB"), "recording.fail.too_large", "reason '%s'", why);
     lr_rec_free(r);
-    unsetenv("LLMREPLAY_MAX_FILE_MB");
+    unsetenv("LLMREPLAY_MAX_FILE_MB"); lr_config_reload();
     check(lr_max_file_bytes() == 64u << 20, "recording.max_file_bytes_default", "%zu", lr_max_file_bytes());
 }
 
@@ -912,7 +913,7 @@ static lr_req_t request(lr_op_t op, const char *method, const char *url, const c
 static void test_store_match(void)
 {
     current = "store";
-    unsetenv("LLMREPLAY_TEST_ID"); /* it narrows the candidates */
+    unsetenv("LLMREPLAY_TEST_ID"); lr_config_reload(); /* it narrows the candidates */
 #define BODY_A "{'model':'m1','messages':[{'role':'user','content':'hi'}],'temperature':0.5}"
     /* a and b: one request recorded twice (spelled differently); c: another request. */
     write_text("store/a.json", REC("POST", CHAT_URL, "/v1/chat/completions", BODY_A, "{'body':{'id':'A'}}"));
@@ -1089,9 +1090,9 @@ int main(void)
     setvbuf(stdout, NULL, _IOLBF, 0); /* lines survive a crash */
     signal(SIGSEGV, on_crash);
     signal(SIGBUS, on_crash);
-    setenv("LLMREPLAY_LOG", "error", 1); /* the vanished-recording check warns on purpose */
-    unsetenv("LLMREPLAY_IGNORE");
-    unsetenv("LLMREPLAY_MAX_FILE_MB");
+    setenv("LLMREPLAY_LOG", "error", 1); lr_config_reload(); /* the vanished-recording check warns on purpose */
+    unsetenv("LLMREPLAY_IGNORE"); lr_config_reload();
+    unsetenv("LLMREPLAY_MAX_FILE_MB"); lr_config_reload();
     snprintf(tmp, sizeof tmp, "%s/llmreplay-unit-XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
     if (!mkdtemp(tmp)) { perror("mkdtemp"); return 2; }
 

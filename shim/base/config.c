@@ -1,0 +1,237 @@
+#include "base/config.h"
+#include "base/log.h"
+#include "base/util.h"
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* One row per variable: how it is parsed, its default and what it accepts. */
+typedef enum { K_STR, K_MB, K_MS, K_ENUM, K_LAYERS } kind_t;
+
+typedef struct {
+    const char *name;
+    kind_t kind;
+    size_t off;          /* field of lr_config_t */
+    const char *dflt;    /* as the user would write it; NULL: unset */
+    const char *accepts; /* K_ENUM: "a|b|c" (position = value); others: text for messages */
+    bool internal;       /* not shown by llmreplay config */
+} setting_t;
+
+#define F(f) offsetof(lr_config_t, f)
+static const setting_t settings[] = {
+    {"LLMREPLAY_LOG", K_ENUM, F(log_level), "warn", "quiet|error|warn|info|debug", false},
+    {"LLMREPLAY_DIR", K_STR, F(dir), NULL, "directories or files, colon separated", false},
+    {"LLMREPLAY_MODE", K_ENUM, F(mode), "replay", "replay|record|record-if-missing|live|trace", false},
+    {"LLMREPLAY_LAYERS", K_LAYERS, F(layers), "curl,sockets,tls", "a comma list of curl, sockets, tls", false},
+    {"LLMREPLAY_IGNORE", K_STR, F(ignore), NULL, "body fields, comma separated", false},
+    {"LLMREPLAY_REDACT", K_STR, F(redact), NULL, "header names and body fields, comma separated", false},
+    {"LLMREPLAY_MISS_LOG", K_STR, F(miss_log), NULL, "a file", false},
+    {"LLMREPLAY_PACE_MS", K_MS, F(pace_ms), "0", "milliseconds, a number >= 0 such as 20 or 2.5", false},
+    {"LLMREPLAY_PACE", K_ENUM, F(pace_recorded), NULL, "|recorded", false},
+    {"LLMREPLAY_HOSTS", K_STR, F(hosts), NULL, "host, host:port, *:port, [v6]:port or *, comma separated", false},
+    {"LLMREPLAY_EGRESS", K_ENUM, F(egress_deny), "allow", "allow|deny", false},
+    {"LLMREPLAY_UPSTREAM_CA", K_STR, F(upstream_ca), NULL, "a CA bundle file", false},
+    {"LLMREPLAY_MAX_REQUEST_MB", K_MB, F(max_request_bytes), "64", "megabytes, an integer >= 1", false},
+    {"LLMREPLAY_MAX_FILE_MB", K_MB, F(max_file_bytes), "64", "megabytes, an integer >= 1", false},
+    {"LLMREPLAY_RECORD_DIR", K_STR, F(record_dir), NULL, "a directory", false},
+    {"LLMREPLAY_TEST_ID", K_STR, F(test_id), NULL, "a test id", false},
+    {"LLMREPLAY_NORMALIZE", K_ENUM, F(normalize), "0", "0|1", false},
+    {"LLMREPLAY_TRACE_FILE", K_STR, F(trace_file), "llmreplay-trace.jsonl", "a file", false},
+    {"LLMREPLAY_CACHE", K_ENUM, F(cache), "on", "off|on", false},
+    {"LLMREPLAY_CACHE_DIR", K_STR, F(cache_dir), NULL, "a directory", false},
+    {"LLMREPLAY_BIN", K_STR, F(bin), NULL, "the llmreplay binary", false},
+    {"LLMREPLAY_LIB", K_STR, F(lib), NULL, "libllmreplay.so", false},
+    {"LLMREPLAY__STRICT_FILE", K_STR, F(strict_file), NULL, "a file", true},
+};
+#define NSET (sizeof settings / sizeof settings[0])
+
+/* Where each value came from, for llmreplay config. */
+typedef enum { FROM_DEFAULT, FROM_ENV, FROM_BAD } source_t;
+
+static const lr_config_t *current;
+static source_t sources[NSET];
+static pthread_mutex_t reload_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_once_t once = PTHREAD_ONCE_INIT;
+/* Structures replaced by lr_config_reload, kept reachable (another thread may hold one). */
+__attribute__((used)) static const lr_config_t *retired[32];
+static unsigned nretired;
+
+/* Position of v in "a|b|c" (an empty alternative matches ""), -1 when absent. */
+static int enum_index(const char *accepts, const char *v)
+{
+    int i = 0;
+    for (const char *p = accepts;; i++) {
+        size_t l = strcspn(p, "|");
+        if (strlen(v) == l && !strncmp(p, v, l)) return i;
+        if (!p[l]) return -1;
+        p += l + 1;
+    }
+}
+
+static bool parse_layers(const char *v, unsigned *out)
+{
+    static const char *names[] = {"curl", "sockets", "tls"};
+    unsigned bits = 0;
+    const char *tok;
+    size_t n;
+    for (const char *p = v; lr_list_next(&p, &tok, &n);) {
+        unsigned b = 0;
+        for (unsigned i = 0; i < 3; i++)
+            if (n == strlen(names[i]) && !strncmp(tok, names[i], n)) b = 1u << i;
+        if (!b) return false;
+        bits |= b;
+    }
+    *out = bits;
+    return true;
+}
+
+/* Parse v for s into field (NULL: check only). */
+static bool parse(const setting_t *s, const char *v, void *field)
+{
+    char *end;
+    switch (s->kind) {
+    case K_STR:
+        if (field) *(const char **)field = strdup(v);
+        return true;
+    case K_MB: {
+        long n = strtol(v, &end, 10);
+        if (end == v || *end || n < 1 || n > (1L << 20)) return false;
+        if (field) *(size_t *)field = (size_t)n << 20;
+        return true;
+    }
+    case K_MS: {
+        double d = strtod(v, &end);
+        if (end == v || *end || !(d >= 0) || d > 3.6e6) return false;
+        if (field) *(double *)field = d;
+        return true;
+    }
+    case K_ENUM: {
+        int i = enum_index(s->accepts, v);
+        if (i < 0) return false;
+        if (!field) return true;
+        if (s->off == F(log_level) || s->off == F(mode)) *(int *)field = i;
+        else *(bool *)field = i != 0;
+        return true;
+    }
+    case K_LAYERS: {
+        unsigned b;
+        if (!parse_layers(v, &b)) return false;
+        if (field) *(unsigned *)field = b;
+        return true;
+    }
+    }
+    return false;
+}
+
+static void accepted_text(const setting_t *s, char *out, size_t cap)
+{
+    if (s->kind != K_ENUM) { snprintf(out, cap, "%s", s->accepts); return; }
+    size_t at = 0;
+    out[0] = 0;
+    for (const char *p = s->accepts; *p && at + 1 < cap;) {
+        size_t l = strcspn(p, "|");
+        if (l) at += (size_t)snprintf(out + at, cap - at, "%s%.*s", at ? ", " : "", (int)l, p);
+        p += l + (p[l] ? 1 : 0);
+    }
+}
+
+static lr_config_t *read_env(source_t *src)
+{
+    lr_config_t *c = calloc(1, sizeof *c);
+    if (!c) abort(); /* a few hundred bytes at start-up: nothing sensible is left to do */
+    char msgs[NSET][320];
+    int nmsgs = 0;
+    for (size_t i = 0; i < NSET; i++) {
+        const setting_t *s = &settings[i];
+        void *field = (char *)c + s->off;
+        if (s->dflt) parse(s, s->dflt, field);
+        const char *v = getenv(s->name);
+        src[i] = FROM_DEFAULT;
+        if (!v || !*v) continue;
+        if (parse(s, v, field)) { src[i] = FROM_ENV; continue; }
+        char acc[200];
+        accepted_text(s, acc, sizeof acc);
+        snprintf(msgs[nmsgs++], sizeof msgs[0], "%s=%.60s is not valid (accepted: %s); using %s", s->name, v, acc,
+                 s->dflt ? s->dflt : "nothing");
+        if (s->dflt) parse(s, s->dflt, field);
+        src[i] = FROM_BAD;
+    }
+    /* Derived defaults. */
+    if (!c->record_dir && c->dir) c->record_dir = lr_strndup(c->dir, strcspn(c->dir, ":"));
+    if (!c->cache_dir) {
+        const char *x = getenv("XDG_CACHE_HOME"), *h = getenv("HOME");
+        char p[4096];
+        if (x && *x) snprintf(p, sizeof p, "%s/llmreplay", x);
+        else if (h && *h) snprintf(p, sizeof p, "%s/.cache/llmreplay", h);
+        else p[0] = 0;
+        if (p[0]) c->cache_dir = strdup(p);
+    }
+    lr_log_set_level(c->log_level); /* before the warnings, which depend on it */
+    for (int i = 0; i < nmsgs; i++) lr_warn("%s", msgs[i]);
+    return c;
+}
+
+static void load(void) { __atomic_store_n(&current, read_env(sources), __ATOMIC_RELEASE); }
+
+const lr_config_t *lr_cfg(void)
+{
+    const lr_config_t *c = __atomic_load_n(&current, __ATOMIC_ACQUIRE);
+    if (c) return c;
+    pthread_once(&once, load);
+    return current;
+}
+
+void lr_config_reload(void)
+{
+    const lr_config_t *old = lr_cfg();
+    pthread_mutex_lock(&reload_lock);
+    retired[nretired++ % 32] = old;
+    __atomic_store_n(&current, read_env(sources), __ATOMIC_RELEASE);
+    pthread_mutex_unlock(&reload_lock);
+}
+
+const char *lr_mode_name(lr_mode_t m)
+{
+    static const char *n[] = {"replay", "record", "record-if-missing", "live", "trace"};
+    return (unsigned)m < 5 ? n[m] : "?";
+}
+
+bool lr_config_check(const char *name, const char *value, char *why, size_t cap)
+{
+    for (size_t i = 0; i < NSET; i++) {
+        if (strcmp(settings[i].name, name)) continue;
+        if (parse(&settings[i], value, NULL)) return true;
+        char acc[200];
+        accepted_text(&settings[i], acc, sizeof acc);
+        snprintf(why, cap, "%s=%s is not valid (accepted: %s)", name, value, acc);
+        return false;
+    }
+    snprintf(why, cap, "%s is not a setting", name);
+    return false;
+}
+
+void lr_config_print(int fd)
+{
+    lr_cfg();
+    static const char *from[] = {"default", "environment", "default (the environment's value is not valid)"};
+    for (size_t i = 0; i < NSET; i++) {
+        const setting_t *s = &settings[i];
+        if (s->internal) continue;
+        const char *v = getenv(s->name);
+        const char *shown = sources[i] == FROM_ENV ? v : s->dflt;
+        char line[1024];
+        int n;
+        if (s->off == F(record_dir) && sources[i] == FROM_DEFAULT && current->record_dir)
+            n = snprintf(line, sizeof line, "%-26s %s  (the first LLMREPLAY_DIR entry)\n", s->name, current->record_dir);
+        else if (s->off == F(cache_dir) && sources[i] == FROM_DEFAULT && current->cache_dir)
+            n = snprintf(line, sizeof line, "%-26s %s  (default)\n", s->name, current->cache_dir);
+        else
+            n = snprintf(line, sizeof line, "%-26s %s  (%s)\n", s->name, shown ? shown : "(unset)", from[sources[i]]);
+        if (n > 0) {
+            ssize_t w = write(fd, line, (size_t)n < sizeof line ? (size_t)n : sizeof line - 1);
+            (void)w;
+        }
+    }
+}
