@@ -91,9 +91,7 @@ char *buf_steal(buf_t *b, size_t *len)
     return d;
 }
 
-char *lr_read_file(const char *path, size_t max, size_t *len) { return lr_read_file_st(path, max, len, NULL); }
 
-int64_t lr_mtime_ns(const struct stat *st) { return (int64_t)st->st_mtim.tv_sec * 1000000000 + st->st_mtim.tv_nsec; }
 
 uint64_t lr_checksum(const void *p, size_t n)
 {
@@ -111,29 +109,6 @@ uint64_t lr_checksum(const void *p, size_t n)
     return h ^ (h >> 33);
 }
 
-char *lr_read_file_st(const char *path, size_t max, size_t *len, struct stat *stout)
-{
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return NULL;
-    struct stat st;
-    if (fstat(fd, &st) < 0) { int e = errno; lr_close(fd); errno = e; return NULL; }
-    if (stout) *stout = st;
-    if (!S_ISREG(st.st_mode)) { lr_close(fd); errno = EISDIR; return NULL; }
-    if ((size_t)st.st_size > max) { lr_close(fd); errno = EFBIG; return NULL; }
-    size_t cap = (size_t)st.st_size, got = 0;
-    char *d = malloc(cap + 1);
-    if (!d) { lr_close(fd); errno = ENOMEM; return NULL; }
-    while (got < cap) {
-        ssize_t r = read(fd, d + got, cap - got);
-        if (r < 0 && errno == EINTR) continue;
-        if (r <= 0) break; /* file shrank: use what is there */
-        got += (size_t)r;
-    }
-    lr_close(fd);
-    d[got] = 0;
-    *len = got;
-    return d;
-}
 
 uint64_t lr_hash64(const void *p, size_t n, uint64_t seed)
 {
@@ -196,34 +171,7 @@ bool lr_has_suffix(const char *s, size_t n, const char *suffix)
     return n >= m && memcmp(s + n - m, suffix, m) == 0;
 }
 
-bool lr_mkdirs(const char *path, unsigned mode)
-{
-    char p[4096];
-    if (snprintf(p, sizeof p, "%s", path) >= (int)sizeof p) return false;
-    for (char *c = p + 1; *c; c++)
-        if (*c == '/') { *c = 0; mkdir(p, (mode_t)mode); *c = '/'; }
-    mkdir(p, (mode_t)mode);
-    struct stat st;
-    return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
-}
 
-bool lr_cache_dir(char *out, size_t cap)
-{
-    const char *v;
-    int n;
-    if ((v = lr_cfg()->cache_dir)) n = snprintf(out, cap, "%s", v);
-    else {
-        /* a shared fallback: ours only if we own it and nobody else can write there */
-        n = snprintf(out, cap, "/tmp/llmreplay-cache-%d", (int)getuid());
-        mkdir(out, 0700);
-        struct stat st;
-        if (lstat(out, &st) != 0 || !S_ISDIR(st.st_mode) || st.st_uid != getuid() || (st.st_mode & 022)) return false;
-    }
-    if (n < 0 || (size_t)n >= cap) return false;
-    /* a missing cache home is created; an unwritable one only costs the cache */
-    lr_mkdirs(out, 0755);
-    return true;
-}
 
 bool lr_alpn_h11(const unsigned char *p, unsigned n, char *list, size_t cap)
 {

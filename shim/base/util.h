@@ -4,6 +4,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdbool.h>
+#include "base/fs.h" /* files, as every layer needs them */
 
 #define LR_HIDDEN __attribute__((visibility("hidden")))
 #define LR_EXPORT __attribute__((visibility("default")))
@@ -26,13 +27,6 @@ void buf_json_str(buf_t *b, const char *s, size_t n);
 /* Take ownership of the NUL-terminated contents. */
 char *buf_steal(buf_t *b, size_t *len);
 
-struct stat;
-/* Read a whole file (at most max bytes; errno=EFBIG when larger). NUL-terminated.
- * st, when given, receives the file's status as read. */
-char *lr_read_file(const char *path, size_t max, size_t *len);
-char *lr_read_file_st(const char *path, size_t max, size_t *len, struct stat *st);
-int64_t lr_mtime_ns(const struct stat *st);
-/* Word-at-a-time checksum for large buffers (the index file). */
 uint64_t lr_checksum(const void *p, size_t n);
 uint64_t lr_hash64(const void *p, size_t n, uint64_t seed);
 double lr_now(void); /* monotonic seconds */
@@ -44,12 +38,6 @@ bool lr_list_next(const char **p, const char **tok, size_t *len);
 bool lr_list_has(const char *list, const char *name, size_t n);
 char *lr_strndup(const char *s, size_t n);
 bool lr_has_suffix(const char *s, size_t n, const char *suffix);
-/* mkdir -p; missing directories get mode. False when path is not a directory afterwards. */
-bool lr_mkdirs(const char *path, unsigned mode);
-/* llmreplay's cache directory, created: LLMREPLAY_CACHE_DIR, $XDG_CACHE_HOME/llmreplay,
- * $HOME/.cache/llmreplay, else /tmp/llmreplay-cache-UID if it is safely ours. It holds the
- * index (unless LLMREPLAY_CACHE=off, which this ignores) and the CA. */
-bool lr_cache_dir(char *out, size_t cap);
 /* A TLS client's ALPN list (wire format): does it offer "http/1.1"? list receives the offered
  * names, printable, for LR_ALPN_REFUSED (host, list) when it does not. */
 bool lr_alpn_h11(const unsigned char *p, unsigned n, char *list, size_t cap);

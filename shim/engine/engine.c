@@ -128,11 +128,7 @@ static void miss_add(uint64_t key, lr_response_t *resp, const char *nearest, con
 
 static void append_line(const char *path, const buf_t *line)
 {
-    int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
-    if (fd < 0) { lr_warn("cannot append to %s: %m", path); return; }
-    ssize_t w = write(fd, line->data, line->len); /* O_APPEND + one write: whole lines */
-    (void)w;
-    lr_close(fd);
+    if (!lr_append_line(path, line->data, line->len)) lr_warn("cannot append to %s: %m", path);
 }
 
 static void log_miss(const lr_req_t *rq, const char *nearest, const char *body, size_t blen, const char *msg)

@@ -203,19 +203,6 @@ static int cmp_rec(const void *a, const void *b)
     return (int)x->order - (int)y->order;
 }
 
-static bool write_all(int fd, const void *p, size_t n)
-{
-    const char *c = p;
-    while (n) {
-        ssize_t w = write(fd, c, n);
-        if (w < 0 && errno == EINTR) continue;
-        if (w <= 0) return false;
-        c += w;
-        n -= (size_t)w;
-    }
-    return true;
-}
-
 bool lr_index_write(const lr_store_t *s, const char *path, uint64_t key)
 {
     int n;
@@ -299,22 +286,8 @@ bool lr_index_write(const lr_store_t *s, const char *path, uint64_t key)
         h.meta_checksum = meta_checksum(&view);
     }
     h.checksum = lr_checksum(body.data, body.len);
-    /* temporary file + rename: readers see the old index or the new one, never half of one */
-    size_t pl = strlen(path) + 32;
-    char *tmp = malloc(pl);
-    if (!tmp) goto out;
-    snprintf(tmp, pl, "%s.%d.%lx.tmp", path, (int)getpid(), (unsigned long)(lr_now() * 1e9) & 0xffffffffUL);
-    /* a fresh name, never following a planted link */
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
-    if (fd >= 0) {
-        ok = write_all(fd, &h, sizeof h) && write_all(fd, body.data, body.len);
-        int e = errno;
-        lr_close(fd);
-        if (ok) ok = rename(tmp, path) == 0;
-        else errno = e ? e : EIO;
-        if (!ok) unlink(tmp);
-    }
-    free(tmp);
+    /* readers see the old index or the new one, never half of one */
+    ok = lr_write_atomic(path, 0644, &h, sizeof h, body.data, body.len);
 out:
     free(dirs);
     free(recs);

@@ -279,34 +279,15 @@ static int split_events(const lr_capture_t *c, span_t **evp, double **msp)
     return n;
 }
 
+/* dir/name, written durably and atomically (base/fs.c). */
 static bool write_atomic(const char *dir, const char *name, const buf_t *text, char *why, size_t cap)
 {
-    char path[4400], tmp[4600];
+    char path[4400];
     snprintf(path, sizeof path, "%s/%s", dir, name);
-    snprintf(tmp, sizeof tmp, "%s/.%s.%d.%lx.tmp", dir, name, (int)getpid(), (unsigned long)pthread_self());
     mkdir(dir, 0755);
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-    if (fd < 0) { snprintf(why, cap, "%s: %s", dir, strerror(errno)); return false; }
-    size_t off = 0;
-    while (off < text->len) {
-        ssize_t w = write(fd, text->data + off, text->len - off);
-        if (w < 0 && errno == EINTR) continue;
-        if (w <= 0) break;
-        off += (size_t)w;
-    }
-    /* data on disk before the name: a crash or kill -9 leaves the old file or none, never half */
-    bool ok = off == text->len && fsync(fd) == 0;
-    int e = errno;
-    lr_close(fd);
-    if (ok && rename(tmp, path) != 0) { ok = false; e = errno; }
-    if (!ok) {
-        unlink(tmp);
-        snprintf(why, cap, "%s: %s", path, strerror(e ? e : EIO));
-        return false;
-    }
-    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd >= 0) { fsync(dfd); lr_close(dfd); }
-    return true;
+    if (lr_write_atomic(path, 0644, text->data, text->len, NULL, 0)) return true;
+    snprintf(why, cap, "%s: %s", path, strerror(errno));
+    return false;
 }
 
 static void write_recording(const lr_capture_t *c)
@@ -498,13 +479,7 @@ static void write_trace(const lr_capture_t *c)
         buf_json_str(&o, c->error, strlen(c->error));
     }
     buf_adds(&o, "}\n");
-    int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
-    if (fd < 0) lr_warn("cannot append to the trace %s: %s", path, strerror(errno));
-    else {
-        ssize_t w = write(fd, o.data, o.len); /* O_APPEND and one write: lines stay whole */
-        (void)w;
-        lr_close(fd);
-    }
+    if (!o.oom && !lr_append_line(path, o.data, o.len)) lr_warn("cannot append to the trace %s: %s", path, strerror(errno));
     buf_free(&o);
 }
 

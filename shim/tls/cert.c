@@ -233,32 +233,24 @@ void lr_issuer_free(lr_issuer_t *is)
 /* An encrypted key must fail, never prompt on the host's terminal. */
 static int no_password(char *buf, int size, int rwflag, void *u) { return -1; }
 
-/* A fresh temporary file beside path (never a planted one: O_EXCL, O_NOFOLLOW). */
+/* A fresh temporary file beside path, as a stream for the PEM writers (base/fs.h). */
 static FILE *tmp_open(const char *path, unsigned mode, char *tmp, size_t cap)
 {
-    unsigned r = 0;
-    int fd = -1;
-    for (int i = 0; i < 100 && fd < 0; i++) {
-        r = r * 2654435761u + (unsigned)getpid() + (unsigned)(lr_now() * 1e9);
-        snprintf(tmp, cap, "%s.%d.%08x.tmp", path, (int)getpid(), r);
-        /* the final mode from the first byte: a key is never readable by others, not even briefly */
-        fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, (mode_t)mode);
-        if (fd < 0 && errno != EEXIST) return NULL;
-    }
+    int fd = lr_tmp_open(path, mode, tmp, cap);
     FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
     if (!f && fd >= 0) { lr_close(fd); unlink(tmp); }
     return f;
 }
 
-/* Close the temporary file, then publish it as path: link() when only the first writer may
- * win (false with errno EEXIST when another did), else rename() over any older file. */
+/* Publish the temporary file as path (first_wins: link(), false with EEXIST when another
+ * writer won), durably; closes f. */
 static bool tmp_commit(FILE *f, const char *tmp, const char *path, bool first_wins)
 {
-    bool ok = fflush(f) == 0 && fsync(fileno(f)) == 0;
-    ok = fclose(f) == 0 && ok;
-    if (ok) ok = (first_wins ? link(tmp, path) : rename(tmp, path)) == 0;
+    bool ok = fflush(f) == 0;
+    if (!ok) unlink(tmp);
+    ok = ok && lr_tmp_publish(fileno(f), tmp, path, first_wins);
     int e = errno;
-    unlink(tmp); /* after link(): the temporary name; after rename(): already gone */
+    ok = fclose(f) == 0 && ok;
     errno = e;
     return ok;
 }
