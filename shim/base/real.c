@@ -6,6 +6,12 @@
 
 __thread int lr_inside;
 
+bool lr_is_own(const void *f)
+{
+    Dl_info mine, found;
+    return f && dladdr((void *)lr_is_own, &mine) && dladdr(f, &found) && mine.dli_fbase == found.dli_fbase;
+}
+
 void *lr_real(const char *name, void *self, const char *const *libs)
 {
     void *f = dlsym(RTLD_NEXT, name);
@@ -16,10 +22,9 @@ void *lr_real(const char *name, void *self, const char *const *libs)
             dlclose(h); /* NOLOAD took a reference: give it back, the library stays loaded */
         }
     }
-    Dl_info mine, found;
     /* resolving into this very object means the library is loaded twice (or RTLD_NEXT found
      * nothing behind it): calling it would recurse forever */
-    if (f && (f == self || (dladdr((void *)lr_real, &mine) && dladdr(f, &found) && mine.dli_fbase == found.dli_fbase))) {
+    if (f && (f == self || lr_is_own(f))) {
         lr_error("%s resolves to llmreplay's own hook (the library is loaded twice?); aborting", name);
         abort();
     }

@@ -12,6 +12,8 @@
  * list tried with RTLD_NOLOAD: a libcurl dlopen()ed RTLD_LOCAL, e.g. by Python's ctypes, is not
  * in the global scope). Aborts with a clear message when it resolves to the hook itself. */
 void *lr_real(const char *name, void *self, const char *const *libs);
+/* Is f a function of this library itself (one of its hooks)? */
+bool lr_is_own(const void *f);
 
 /* Every libc function the shim interposes. */
 typedef struct {
