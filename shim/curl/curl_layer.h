@@ -42,6 +42,8 @@ void curl_real(void);
 /* Set while the real curl_easy_perform runs: libcurl's own multi calls then pass straight
  * through. Not lr_inside: the program's traffic inside libcurl still meets the socket layer. */
 extern __thread int in_real_perform;
+/* Run stmt as the real libcurl, which then meets no curl hook (but the socket layer). */
+#define IN_REAL_CURL(stmt) do { in_real_perform++; stmt; in_real_perform--; } while (0)
 
 typedef size_t (*rw_cb)(char *, size_t, size_t, void *);
 typedef int (*xferinfo_cb)(void *, curl_off_t, curl_off_t, curl_off_t, curl_off_t);

@@ -50,9 +50,8 @@ LR_EXPORT CURLcode curl_easy_perform(CURL *h)
         return upstream_easy(s, h);
     if (s) s->replayed = false;
     if (!real.easy_perform) return CURLE_FAILED_INIT;
-    in_real_perform++;
-    CURLcode rc = real.easy_perform(h);
-    in_real_perform--;
+    CURLcode rc;
+    IN_REAL_CURL(rc = real.easy_perform(h));
     return rc;
 }
 

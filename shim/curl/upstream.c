@@ -127,11 +127,8 @@ CURLcode upstream_easy(shadow_t *s, CURL *h)
 {
     tee_t *t = upstream_begin(s);
     /* the real transfer must reach the real network, even to a host the socket layer answers */
-    in_real_perform++;
-    lr_inside++;
-    CURLcode rc = real.easy_perform(h);
-    lr_inside--;
-    in_real_perform--;
+    CURLcode rc;
+    IN_REAL_CURL(LR_OWN(rc = real.easy_perform(h)));
     if (t) upstream_end(s, t, rc);
     return rc;
 }
