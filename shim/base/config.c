@@ -212,26 +212,53 @@ bool lr_config_check(const char *name, const char *value, char *why, size_t cap)
     return false;
 }
 
+static void put_line(int fd, const char *name, const char *source, const char *value, const char *note)
+{
+    char line[1024];
+    int n = snprintf(line, sizeof line, "%-26s %-11s %.300s%s%.400s%s\n", name, source, value ? value : "(unset)",
+                     note ? "  (" : "", note ? note : "", note ? ")" : "");
+    if (n <= 0) return;
+    if ((size_t)n >= sizeof line) { n = sizeof line - 1; line[n - 1] = '\n'; }
+    for (int i = 0; i < n - 1; i++)
+        if ((unsigned char)line[i] < 0x20) line[i] = '?'; /* a value with a newline stays one line */
+    ssize_t w = write(fd, line, (size_t)n);
+    (void)w;
+}
+
+/* One line per setting, aligned: name, source (environment, default, invalid), effective value,
+ * and a note where the value needs one; then LLMREPLAY_* variables that are no setting. */
 void lr_config_print(int fd)
 {
-    lr_cfg();
-    static const char *from[] = {"default", "environment", "default (the environment's value is not valid)"};
+    const lr_config_t *c = lr_cfg();
     for (size_t i = 0; i < NSET; i++) {
         const setting_t *s = &settings[i];
         if (s->internal) continue;
         const char *v = getenv(s->name);
-        const char *shown = sources[i] == FROM_ENV ? v : s->dflt;
-        char line[1024];
-        int n;
-        if (s->off == F(record_dir) && sources[i] == FROM_DEFAULT && current->record_dir)
-            n = snprintf(line, sizeof line, "%-26s %s  (the first LLMREPLAY_DIR entry)\n", s->name, current->record_dir);
-        else if (s->off == F(cache_dir) && sources[i] == FROM_DEFAULT && current->cache_dir)
-            n = snprintf(line, sizeof line, "%-26s %s  (default)\n", s->name, current->cache_dir);
-        else
-            n = snprintf(line, sizeof line, "%-26s %s  (%s)\n", s->name, shown ? shown : "(unset)", from[sources[i]]);
-        if (n > 0) {
-            ssize_t w = write(fd, line, (size_t)n < sizeof line ? (size_t)n : sizeof line - 1);
-            (void)w;
+        if (sources[i] == FROM_ENV) { put_line(fd, s->name, "environment", v, NULL); continue; }
+        char note[400] = "";
+        if (sources[i] == FROM_BAD) {
+            char acc[200];
+            accepted_text(s, acc, sizeof acc);
+            snprintf(note, sizeof note, "%s=%.60s is not valid; accepted: %s", s->name, v ? v : "", acc);
         }
+        const char *shown = s->dflt;
+        if (s->off == F(record_dir) && c->record_dir) {
+            shown = c->record_dir;
+            if (!*note) snprintf(note, sizeof note, "the first LLMREPLAY_DIR entry");
+        } else if (s->off == F(cache_dir) && c->cache_dir) {
+            shown = c->cache_dir;
+            if (!*note) snprintf(note, sizeof note, "$XDG_CACHE_HOME/llmreplay, else ~/.cache/llmreplay");
+        }
+        put_line(fd, s->name, sources[i] == FROM_BAD ? "invalid" : "default", shown, *note ? note : NULL);
+    }
+    extern char **environ;
+    for (char **e = environ; *e; e++) {
+        size_t l = strcspn(*e, "=");
+        if (strncmp(*e, "LLMREPLAY_", 10) || l >= 64 || !(*e)[l]) continue;
+        char name[64];
+        snprintf(name, sizeof name, "%.*s", (int)l, *e);
+        bool known = false;
+        for (size_t i = 0; i < NSET && !known; i++) known = !strcmp(settings[i].name, name);
+        if (!known) put_line(fd, name, "unknown", *e + l + 1, "not a setting: ignored");
     }
 }

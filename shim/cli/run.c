@@ -1,0 +1,309 @@
+/* `llmreplay run`: the child's environment (LD_PRELOAD, LLMREPLAY_* from the options, the CA
+ * variables), then fork, exec and wait, forwarding signals; --strict counts the misses. */
+#include "cli/cli.h"
+#include "base/config.h"
+#include "base/util.h"
+#include <elf.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+extern char **environ;
+
+static const char *const usage_run =
+    "usage: llmreplay run [-d DIR]... [--strict] [--ignore FIELDS] [--pace MS] [--mode MODE] [--record-dir DIR] -- CMD [ARGS...]\n"
+    "\n"
+    "Run CMD with libllmreplay.so added to LD_PRELOAD (existing entries are kept).\n"
+    "  -d, --dir DIR     recording directory (repeatable, also --dir=DIR; sets LLMREPLAY_DIR, else it is\n"
+    "                    inherited); when replaying, each must exist\n"
+    "  --strict          exit non-zero when any request had no recording, even if CMD succeeded\n"
+    "  --ignore FIELDS   comma list of body fields left out of matching (LLMREPLAY_IGNORE)\n"
+    "  --pace MS         space streamed events MS milliseconds apart (LLMREPLAY_PACE_MS)\n"
+    "  --mode MODE       replay (default), record, record-if-missing, live or trace (LLMREPLAY_MODE)\n"
+    "  --record-dir DIR  where recordings are written (LLMREPLAY_RECORD_DIR; default: the first -d)\n"
+    "Option values are checked as the shim reads them (also --pace=MS etc.); a bad one exits 2 at once.\n"
+    "CMD trusts llmreplay's local CA, for the HTTPS llmreplay answers itself (Node, static TLS): run sets\n"
+    "NODE_EXTRA_CA_CERTS to its ca.pem, and SSL_CERT_FILE, REQUESTS_CA_BUNDLE and CURL_CA_BUNDLE to\n"
+    "ca-bundle.pem (the system CAs plus llmreplay's); one already set names a copy of its file with\n"
+    "llmreplay's CA appended (see llmreplay ca).\n"
+    "Exit status: CMD's; with --strict and misses, CMD's if non-zero, else 3.\n";
+
+static char *find_library(void)
+{
+    const char *env = lr_cfg()->lib;
+    if (env) return strdup(env);
+    char self[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (n <= 0) return NULL;
+    self[n] = 0;
+    char *slash = strrchr(self, '/');
+    if (!slash) return NULL;
+    *slash = 0;
+    static const char *rel[] = {"libllmreplay.so", "../lib/llmreplay/libllmreplay.so", "../lib/libllmreplay.so"};
+    for (size_t i = 0; i < sizeof rel / sizeof rel[0]; i++) {
+        char p[PATH_MAX + 64];
+        snprintf(p, sizeof p, "%s/%s", self, rel[i]);
+        if (access(p, R_OK) == 0) return realpath(p, NULL);
+    }
+    return NULL;
+}
+
+static char *which(const char *cmd)
+{
+    if (strchr(cmd, '/')) return access(cmd, X_OK) == 0 ? strdup(cmd) : NULL;
+    const char *path = getenv("PATH");
+    if (!path) path = "/usr/bin:/bin";
+    while (*path) {
+        size_t l = strcspn(path, ":");
+        char p[PATH_MAX];
+        snprintf(p, sizeof p, "%.*s/%s", (int)l, path, cmd);
+        if (l && access(p, X_OK) == 0) return strdup(p);
+        path += l;
+        if (*path) path++;
+    }
+    return NULL;
+}
+
+/* Say so when LD_PRELOAD cannot work for this program. */
+static void warn_unhookable(const char *cmd)
+{
+    char *p = which(cmd);
+    if (!p) return;
+    struct stat st;
+    if (stat(p, &st) == 0 && (st.st_mode & (S_ISUID | S_ISGID)))
+        fprintf(stderr, "llmreplay: warning: %s is setuid/setgid: the loader ignores LD_PRELOAD for it, nothing will be replayed\n", p);
+    int fd = open(p, O_RDONLY | O_CLOEXEC);
+    free(p);
+    if (fd < 0) return;
+    Elf64_Ehdr eh;
+    if (read(fd, &eh, sizeof eh) == (ssize_t)sizeof eh && !memcmp(eh.e_ident, ELFMAG, SELFMAG) &&
+        eh.e_ident[EI_CLASS] == ELFCLASS64) {
+        bool interp = false;
+        for (int i = 0; i < eh.e_phnum; i++) {
+            Elf64_Phdr ph;
+            if (pread(fd, &ph, sizeof ph, (off_t)(eh.e_phoff + (Elf64_Off)i * eh.e_phentsize)) != (ssize_t)sizeof ph) break;
+            if (ph.p_type == PT_INTERP) interp = true;
+        }
+        if (!interp)
+            fprintf(stderr, "llmreplay: warning: %s is statically linked: LD_PRELOAD has no effect on it, nothing will be replayed\n", cmd);
+        /* Go programs make their own system calls: look for the Go build id note. */
+        char blk[65536];
+        ssize_t n = pread(fd, blk, sizeof blk, 0);
+        if (n > 0 && memmem(blk, (size_t)n, "Go build", 8))
+            fprintf(stderr, "llmreplay: warning: %s is a Go program: its HTTP client bypasses libc and libcurl, nothing will be replayed\n", cmd);
+    }
+    close(fd);
+}
+
+typedef struct {
+    bool strict;
+    buf_t dirs;       /* the -d directories, absolute, colon separated */
+    const char *mode; /* --mode, NULL: inherited */
+    int first_cmd;    /* argv index of CMD */
+} run_opts_t;
+
+/* Options that set one variable of the child, each value checked as the shim would read it. */
+static const struct {
+    const char *opt, *var, *what;
+} env_opts[] = {
+    {"--ignore", "LLMREPLAY_IGNORE", "FIELDS"},
+    {"--pace", "LLMREPLAY_PACE_MS", "MS"},
+    {"--mode", "LLMREPLAY_MODE", "MODE"},
+    {"--record-dir", "LLMREPLAY_RECORD_DIR", "DIR"},
+};
+
+/* argv[*i] as one of env_opts (--opt VALUE or --opt=VALUE): 1 set, 0 not one, -1 said why. */
+static int env_option(int end, char **argv, int *i, run_opts_t *o)
+{
+    for (size_t k = 0; k < sizeof env_opts / sizeof env_opts[0]; k++) {
+        size_t l = strlen(env_opts[k].opt);
+        const char *a = argv[*i], *val;
+        if (!strncmp(a, env_opts[k].opt, l) && a[l] == '=') val = a + l + 1;
+        else if (!strcmp(a, env_opts[k].opt)) val = *i + 1 < end ? argv[++*i] : NULL;
+        else continue;
+        if (!val) {
+            fprintf(stderr, "llmreplay: %s needs a value (%s %s)\n", env_opts[k].opt, env_opts[k].opt, env_opts[k].what);
+            return -1;
+        }
+        char why[512];
+        if (!lr_config_check(env_opts[k].var, val, why, sizeof why)) {
+            const char *acc = strstr(why, "(accepted:");
+            fprintf(stderr, "llmreplay: %s %s is not valid %s\n", env_opts[k].opt, val, acc ? acc : why);
+            return -1;
+        }
+        if (!strcmp(env_opts[k].var, "LLMREPLAY_MODE")) o->mode = val;
+        setenv(env_opts[k].var, val, 1);
+        return 1;
+    }
+    return 0;
+}
+
+/* The options before CMD: 0, or 2 having said why. */
+static int parse_run(int argc, char **argv, run_opts_t *o)
+{
+    int sep = -1;
+    for (int i = 1; i < argc && sep < 0; i++)
+        if (!strcmp(argv[i], "--")) sep = i;
+    int end = sep < 0 ? argc : sep;
+    o->first_cmd = sep >= 0 ? sep + 1 : -1;
+    for (int i = 1; i < end; i++) {
+        const char *val;
+        int r = cli_dir_option(end, argv, &i, &val);
+        if (r > 0) {
+            char *abs = realpath(val, NULL); /* the program may chdir */
+            if (o->dirs.len) buf_addc(&o->dirs, ':');
+            buf_adds(&o->dirs, abs ? abs : val);
+            free(abs);
+            continue;
+        }
+        if (r == 0) r = env_option(end, argv, &i, o);
+        if (r < 0) return 2;
+        if (r > 0) continue;
+        if (!strcmp(argv[i], "--strict")) o->strict = true;
+        else if (sep < 0 && argv[i][0] != '-') { o->first_cmd = i; break; }
+        else { fprintf(stderr, "llmreplay: unknown run option %s (see llmreplay run --help)\n", argv[i]); return 2; }
+    }
+    if (o->first_cmd < 0 || o->first_cmd >= argc) {
+        fprintf(stderr, "llmreplay: run needs a command: llmreplay run -d DIR -- CMD [ARGS...]\n");
+        return 2;
+    }
+    return 0;
+}
+
+/* Replay reads the -d directories, so a missing one is a mistake; the record modes create it. */
+static int check_dirs(const run_opts_t *o)
+{
+    bool replay = o->mode ? !strcmp(o->mode, "replay") : lr_cfg()->mode == MODE_REPLAY;
+    if (!replay) return 0;
+    for (const char *p = o->dirs.data ? o->dirs.data : ""; *p;) {
+        size_t l = strcspn(p, ":");
+        char *d = lr_strndup(p, l);
+        int r = cli_dir_exists(d);
+        free(d);
+        if (r) return -1;
+        p += l + (p[l] == ':');
+    }
+    return 0;
+}
+
+/* The child's shim would repeat the warning this process gave for each bad LLMREPLAY_* value:
+ * it gets the default the warning named instead. */
+static void drop_bad_settings(void)
+{
+    char *bad[64];
+    int n = 0;
+    for (char **e = environ; *e && n < 64; e++) {
+        const char *eq = strchr(*e, '=');
+        if (!eq || strncmp(*e, "LLMREPLAY_", 10)) continue;
+        char *name = lr_strndup(*e, (size_t)(eq - *e)), why[512];
+        if (!eq[1] || lr_config_check(name, eq + 1, why, sizeof why) || strstr(why, "is not a setting")) free(name);
+        else bad[n++] = name;
+    }
+    for (int i = 0; i < n; i++) { unsetenv(bad[i]); free(bad[i]); }
+}
+
+static void add_preload(const char *lib)
+{
+    const char *pre = getenv("LD_PRELOAD");
+    if (pre && strstr(pre, lib)) return;
+    buf_t p;
+    buf_init(&p);
+    if (pre && *pre) { buf_adds(&p, pre); buf_addc(&p, ' '); }
+    buf_adds(&p, lib);
+    setenv("LD_PRELOAD", p.data, 1);
+    buf_free(&p);
+}
+
+/* The environment of CMD: 0, or 2 having said why. */
+static int child_env(run_opts_t *o, const char *cmd)
+{
+    char *lib = find_library();
+    if (!lib) {
+        fprintf(stderr, "llmreplay: cannot find libllmreplay.so next to the llmreplay binary; set LLMREPLAY_LIB\n");
+        return 2;
+    }
+    drop_bad_settings();
+    if (o->dirs.len) setenv("LLMREPLAY_DIR", o->dirs.data, 1);
+    else if (!lr_cfg()->dir && (!getenv("LLMREPLAY_MODE") || !strcmp(getenv("LLMREPLAY_MODE"), "replay")))
+        fprintf(stderr, "llmreplay: warning: no -d DIR and no LLMREPLAY_DIR: every request will miss\n");
+    add_preload(lib);
+    free(lib);
+    warn_unhookable(cmd);
+    cli_export_ca();
+    return 0;
+}
+
+static pid_t child;
+static void forward(int sig) { if (child > 0) kill(child, sig); }
+
+/* Run argv, forward the signals a terminal or a CI runner sends, and return its status. */
+static int spawn_wait(char **argv)
+{
+    fflush(NULL);
+    child = fork();
+    if (child < 0) { fprintf(stderr, "llmreplay: fork: %s\n", strerror(errno)); return 2; }
+    if (child == 0) {
+        execvp(argv[0], argv);
+        fprintf(stderr, "llmreplay: cannot run %s: %s\n", argv[0], strerror(errno));
+        _exit(127);
+    }
+    signal(SIGINT, forward);
+    signal(SIGTERM, forward);
+    signal(SIGHUP, forward);
+    int st = 0;
+    while (waitpid(child, &st, 0) < 0 && errno == EINTR) {}
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + (WIFSIGNALED(st) ? WTERMSIG(st) : 0);
+}
+
+/* The shim appends a line per miss to the strict file; count them and remove it. */
+static int strict_misses(const char *file)
+{
+    struct stat sb;
+    int misses = 0;
+    if (stat(file, &sb) == 0 && sb.st_size > 0) {
+        size_t len;
+        char *t = lr_read_file(file, (size_t)1 << 30, &len);
+        for (size_t i = 0; t && i < len; i++) misses += t[i] == '\n';
+        free(t);
+    }
+    unlink(file);
+    return misses;
+}
+
+int cli_run(int argc, char **argv, bool *ran)
+{
+    int h = cli_help_or_version(argc, argv, usage_run);
+    if (h >= 0) return h;
+    run_opts_t o = {0};
+    buf_init(&o.dirs);
+    int rc = parse_run(argc, argv, &o);
+    if (!rc && check_dirs(&o)) rc = 2;
+    if (!rc) rc = child_env(&o, argv[o.first_cmd]);
+    buf_free(&o.dirs);
+    if (rc) return rc;
+    char strict_file[] = "/tmp/llmreplay-strict-XXXXXX";
+    if (o.strict) {
+        int fd = mkstemp(strict_file);
+        if (fd < 0) { fprintf(stderr, "llmreplay: cannot create a temporary file: %s\n", strerror(errno)); return 2; }
+        close(fd);
+        setenv("LLMREPLAY__STRICT_FILE", strict_file, 1);
+    }
+    rc = spawn_wait(argv + o.first_cmd);
+    if (ran) *ran = true;
+    int misses = o.strict ? strict_misses(strict_file) : 0;
+    if (misses) {
+        fprintf(stderr, "llmreplay: --strict: %d request%s had no recording (see the messages above)\n", misses,
+                misses == 1 ? "" : "s");
+        if (!rc) rc = 3;
+    }
+    return rc;
+}
+
+int cmd_run(int argc, char **argv) { return cli_run(argc, argv, NULL); }
