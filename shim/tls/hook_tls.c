@@ -13,7 +13,7 @@
 #include "base/log.h"
 #include "net/responder.h"
 #include "base/real.h"
-#include "net/tls_hello.h"
+#include "net/hello.h"
 #include "base/util.h"
 #include <dlfcn.h>
 #include <errno.h>
@@ -482,7 +482,7 @@ static int handshake(SSL *s, st_t *st)
          * once); the secret, in constant time, once complete */
         size_t pre = st->hs_off < LR_TLS_ACK_PREFIX_LEN ? st->hs_off : LR_TLS_ACK_PREFIX_LEN;
         unsigned diff = 0;
-        const unsigned char *want = lr_responder_ack();
+        const unsigned char *want = lr_hello_ack();
         if (memcmp(st->ack, want, pre) != 0) diff = 1;
         else if (st->hs_off == LR_TLS_ACK_LEN)
             for (size_t i = pre; i < LR_TLS_ACK_LEN; i++) diff |= st->ack[i] ^ want[i];
