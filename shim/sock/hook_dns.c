@@ -1,208 +1,58 @@
-/* Name resolution for the socket layer: an intercepted host name gets a synthetic address
- * (IPv4 and IPv6, as the hints ask) and the resolver is never consulted for it. Results are
- * one allocation each, told apart from libc's in freeaddrinfo. Only real EAI_* codes are
- * returned (Node aborts on others). */
+/* The resolver hooks of the socket layer: an intercepted host name gets a synthetic answer
+ * from net/resolve.c and the resolver is never consulted for it; every other lookup goes to
+ * the real function (base/real.h). */
 #include "base/config.h"
-#include "net/dest.h"
-#include "base/log.h"
 #include "base/real.h"
-#include <arpa/inet.h>
+#include "net/resolve.h"
 #include <errno.h>
 #include <netdb.h>
-#include <pthread.h>
-#include <stdlib.h>
-#include <string.h>
 
 #define real (*lr_libc())
 
-/* Our results, so freeaddrinfo knows which allocator they came from. */
-static pthread_mutex_t ours_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct addrinfo **ours;
-static int nours, capours;
-
-static void fork_prepare(void) { pthread_mutex_lock(&ours_lock); }
-static void fork_release(void) { pthread_mutex_unlock(&ours_lock); }
-__attribute__((constructor)) static void dns_init(void) { pthread_atfork(fork_prepare, fork_release, fork_release); }
-
-static void remember(struct addrinfo *ai)
-{
-    pthread_mutex_lock(&ours_lock);
-    if (nours == capours) {
-        int cap = capours ? capours * 2 : 16;
-        struct addrinfo **v = realloc(ours, sizeof *v * (size_t)cap);
-        if (v) ours = v, capours = cap;
-    }
-    if (nours < capours) ours[nours++] = ai;
-    pthread_mutex_unlock(&ours_lock);
-}
-
-static bool forget(struct addrinfo *ai)
-{
-    bool found = false;
-    pthread_mutex_lock(&ours_lock);
-    for (int i = 0; i < nours; i++)
-        if (ours[i] == ai) { ours[i] = ours[--nours]; found = true; break; }
-    pthread_mutex_unlock(&ours_lock);
-    return found;
-}
-
-static bool intercept_name(const char *node) { return node && !lr_inside && lr_layer_on(LR_LAYER_SOCKETS) && lr_dest_fake_name(node); }
-
-/* The port of service, in network order; false (with the EAI code) when it cannot be had. */
-static bool service_port(const char *service, const struct addrinfo *hints, unsigned short *port_be, int *eai)
-{
-    *port_be = 0;
-    if (!service) return true;
-    char *end;
-    long p = strtol(service, &end, 10);
-    if (*service && !*end) {
-        if (p < 0 || p > 65535) { *eai = EAI_SERVICE; return false; }
-        *port_be = htons((unsigned short)p);
-        return true;
-    }
-    if (hints && (hints->ai_flags & AI_NUMERICSERV)) { *eai = EAI_NONAME; return false; }
-    struct servent se, *r = NULL;
-    char buf[1024];
-    if (getservbyname_r(service, "tcp", &se, buf, sizeof buf, &r) != 0 || !r) { *eai = EAI_SERVICE; return false; }
-    *port_be = (unsigned short)r->s_port;
-    return true;
-}
-
-static int fake_addrinfo(const char *node, const char *service, const struct addrinfo *hints, struct addrinfo **res)
-{
-    int family = hints ? hints->ai_family : AF_UNSPEC, eai = 0;
-    if (family != AF_UNSPEC && family != AF_INET && family != AF_INET6) return EAI_FAMILY;
-    unsigned short port;
-    if (!service_port(service, hints, &port, &eai)) return eai;
-    int fams[2], nf = 0;
-    if (family != AF_INET6) fams[nf++] = AF_INET;
-    if (family != AF_INET) fams[nf++] = AF_INET6;
-    /* glibc returns one entry per socket type when none is asked for */
-    int types[3][2] = {{SOCK_STREAM, IPPROTO_TCP}, {SOCK_DGRAM, IPPROTO_UDP}, {SOCK_RAW, 0}}, nt = 3;
-    if (hints && hints->ai_socktype) {
-        types[0][0] = hints->ai_socktype;
-        types[0][1] = hints->ai_protocol ? hints->ai_protocol
-                    : hints->ai_socktype == SOCK_STREAM ? IPPROTO_TCP : hints->ai_socktype == SOCK_DGRAM ? IPPROTO_UDP : 0;
-        nt = 1;
-    } else if (hints && hints->ai_protocol) {
-        types[0][0] = hints->ai_protocol == IPPROTO_UDP ? SOCK_DGRAM : SOCK_STREAM;
-        types[0][1] = hints->ai_protocol;
-        nt = 1;
-    }
-    int n = nf * nt;
-    size_t namelen = strlen(node) + 1;
-    typedef struct { struct addrinfo ai; struct sockaddr_storage sa; } item_t;
-    char *block = calloc(1, sizeof(item_t) * (size_t)n + namelen);
-    if (!block) return EAI_MEMORY;
-    item_t *items = (item_t *)(void *)block;
-    char *canon = block + sizeof(item_t) * (size_t)n;
-    memcpy(canon, node, namelen);
-    int k = 0;
-    for (int f = 0; f < nf; f++) {
-        for (int t = 0; t < nt; t++, k++) {
-            item_t *it = &items[k];
-            socklen_t sl;
-            if (!lr_dest_fake_addr(node, fams[f], port, &it->sa, &sl)) { free(block); return EAI_MEMORY; }
-            it->ai.ai_family = fams[f];
-            it->ai.ai_socktype = types[t][0];
-            it->ai.ai_protocol = types[t][1];
-            it->ai.ai_addrlen = sl;
-            it->ai.ai_addr = (struct sockaddr *)&it->sa;
-            it->ai.ai_canonname = (k == 0 && hints && (hints->ai_flags & AI_CANONNAME)) ? canon : NULL;
-            it->ai.ai_next = k + 1 < n ? &items[k + 1].ai : NULL;
-        }
-    }
-    *res = &items[0].ai;
-    remember(*res);
-    lr_debug("resolved %s to synthetic addresses", node);
-    return 0;
-}
+static bool sockets_on(void) { return !lr_inside && lr_layer_on(LR_LAYER_SOCKETS); }
+static bool intercept_name(const char *name) { return name && sockets_on() && lr_resolve_fakes(name); }
 
 LR_EXPORT int getaddrinfo(const char *node, const char *service, const struct addrinfo *hints, struct addrinfo **res)
 {
     if (!real.getaddrinfo) return EAI_SYSTEM;
     bool numeric = hints && (hints->ai_flags & AI_NUMERICHOST);
-    if (!numeric && intercept_name(node)) return fake_addrinfo(node, service, hints, res);
+    if (!numeric && intercept_name(node)) return lr_resolve_addrinfo(node, service, hints, res);
     int rc = real.getaddrinfo(node, service, hints, res);
     /* "*:PORT" rules: a name no resolver knows (no network at all) still gets an address */
-    if (rc != 0 && !numeric && node && !lr_inside && (rc == EAI_NONAME || rc == EAI_AGAIN || rc == EAI_FAIL
-#ifdef EAI_NODATA
-                                                      || rc == EAI_NODATA
-#endif
-                                                      ) && lr_layer_on(LR_LAYER_SOCKETS) && lr_dest_any_host_rule()) {
-        unsigned char b[16];
-        if (inet_pton(AF_INET, node, b) != 1 && inet_pton(AF_INET6, node, b) != 1)
-            return fake_addrinfo(node, service, hints, res);
-    }
+    if (rc != 0 && !numeric && sockets_on() && lr_resolve_fallback(node, rc))
+        return lr_resolve_addrinfo(node, service, hints, res);
     return rc;
 }
 
 LR_EXPORT void freeaddrinfo(struct addrinfo *ai)
 {
-    if (ai && forget(ai)) { free(ai); return; } /* one block: the first item is its start */
+    if (lr_resolve_free(ai)) return;
     if (real.freeaddrinfo) real.freeaddrinfo(ai);
-}
-
-/* Fill a hostent for name in buf (gethostbyname*_r layout); ERANGE when buf is too small. */
-static int fill_hostent(const char *name, int af, struct hostent *he, char *buf, size_t len, struct hostent **result,
-                        int *herr)
-{
-    struct sockaddr_storage ss;
-    socklen_t sl;
-    size_t alen = af == AF_INET6 ? 16 : 4, nlen = strlen(name) + 1;
-    size_t need = sizeof(char *) * 3 + alen + nlen + sizeof(char *);
-    *result = NULL;
-    if (len < need) { if (herr) *herr = NETDB_INTERNAL; return ERANGE; }
-    if (!lr_dest_fake_addr(name, af, 0, &ss, &sl)) { if (herr) *herr = NO_RECOVERY; return ENOMEM; }
-    char **aliases = (char **)(void *)buf, **addrs = aliases + 1;
-    char *addr = buf + sizeof(char *) * 3, *nm = addr + alen;
-    aliases[0] = NULL;
-    addrs[0] = addr;
-    addrs[1] = NULL;
-    memcpy(addr, af == AF_INET6 ? (void *)&((struct sockaddr_in6 *)&ss)->sin6_addr : (void *)&((struct sockaddr_in *)&ss)->sin_addr, alen);
-    memcpy(nm, name, nlen);
-    he->h_name = nm;
-    he->h_aliases = aliases;
-    he->h_addrtype = af;
-    he->h_length = (int)alen;
-    he->h_addr_list = addrs;
-    *result = he;
-    if (herr) *herr = 0;
-    return 0;
 }
 
 LR_EXPORT int gethostbyname2_r(const char *name, int af, struct hostent *he, char *buf, size_t len,
                                struct hostent **result, int *herr)
 {
-    if ((af == AF_INET || af == AF_INET6) && intercept_name(name)) return fill_hostent(name, af, he, buf, len, result, herr);
+    if ((af == AF_INET || af == AF_INET6) && intercept_name(name)) return lr_resolve_hostent(name, af, he, buf, len, result, herr);
     return real.gethostbyname2_r ? real.gethostbyname2_r(name, af, he, buf, len, result, herr) : ENOSYS;
 }
 
 LR_EXPORT int gethostbyname_r(const char *name, struct hostent *he, char *buf, size_t len, struct hostent **result,
                               int *herr)
 {
-    if (intercept_name(name)) return fill_hostent(name, AF_INET, he, buf, len, result, herr);
+    if (intercept_name(name)) return lr_resolve_hostent(name, AF_INET, he, buf, len, result, herr);
     return real.gethostbyname_r ? real.gethostbyname_r(name, he, buf, len, result, herr) : ENOSYS;
 }
 
-/* The non-reentrant forms return per-thread storage, like glibc's own static buffers. */
-static __thread struct hostent tls_he;
-static __thread char tls_buf[1024];
-
 LR_EXPORT struct hostent *gethostbyname2(const char *name, int af)
 {
-    if ((af == AF_INET || af == AF_INET6) && intercept_name(name)) {
-        struct hostent *r;
-        int herr;
-        if (fill_hostent(name, af, &tls_he, tls_buf, sizeof tls_buf, &r, &herr) == 0) return r;
-        h_errno = herr;
-        return NULL;
-    }
+    if ((af == AF_INET || af == AF_INET6) && intercept_name(name)) return lr_resolve_hostent_static(name, af);
     return real.gethostbyname2 ? real.gethostbyname2(name, af) : NULL;
 }
 
+/* not through gethostbyname2: the shim never calls its own interposed symbols */
 LR_EXPORT struct hostent *gethostbyname(const char *name)
 {
-    if (intercept_name(name)) return gethostbyname2(name, AF_INET);
+    if (intercept_name(name)) return lr_resolve_hostent_static(name, AF_INET);
     return real.gethostbyname ? real.gethostbyname(name) : NULL;
 }

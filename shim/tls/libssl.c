@@ -7,7 +7,6 @@
 #include "base/util.h"
 #include "net/dest.h"
 #include "net/fdtable.h"
-#include "net/responder.h"
 #include "tls/cert.h"
 #include <dlfcn.h>
 #include <link.h>

@@ -7,7 +7,6 @@
 #include "base/util.h"
 #include "net/dest.h"
 #include "net/fdtable.h"
-#include "net/responder.h"
 #include "tls/cert.h"
 #include <dlfcn.h>
 #include <link.h>
@@ -202,7 +201,7 @@ int handshake(SSL *s, st_t *st)
          * once); the secret, in constant time, once complete */
         size_t pre = st->hs_off < LR_TLS_ACK_PREFIX_LEN ? st->hs_off : LR_TLS_ACK_PREFIX_LEN;
         unsigned diff = 0;
-        const unsigned char *want = lr_responder_ack();
+        const unsigned char *want = lr_hello_ack();
         if (memcmp(st->ack, want, pre) != 0) diff = 1;
         else if (st->hs_off == LR_TLS_ACK_LEN)
             for (size_t i = pre; i < LR_TLS_ACK_LEN; i++) diff |= st->ack[i] ^ want[i];

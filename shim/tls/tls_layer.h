@@ -3,7 +3,7 @@
  * Internal to tls/. */
 #ifndef LR_TLS_LAYER_H
 #define LR_TLS_LAYER_H
-#include "net/tls_hello.h"
+#include "net/hello.h"
 #include <errno.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>

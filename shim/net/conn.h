@@ -1,0 +1,69 @@
+/* One client connection of the responder, shared inside net/ by the modules that serve it:
+ * server.c (the epoll loop that owns every connection), hello.c (what comes first: HELLO,
+ * a ClientHello or HTTP), conn.c (HTTP/1.x: parse, answer, pace) and upstream.c (an answer
+ * forwarded from the real API). Not for use outside net/; the interface is net/responder.h. */
+#ifndef LR_CONN_H
+#define LR_CONN_H
+#include "base/util.h"
+#include "engine/render.h"
+#include <stdbool.h>
+#include <stddef.h>
+
+typedef struct lr_conn {
+    int fd;
+    char host[160]; /* host[:port] the client connected to, for the Host-less and for URLs */
+    char name[128]; /* the host alone: the certificate's name when TLS is terminated */
+    const char *scheme;
+    bool sniffed;   /* the first bytes told plain HTTP, hooked TLS (HELLO) or a ClientHello */
+    size_t hello;   /* bytes of HELLO read */
+    buf_t in, out;
+    size_t out_off;
+    /* settings, read on the application thread that made the connection: the loop thread
+     * must not read the environment */
+    size_t max_request;      /* LLMREPLAY_MAX_REQUEST_MB */
+    const char *upstream_ca; /* LLMREPLAY_UPSTREAM_CA: the CA bundle upstream TLS is checked with */
+    /* the request being read */
+    bool have_head, sent_continue, head_chunked, expect_continue, keep_alive, head_only;
+    long head_len;
+    size_t content_length;
+    char method[16];
+    char *url;
+    /* the answer being written */
+    lr_response_t *resp;
+    int next_ev;
+    bool chunked, close_after;
+    double pace_ms, due;
+    bool want_out, closing, dead, eof;
+    int minor;          /* HTTP/1.minor of the request being answered */
+    buf_t fwd_headers;  /* its headers, for an upstream call */
+    int upstream;       /* an upstream call owns the connection's output (atomic) */
+} lr_conn_t;
+
+/* conn.c: the HTTP side */
+lr_conn_t *lr_conn_new(int fd, const char *host, int port, const char *scheme);
+void lr_conn_free(lr_conn_t *c);
+/* Read what the client sent (after the first bytes were sniffed). */
+void lr_conn_readable(lr_conn_t *c);
+/* Answer what can be answered now: pipelined requests one after the other. */
+void lr_conn_service(lr_conn_t *c);
+/* Write what is queued; false when the connection is gone. */
+bool lr_conn_flush(lr_conn_t *c);
+static inline bool lr_conn_upstream_busy(const lr_conn_t *c) { return __atomic_load_n(&c->upstream, __ATOMIC_ACQUIRE) != 0; }
+
+/* hello.c: what comes first on a connection; false while HELLO is incomplete. */
+bool lr_hello_sniff(lr_conn_t *c);
+
+/* server.c: the loop's epoll set */
+/* Watch c for what it waits for now (input unless EOF, output while want_out). */
+void lr_server_arm(lr_conn_t *c);
+/* Stop watching c's descriptor, then watch fd instead (TLS handed to the helper; -1 when
+ * that failed: c is dead). */
+void lr_server_unwatch(lr_conn_t *c);
+void lr_server_watch(lr_conn_t *c, int fd);
+/* An upstream worker finished with a connection: wake the loop. */
+void lr_server_wake(void);
+
+/* upstream.c: answer from the real API (record, record-if-missing, live, trace); false when
+ * no worker could be started. */
+bool lr_upstream_forward(lr_conn_t *c, const char *body, size_t len);
+#endif
