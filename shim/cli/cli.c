@@ -218,11 +218,11 @@ static lr_store_t *cli_store(dirs_t *d, report_t *rep)
     report_t quiet = *rep;
     quiet.print = false;
     lr_store_t *s = lr_store_open(d->dirs, d->n, lr_ignore_env(), report_cb, &quiet, true);
-    if (s && s->from_cache && lr_store_stale(s)) {
+    if (s && lr_store_info(s).from_cache && lr_store_stale(s)) {
         lr_store_free(s);
         s = lr_store_open(d->dirs, d->n, lr_ignore_env(), report_cb, rep, false);
     } else if (s) {
-        for (int i = 0; i < s->nbadlist; i++) report_cb(rep, s->badlist[i].path, s->badlist[i].why, s->badlist[i].unsupported);
+        lr_store_report(s, report_cb, rep);
     }
     return s;
 }
@@ -333,11 +333,12 @@ static int cmd_explain(int argc, char **argv)
     if (hit) {
         printf("match: %s\n", hit->path);
         uint64_t h1, h2;
-        lr_match_key(req.op, req.method, req.body, &s->ig, &h1, &h2);
-        lr_entry_t *e = lr_store_find(s, h1, h2);
-        if (e && e->n > 1) {
-            printf("%d recordings answer this request, in this order (the last one repeats):\n", e->n);
-            for (int i = 0; i < e->n; i++) printf("  %d. %s\n", i + 1, e->recs[i]->path);
+        lr_match_key(req.op, req.method, req.body, lr_store_ignore(s), &h1, &h2);
+        int n;
+        lr_rec_t *const *recs = lr_store_find(s, h1, h2, &n);
+        if (n > 1) {
+            printf("%d recordings answer this request, in this order (the last one repeats):\n", n);
+            for (int i = 0; i < n; i++) printf("  %d. %s\n", i + 1, recs[i]->path);
         }
         rc = 0;
     } else {
@@ -381,7 +382,7 @@ static int cmd_index(int argc, char **argv)
     long long size = stat(file, &st) == 0 ? (long long)st.st_size : -1;
     if (size < 0) fprintf(stderr, "llmreplay: could not write %s (is the cache directory writable?)\n", file);
     printf("indexed %d recordings (%d problems, %d unsupported) from %d director%s in %.1f ms\n", lr_store_size(s),
-           s->nbad, s->nunsupported, d.n, d.n == 1 ? "y" : "ies", ms);
+           lr_store_info(s).nbad, lr_store_info(s).nunsupported, d.n, d.n == 1 ? "y" : "ies", ms);
     if (size >= 0) printf("index: %s (%lld bytes)\n", file, size);
     lr_store_free(s);
     free(file);

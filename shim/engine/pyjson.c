@@ -199,9 +199,7 @@ void lr_llama_hash(const char *method, const char *url, span_t body, const char 
     snprintf(m, sizeof m, "%s", method ? method : "POST");
     for (char *c = m; *c; c++) if (*c >= 'a' && *c <= 'z') *c = (char)(*c - 32);
     lr_pyjson_str(m, strlen(m), &b);
-    bool listing = (plen == 14 && !memcmp(path, "/v1/models", 10)) || (plen == 9 && !memcmp(path, "/api/tags", 9)) ||
-                   (plen == 20 && !memcmp(path, "/v1/openai/v1/models", 20)) || (plen == 10 && !memcmp(path, "/v1/models", 10));
-    if (!listing) {
+    if (!lr_op_hash_shared(path, plen)) {
         buf_adds(&b, ", \"test_id\": ");
         if (test_id) lr_pyjson_str(test_id, strlen(test_id), &b);
         else buf_adds(&b, "null");

@@ -76,35 +76,6 @@ void lr_capture_header(lr_capture_t *c, const char *line, size_t n)
     }
 }
 
-/* ---- llama-stack's object type names -------------------------------------------------- */
-
-static const char *type_name(lr_op_t op, bool chunk, span_t data)
-{
-    span_t obj;
-    bool chat_chunk = js_kind(data) == '{' && js_get(data, "object", &obj) && js_trim(obj).n == 22 &&
-                      !memcmp(js_trim(obj).p, "\"chat.completion.chunk\"", 22);
-    switch (op) {
-    case OP_CHAT: return chunk ? "openai.types.chat.chat_completion_chunk.ChatCompletionChunk"
-                               : "openai.types.chat.chat_completion.ChatCompletion";
-    case OP_COMPLETIONS: return chat_chunk ? "openai.types.chat.chat_completion_chunk.ChatCompletionChunk"
-                                           : "openai.types.completion.Completion";
-    case OP_EMBEDDINGS: return "openai.types.create_embedding_response.CreateEmbeddingResponse";
-    case OP_MODELS: return "openai.types.model.Model";
-    case OP_RESPONSES: return chunk ? "openai.types.responses.response_stream_event.ResponseStreamEvent"
-                                    : "openai.types.responses.response.Response";
-    case OP_MESSAGES: return chunk ? "anthropic.types.raw_message_stream_event.RawMessageStreamEvent"
-                                   : "anthropic.types.message.Message";
-    case OP_OLLAMA_GENERATE: return "ollama._types.GenerateResponse";
-    case OP_OLLAMA_CHAT: return "ollama._types.ChatResponse";
-    case OP_OLLAMA_EMBED: case OP_OLLAMA_EMBEDDINGS: return "ollama._types.EmbedResponse";
-    case OP_OLLAMA_TAGS: return "ollama._types.ListResponse";
-    case OP_OLLAMA_PS: return "ollama._types.ProcessResponse";
-    case OP_OLLAMA_PULL: return "ollama._types.ProgressResponse";
-    case OP_OLLAMA_SHOW: return "ollama._types.ShowResponse";
-    default: return "dict";
-    }
-}
-
 /* ---- secrets --------------------------------------------------------------------------- */
 
 /* Authorization, api keys, cookies, organisation/project headers, and LLMREPLAY_REDACT. */
@@ -205,7 +176,7 @@ static void add_item(buf_t *o, lr_op_t op, bool chunk, span_t data, bool first)
 {
     if (!first) buf_adds(o, ",\n");
     buf_adds(o, "      {\"__type__\": ");
-    const char *t = type_name(op, chunk, data);
+    const char *t = lr_op_type_name(op, chunk, data);
     lr_pyjson_str(t, strlen(t), o);
     buf_adds(o, ", \"__data__\": ");
     put_data(o, data);
@@ -353,13 +324,13 @@ static void write_recording(const lr_capture_t *c)
         buf_addc(&o, ']');
         free(ev);
         free(ms);
-    } else if (listing && c->op == OP_MODELS && js_kind(resp) == '{') {
+    } else if (lr_op_info(c->op)->record_items && js_kind(resp) == '{') {
         /* llama-stack keeps a model listing as the list of Model objects */
         span_t data;
         buf_adds(&o, "[\n");
         buf_t ids;
         buf_init(&ids);
-        if (js_get(resp, "data", &data)) {
+        if (js_get(resp, lr_op_info(c->op)->record_items, &data)) {
             const char *pos = NULL;
             span_t item, id;
             for (int i = 0; js_next(data, &pos, &item); i++) {
@@ -372,7 +343,7 @@ static void write_recording(const lr_capture_t *c)
         buf_free(&ids);
     } else {
         buf_adds(&o, "{\"__type__\": ");
-        const char *t = type_name(c->op, false, resp);
+        const char *t = lr_op_type_name(c->op, false, resp);
         lr_pyjson_str(t, strlen(t), &o);
         buf_adds(&o, ", \"__data__\": ");
         put_data(&o, resp);

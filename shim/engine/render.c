@@ -84,7 +84,24 @@ static void frame(lr_frame_t f, span_t data, const char *raw, buf_t *b)
     }
 }
 
-static bool is_ollama(lr_op_t op) { return lr_op_info(op)->frame == FRAME_NDJSON; }
+/* An error body in the operation's dialect; code NULL writes null. */
+static void error_body(lr_op_t op, const char *type, const char *code, const char *msg, buf_t *b)
+{
+    if (lr_op_info(op)->errors == ERR_OLLAMA) {
+        buf_adds(b, "{\"error\":");
+        buf_json_str(b, msg, strlen(msg));
+        buf_addc(b, '}');
+        return;
+    }
+    buf_adds(b, "{\"error\":{\"message\":");
+    buf_json_str(b, msg, strlen(msg));
+    buf_adds(b, ",\"type\":");
+    buf_json_str(b, type, strlen(type));
+    buf_adds(b, ",\"param\":null,\"code\":");
+    if (code) buf_json_str(b, code, strlen(code));
+    else buf_adds(b, "null");
+    buf_adds(b, "}}");
+}
 
 /* Error body of an exception recording: the provider's own body when recorded. */
 static void exception_body(lr_op_t op, span_t resp, buf_t *b)
@@ -100,18 +117,7 @@ static void exception_body(lr_op_t op, span_t resp, buf_t *b)
     if (have_ed && js_get(ed, "message", &v) && js_kind(v) == '"') msg = js_strdup(v);
     if (!msg && js_get(resp, "exception_message", &v) && js_kind(v) == '"') msg = js_strdup(v);
     if (have_ed && js_get(ed, "type", &v) && js_kind(v) == '"') type = js_strdup(v);
-    const char *m = msg ? msg : "recorded error";
-    if (is_ollama(op)) {
-        buf_adds(b, "{\"error\":");
-        buf_json_str(b, m, strlen(m));
-        buf_addc(b, '}');
-    } else {
-        buf_adds(b, "{\"error\":{\"message\":");
-        buf_json_str(b, m, strlen(m));
-        buf_adds(b, ",\"type\":");
-        buf_json_str(b, type ? type : "api_error", strlen(type ? type : "api_error"));
-        buf_adds(b, ",\"param\":null,\"code\":null}}");
-    }
+    error_body(op, type ? type : "api_error", NULL, msg ? msg : "recorded error", b);
     free(msg);
     free(type);
 }
@@ -194,17 +200,14 @@ lr_response_t *lr_render_recording(const lr_rec_t *r)
             buf_adds(&b, "null");
         } else if (js_kind(body) == '[') {
             /* Listings recorded as a list of objects: wrap them as the API does. */
-            const char *pos = NULL;
+            const char *pos = NULL, *wrap = lr_op_info(r->op)->list_wrap;
             span_t item;
-            bool tags = r->op == OP_OLLAMA_TAGS || r->op == OP_OLLAMA_PS;
-            buf_adds(&b, tags ? "{\"models\":[" : r->op == OP_MODELS ? "{\"object\":\"list\",\"data\":[" : "[");
+            buf_adds(&b, wrap ? wrap : "[");
             for (int i = 0; js_next(body, &pos, &item); i++) {
                 if (i) buf_addc(&b, ',');
                 js_minify(payload(item), &b);
             }
-            buf_adds(&b, r->op == OP_MODELS || tags ? "]}" : "]");
-        } else if (js_kind(body) == '"' && !is_ollama(r->op) && r->op != OP_NONE) {
-            js_minify(body, &b);
+            buf_adds(&b, wrap ? "]}" : "]");
         } else {
             js_minify(payload(body), &b);
         }
@@ -226,19 +229,7 @@ lr_response_t *lr_render_error(lr_op_t op, int status, const char *type, const c
     o->owned = true;
     buf_t b;
     buf_init(&b);
-    if (is_ollama(op)) {
-        buf_adds(&b, "{\"error\":");
-        buf_json_str(&b, message, strlen(message));
-        buf_addc(&b, '}');
-    } else {
-        buf_adds(&b, "{\"error\":{\"message\":");
-        buf_json_str(&b, message, strlen(message));
-        buf_adds(&b, ",\"type\":");
-        buf_json_str(&b, type, strlen(type));
-        buf_adds(&b, ",\"param\":null,\"code\":");
-        buf_json_str(&b, code, strlen(code));
-        buf_adds(&b, "}}");
-    }
+    error_body(op, type, code, message, &b);
     add_event(o, &b);
     /* OpenAI SDKs honour x-should-retry: a miss is final, retrying only hides it. */
     o->extra_headers = strdup("x-should-retry: false\r\n");

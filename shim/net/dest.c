@@ -2,7 +2,7 @@
 #include "base/config.h"
 #include "base/log.h"
 #include "base/real.h"
-#include "engine/store.h"
+#include "engine/engine.h"
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <netinet/in.h>
@@ -78,9 +78,8 @@ static void parse_hosts(const char *spec)
 static void load_rules(void)
 {
     lr_inside++;
-    lr_store_t *s = lr_store_global();
-    int n = 0;
-    const lr_hostport_t *hp = s ? lr_store_hosts(s, &n) : NULL;
+    int n;
+    const lr_hostport_t *hp = lr_engine_hosts(&n);
     for (int i = 0; i < n; i++) add_rule(hp[i].host, hp[i].port);
     parse_hosts(lr_cfg()->hosts);
     lr_inside--;
