@@ -127,9 +127,29 @@ static void add_text(buf_t *t, const cJSON *v)
     if (cJSON_IsString(v) && v->valuestring) buf_adds(t, v->valuestring);
 }
 
-/* The human-readable text of one payload: message/delta content, Ollama's response… */
-static void payload_text(const cJSON *j, buf_t *t, int *nemb, int *dim, int *nmodels)
+/* The strings at a dotted path of a payload ("results.*.text": * is every array item). */
+static void path_text(const cJSON *j, const char *path, size_t n, buf_t *t)
 {
+    if (!j || !n) { add_text(t, j); return; }
+    const char *dot = memchr(path, '.', n);
+    size_t l = dot ? (size_t)(dot - path) : n, rn = dot ? n - l - 1 : 0;
+    const char *rest = dot ? dot + 1 : path + n;
+    if (l == 1 && *path == '*') {
+        for (const cJSON *c = cJSON_IsArray(j) ? j->child : NULL; c; c = c->next) path_text(c, rest, rn, t);
+        return;
+    }
+    char key[128];
+    snprintf(key, sizeof key, "%.*s", (int)(l < sizeof key ? l : sizeof key - 1), path);
+    if (cJSON_IsObject(j)) path_text(J.GetObjectItemCaseSensitive(j, key), rest, rn, t);
+}
+
+/* The human-readable text of one payload: the operation's own fields (its ls_text), then the
+ * common ones: message/delta content, Ollama's response… */
+static void payload_text(const cJSON *j, lr_op_t op, buf_t *t, int *nemb, int *dim, int *nmodels)
+{
+    const char *tok;
+    size_t l;
+    for (const char *p = lr_op_info(op)->ls_text; p && lr_list_next(&p, &tok, &l);) path_text(j, tok, l, t);
     const cJSON *choices = J.GetObjectItemCaseSensitive(j, "choices");
     for (const cJSON *c = cJSON_IsArray(choices) ? choices->child : NULL; c; c = c->next) {
         const cJSON *m = J.GetObjectItemCaseSensitive(c, "message");
@@ -168,7 +188,7 @@ static void payload_text(const cJSON *j, buf_t *t, int *nemb, int *dim, int *nmo
 }
 
 /* Summary of an answer: its first words, or what it holds. */
-static void summarize(const lr_response_t *r, char *out, size_t cap)
+static void summarize(const lr_response_t *r, lr_op_t op, char *out, size_t cap)
 {
     buf_t t;
     buf_init(&t);
@@ -180,7 +200,7 @@ static void summarize(const lr_response_t *r, char *out, size_t cap)
         if (d && d < end) p = d + 6;
         const char *e = memchr(p, '\n', (size_t)(end - p));
         cJSON *j = lr_json_parse(p, e ? (size_t)(e - p) : (size_t)(end - p));
-        if (j) { payload_text(j, &t, &nemb, &dim, &nmodels); J.Delete(j); }
+        if (j) { payload_text(j, op, &t, &nemb, &dim, &nmodels); J.Delete(j); }
         if (t.len > 200) break;
     }
     if (nemb) snprintf(out, cap, "[%d embedding%s of %d dims]", nemb, nemb == 1 ? "" : "s", dim);
@@ -242,7 +262,7 @@ static int cmd_ls(int argc, char **argv)
         lr_rec_t *r = all[i];
         lr_response_t *resp = lr_render_recording(r);
         char sum[256] = "";
-        if (resp) summarize(resp, sum, sizeof sum);
+        if (resp) summarize(resp, r->op, sum, sizeof sum);
         printf("%-20s %-28s %-6s %3d  %s  %s\n", lr_op_info(r->op)->endpoint, *r->model ? r->model : "-",
                r->streaming ? "stream" : "json", r->status, sum, r->path);
         if (resp) { resp->owned = true; lr_response_free(resp); }

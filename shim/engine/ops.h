@@ -41,6 +41,8 @@ typedef struct {
     const char *list_wrap;  /* a body recorded as a list is served as list_wrap items "]}" */
     const char *record_items; /* recorded as the list of this field's items (llama-stack) */
     const char *hash_shared;  /* paths llama-stack hashes without the test id, comma separated */
+    const char *ls_text;    /* llmreplay ls: payload fields holding its text ("results.*.text": * is
+                             * every item), besides the common ones (choices, response, content…) */
 } lr_opinfo_t;
 
 /* Row op; row OP_NONE for anything out of range. */
