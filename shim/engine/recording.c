@@ -14,13 +14,10 @@ size_t lr_max_file_bytes(void)
     return lr_cfg()->max_file_bytes;
 }
 
-int lr_op_class(lr_op_t op)
+const char *lr_body_model(const cJSON *body)
 {
-    switch (op) {
-    case OP_COMPLETIONS: return OP_CHAT;
-    case OP_OLLAMA_EMBEDDINGS: return OP_OLLAMA_EMBED;
-    default: return op;
-    }
+    const cJSON *m = cJSON_IsObject(body) ? J.GetObjectItemCaseSensitive(body, "model") : NULL;
+    return cJSON_IsString(m) && m->valuestring ? m->valuestring : "";
 }
 
 void lr_match_key(lr_op_t op, const char *method, const cJSON *body, const lr_ignore_t *ig,
@@ -28,7 +25,7 @@ void lr_match_key(lr_op_t op, const char *method, const cJSON *body, const lr_ig
 {
     buf_t b;
     buf_init(&b);
-    buf_printf(&b, "%d ", lr_op_class(op));
+    buf_printf(&b, "%s ", lr_op_info(lr_op_class(op))->name); /* a stable name, never the row number */
     if (!lr_op_info(op)->listing) {
         for (const char *m = method && *method ? method : "POST"; *m; m++)
             buf_addc(&b, (char)(*m >= 'a' && *m <= 'z' ? *m - 32 : *m));
@@ -117,8 +114,7 @@ lr_rec_t *lr_rec_parse(const char *path, const char *text, size_t len, const lr_
     if (!url || !lr_url_hostport(url, r->host, sizeof r->host, &r->port, &https)) r->host[0] = 0;
     const char *model = str_field(rq, "model");
     const cJSON *body = J.GetObjectItemCaseSensitive(rq, "body");
-    if (!model && cJSON_IsObject(body)) model = str_field(body, "model");
-    r->model = strdup(model ? model : "");
+    r->model = strdup(model ? model : lr_body_model(body));
     if (f[F_TEST_ID].p && js_kind(f[F_TEST_ID]) == '"') r->test_id = js_strdup(f[F_TEST_ID]);
     lr_match_key(r->op, r->method, body, ig, &r->h1, &r->h2);
     span_t v;

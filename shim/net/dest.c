@@ -2,7 +2,7 @@
 #include "base/config.h"
 #include "base/log.h"
 #include "base/real.h"
-#include "engine/store.h"
+#include "engine/engine.h"
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <fnmatch.h>
@@ -105,9 +105,8 @@ static void load_rules(void)
     rules_t rs = {NULL, 0};
     for (int i = 0; i < fixed.n; i++) add_rule(&rs, fixed.v[i].host, fixed.v[i].port);
     lr_inside++;
-    lr_store_t *s = lr_store_global();
-    int n = 0;
-    const lr_hostport_t *hp = s ? lr_store_hosts(s, &n) : NULL;
+    int n;
+    const lr_hostport_t *hp = lr_engine_hosts(&n);
     for (int i = 0; i < n; i++) add_rule(&rs, hp[i].host, hp[i].port);
     lr_inside--;
     all = rs;
