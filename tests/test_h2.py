@@ -126,6 +126,16 @@ print(json.dumps(out))
 '''
 
 
+HTTPX_ASYNC = r'''
+import asyncio, json, sys, httpx
+async def main():
+    async with httpx.AsyncClient(http1=False, http2=True) as c:
+        rs = await asyncio.gather(*[c.post(sys.argv[1], content=sys.argv[2]) for _ in range(20)])
+        print(json.dumps(sorted({(r.http_version, r.status_code, r.text) for r in rs})))
+asyncio.run(main())
+'''
+
+
 def test_httpx_http2_only_over_http_and_https():
     """httpx http1=False: prior knowledge over http://, ALPN h2 only over hooked https://; a
     paced stream arrives incrementally, a miss is the documented 404, threads share the
@@ -141,6 +151,9 @@ def test_httpx_http2_only_over_http_and_https():
         assert got["reads"] >= n // 2 and got["spread"] >= 0.03 * (n - 3), (scheme, got)
         assert got["miss"][:3] == ["HTTP/2", 404, "false"] and "never recorded" in got["miss"][3], got["miss"]
         assert got["concurrent"] == [_want(STREAM)] * 16, scheme
+    # asyncio: the TLS session runs over memory BIOs (anyio), 20 streams at once
+    r = run(_unshare() + [PY, "-c", HTTPX_ASYNC, "https://" + URL, _body(CHAT)], env=env, check=True, timeout=120)
+    assert json.loads(r.stdout) == [["HTTP/2", 200, _want(CHAT)]], r.stdout[:300]
 
 
 NODE_H2 = r'''
