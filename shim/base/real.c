@@ -16,7 +16,7 @@ void *lr_real(const char *name, void *self, const char *const *libs)
 {
     void *f = dlsym(RTLD_NEXT, name);
     for (int i = 0; !f && libs && libs[i]; i++) {
-        void *h = dlopen(libs[i], RTLD_LAZY | RTLD_NOLOAD);
+        void *h = lr_dlopen(libs[i], RTLD_LAZY | RTLD_NOLOAD); /* libc's: resolve() passes no libs */
         if (h) {
             f = dlsym(h, name);
             dlclose(h); /* NOLOAD took a reference: give it back, the library stays loaded */
@@ -54,6 +54,7 @@ static void resolve(void)
     R(gethostbyname2);
     R(gethostbyname_r);
     R(gethostbyname2_r);
+    R(dlopen);
 #undef R
     if (!libc.fcntl64) libc.fcntl64 = libc.fcntl;
 }

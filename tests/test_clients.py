@@ -1,0 +1,96 @@
+"""Stock HTTP clients of other languages, unmodified, at the provider's default https:// URL,
+inside an empty network namespace: PHP (ext/curl, loaded with RTLD_DEEPBIND, and Guzzle), Ruby
+Net::HTTP (the system OpenSSL), Java (its own TLS and trust store) and wget (GnuTLS)."""
+import base64, json, os, subprocess, tempfile
+from lib import *
+
+CLIENTS = os.path.join(ROOT, "tests", "clients")
+URL = "https://api.openai.com/v1/chat/completions"
+CA_VARS = ("SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "NODE_EXTRA_CA_CERTS",
+           "JAVA_TOOL_OPTIONS")
+PACE_MS = 40
+JAVA_SRC = os.path.join(CLIENTS, "JavaClient.java")
+JAVA_OUT = os.path.join(BUILD, "tests", "java")
+
+
+def _java(*args):
+    """The JDK client, compiled once (a single-file `java JavaClient.java` launch works too, but
+    compiles on every run); C1 only: these JVMs live for one request."""
+    cls = os.path.join(JAVA_OUT, "JavaClient.class")
+    if not os.path.exists(cls) or os.stat(cls).st_mtime < os.stat(JAVA_SRC).st_mtime:
+        os.makedirs(JAVA_OUT, exist_ok=True)
+        tmp = tempfile.mkdtemp(dir=JAVA_OUT)  # tests run in parallel: the class appears whole
+        run(["javac", "-d", tmp, JAVA_SRC], check=True)
+        os.replace(os.path.join(tmp, "JavaClient.class"), cls)
+        rmtree(tmp)
+    return ["java", "-XX:TieredStopAtLevel=1", "-cp", JAVA_OUT, "JavaClient"] + list(args)
+
+
+def _env(**extra):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LLMREPLAY_") and k not in CA_VARS and k != "LD_PRELOAD"}
+    env["LLMREPLAY_CACHE_DIR"] = CACHE
+    env.update({k: str(v) for k, v in extra.items()})
+    return env
+
+
+def _under_run(cmd, pace=PACE_MS, env=None, timeout=120, strict=False):
+    """cmd under `llmreplay run -d seed` inside `unshare -rn`."""
+    return run(["unshare", "-rn", CLI, "run", "-d", SEED_DIR, "--pace", str(pace)] + (["--strict"] if strict else []) +
+               ["--"] + cmd, env=env or _env(), timeout=timeout)
+
+
+def _preloaded(cmd, pace=PACE_MS, timeout=120):
+    """cmd with only LD_PRELOAD and LLMREPLAY_DIR (no CA variable), inside `unshare -rn`."""
+    return run(["unshare", "-rn"] + cmd, env=_env(LD_PRELOAD=LIB, LLMREPLAY_DIR=SEED_DIR, LLMREPLAY_PACE_MS=pace),
+               timeout=timeout)
+
+
+def _check_stream(r, what, incremental=True):
+    """The client's JSON report: the seed's answer, byte for byte, arriving event by event."""
+    assert r.returncode == 0, (what, r.returncode, r.stderr.decode(errors="replace")[-2000:])
+    got = json.loads(r.stdout.decode().strip().splitlines()[-1])
+    status, ctype, evs = expected(load(SEED))
+    want = "".join(e for e in evs if e is not None).encode()
+    body = base64.b64decode(got["body"])
+    assert (got["status"], got["ctype"], body) == (status, ctype, want), (what, got["status"], got["ctype"], body[:300])
+    n = len(evs)
+    if not incremental:
+        return
+    # paced: the first event well before the last (half the stream's pacing, as a slow JVM start under load
+    # may deliver the first few events together)
+    assert got["reads"] >= n // 2 and got["t_last"] - got["t_first"] >= PACE_MS / 1000 * (n // 2), (what, got["reads"], got["t_first"], got["t_last"])
+
+
+def _body():
+    return request_body(load(SEED))
+
+
+def test_php_ext_curl_and_guzzle_stream_under_run():
+    """PHP's ext/curl (a write callback) and Guzzle (stream => true: PHP's own sockets and OpenSSL;
+    and its default, ext/curl's easy and multi interfaces) answer under `llmreplay run`."""
+    for mode in ("curl", "guzzle_stream", "guzzle", "guzzle_async"):
+        r = _under_run(["php", os.path.join(CLIENTS, "php_client.php"), mode, URL, _body()])
+        _check_stream(r, mode, incremental=mode in ("curl", "guzzle_stream"))  # Guzzle buffers otherwise
+
+
+def test_php_preloaded_only_needs_no_ca():
+    """ext/curl, bound to libcurl with RTLD_DEEPBIND, reaches the hooks: no CA variable needed."""
+    for mode in ("curl", "guzzle_stream"):
+        _check_stream(_preloaded(["php", os.path.join(CLIENTS, "php_client.php"), mode, URL, _body()]), mode)
+
+
+def _java_opts(stderr):
+    """The JAVA_TOOL_OPTIONS the JVM picked up (it says so on stderr)."""
+    for line in stderr.decode(errors="replace").splitlines():
+        if line.startswith("Picked up JAVA_TOOL_OPTIONS: "):
+            return line.split(": ", 1)[1]
+    return ""
+
+
+def test_library_loaded_with_deepbind_reaches_the_socket_and_tls_layers():
+    """libcurl dlopen()ed with RTLD_DEEPBIND and driven through ctypes (dlsym: no libcurl layer):
+    its own getaddrinfo, connect and SSL_* calls are rebound to the hooks."""
+    r = _preloaded([PY, os.path.join(CLIENTS, "ctypes_deepbind.py"), URL, _body()], pace=0)
+    assert r.returncode == 0, r.stderr.decode()[-2000:]
+    status, ctype, evs = expected(load(SEED))
+    assert r.stdout == "".join(e for e in evs if e is not None).encode(), r.stdout[:300]
