@@ -79,12 +79,36 @@ def test_php_preloaded_only_needs_no_ca():
         _check_stream(_preloaded(["php", os.path.join(CLIENTS, "php_client.php"), mode, URL, _body()]), mode)
 
 
+def test_ruby_net_http_preloaded_only_needs_no_ca():
+    """Ruby's openssl ext makes its SSL from a generic TLS_method() context (a server until
+    SSL_connect) and drives SSL_connect non-blocking: the session is taken over, no CA trusted."""
+    r = _preloaded(["ruby", os.path.join(CLIENTS, "ruby_client.rb"), URL, _body()])
+    _check_stream(r, "ruby")
+    assert b"llmreplay" not in r.stderr, r.stderr[-2000:]
+
+
+
+
+
 def _java_opts(stderr):
     """The JAVA_TOOL_OPTIONS the JVM picked up (it says so on stderr)."""
     for line in stderr.decode(errors="replace").splitlines():
         if line.startswith("Picked up JAVA_TOOL_OPTIONS: "):
             return line.split(": ", 1)[1]
     return ""
+
+
+def test_generic_tls_method_client_is_taken_over():
+    """The family Ruby belongs to, in C: TLS_method() context, SSL_set_fd, non-blocking SSL_connect."""
+    cmd = ["unshare", "-rn", os.path.join(TESTS, "tls_generic"), "api.openai.com", "443", "/v1/chat/completions", _body()]
+    env = _env(LD_PRELOAD=LIB, LLMREPLAY_DIR=SEED_DIR)
+    for e in (env, asan_env(env)):
+        r = run(cmd, env=e, timeout=60)
+        assert r.returncode == 0, r.stderr.decode()[-2000:]
+        out = json.loads(r.stdout)
+        assert out["server_before"] == 1 and out["server_after"] == 0 and out["verify"] == 0, out
+        assert out["status"] == "HTTP/1.1 200 OK" and out["total"] > 8000, out
+        assert b"AddressSanitizer" not in r.stderr and b"runtime error" not in r.stderr, r.stderr[-2000:]
 
 
 def test_library_loaded_with_deepbind_reaches_the_socket_and_tls_layers():

@@ -63,6 +63,8 @@ static void resolve(__typeof__(real) *t, int *sidx, int *cidx, bool *ok)
     S(ctx_set_alpn, "SSL_CTX_set_alpn_protos");
     S(ctrl, "SSL_ctrl");
     S(clear, "SSL_clear");
+    S(set_accept, "SSL_set_accept_state");
+    S(set_connect, "SSL_set_connect_state");
     S(get_ex, "SSL_get_ex_data");
     S(set_ex, "SSL_set_ex_data");
     S(ctx_get_ex, "SSL_CTX_get_ex_data");
