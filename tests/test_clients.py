@@ -98,6 +98,40 @@ def _java_opts(stderr):
     return ""
 
 
+def test_java_httpclient_and_urlconnection_under_run():
+    """The JDK's own TLS trusts llmreplay's CA under `llmreplay run`: a PKCS12 store of the JDK's
+    cacerts plus the CA, made once with keytool, named in JAVA_TOOL_OPTIONS."""
+    for mode in ("httpclient", "urlconnection"):
+        r = _under_run(_java(mode, URL, _body()))
+        _check_stream(r, mode)
+        assert "-Djavax.net.ssl.trustStore=" + CACHE in _java_opts(r.stderr), r.stderr[-2000:]
+    store = [f for f in os.listdir(CACHE) if f.startswith("java-trust-")]
+    assert len(store) == 1, store
+    before = os.stat(os.path.join(CACHE, store[0])).st_mtime_ns
+    run(["unshare", "-rn", CLI, "run", "-d", SEED_DIR, "--", "true"], env=_env(), check=True)
+    assert os.stat(os.path.join(CACHE, store[0])).st_mtime_ns == before  # up to date: not rebuilt
+
+
+def test_java_keeps_the_trust_store_the_user_set():
+    """A trustStore already in JAVA_TOOL_OPTIONS is copied with the CA added: its entries stay."""
+    tmp = tmpdir()
+    try:
+        user = os.path.join(tmp, "user.jks")
+        subprocess.run(["keytool", "-genkeypair", "-alias", "mine", "-dname", "CN=mine", "-keyalg", "EC",
+                        "-keystore", user, "-storepass", "secret1", "-storetype", "JKS"], check=True, capture_output=True)
+        opts = f"-Djavax.net.ssl.trustStore={user} -Djavax.net.ssl.trustStorePassword=secret1"
+        env = _env(JAVA_TOOL_OPTIONS=opts, LLMREPLAY_CACHE_DIR=os.path.join(tmp, "cache"))
+        r = _under_run(_java("httpclient", URL, _body()), env=env)
+        _check_stream(r, "httpclient with the user's store")
+        picked = _java_opts(r.stderr)
+        assert picked.startswith(opts + " ") and "trustStore=" + os.path.join(tmp, "cache") in picked, picked
+        store = picked.split("-Djavax.net.ssl.trustStore=")[-1].split()[0]
+        ls = run(["keytool", "-list", "-keystore", store, "-storepass", "changeit"], check=True).stdout.decode()
+        assert "mine," in ls and "llmreplay-ca," in ls, ls
+    finally:
+        rmtree(tmp)
+
+
 def test_generic_tls_method_client_is_taken_over():
     """The family Ruby belongs to, in C: TLS_method() context, SSL_set_fd, non-blocking SSL_connect."""
     cmd = ["unshare", "-rn", os.path.join(TESTS, "tls_generic"), "api.openai.com", "443", "/v1/chat/completions", _body()]
