@@ -132,6 +132,50 @@ def test_java_keeps_the_trust_store_the_user_set():
         rmtree(tmp)
 
 
+def test_wget_gnutls_is_told_its_ca_option_and_works_with_it():
+    """wget's GnuTLS ignores SSL_CERT_FILE: at each terminated connection llmreplay names the flag;
+    with that flag, the answer streams."""
+    cmd = ["wget", "-O", "-", "--header", "Content-Type: application/json", "--post-data", _body(), URL]
+    ca = run([CLI, "ca"], env=_env(), check=True).stdout.decode().strip()
+    r = _under_run(cmd, pace=0)
+    hint = f"llmreplay: wget's TLS (GnuTLS) to api.openai.com is terminated with llmreplay's CA, which GnuTLS does " \
+           f"not take from SSL_CERT_FILE: run wget --ca-certificate={ca}"
+    lines = r.stderr.decode().splitlines()
+    assert r.returncode != 0 and lines.count(hint) == 1, r.stderr.decode()[-2000:]
+    r = _under_run(cmd[:1] + ["--ca-certificate=" + ca] + cmd[1:], pace=0)
+    assert r.returncode == 0, r.stderr.decode()[-2000:]
+    status, ctype, evs = expected(load(SEED))
+    assert r.stdout == "".join(e for e in evs if e is not None).encode(), r.stdout[:300]
+    assert r.stderr.decode().splitlines().count(hint) == 1  # every time
+
+
+def test_misses_are_404_and_counted_by_strict_in_every_client():
+    """A request with no recording gets the documented 404 through each path (DEEPBIND'd ext/curl,
+    PHP's stream wrapper, Ruby's OpenSSL, Java's terminated TLS), and --strict counts it."""
+    body = json.loads(_body())
+    body["messages"][0]["content"] = "a question nobody recorded"
+    body = json.dumps(body)
+    for cmd in (["php", os.path.join(CLIENTS, "php_client.php"), "curl", URL, body],
+                ["php", os.path.join(CLIENTS, "php_client.php"), "guzzle_stream", URL, body],
+                ["ruby", os.path.join(CLIENTS, "ruby_client.rb"), URL, body],
+                _java("httpclient", URL, body)):
+        r = _under_run(cmd, pace=0, strict=True)
+        got = json.loads(r.stdout.decode().strip().splitlines()[-1])
+        assert got["status"] == 404 and b"no recording" in base64.b64decode(got["body"]).lower(), (cmd[1:3], got)
+        assert r.returncode == 3 and b"--strict: 1 request had no recording" in r.stderr, (cmd[1:3], r.stderr[-1500:])
+
+
+def test_java_outside_run_is_told_what_to_do():
+    """Preloaded only, the JDK rejects the CA (its own trust store): llmreplay says to use run."""
+    r = _preloaded(_java("httpclient", URL, _body()), pace=0)
+    assert r.returncode != 0 and b"llmreplay: Java's TLS to api.openai.com is terminated with llmreplay's CA, which " \
+        b"the JDK trusts only from its own trust store: run it under `llmreplay run`" in r.stderr, r.stderr[-2000:]
+    # under run, with the trust store taken away: the hint no longer says "use `llmreplay run`"
+    r = _under_run(["env", "-u", "JAVA_TOOL_OPTIONS"] + _java("httpclient", URL, _body()), pace=0)
+    assert r.returncode != 0 and b"which `llmreplay run` exported in NODE_EXTRA_CA_CERTS, SSL_CERT_FILE and " \
+        b"JAVA_TOOL_OPTIONS" in r.stderr and b"use `llmreplay run`" not in r.stderr, r.stderr[-2000:]
+
+
 def test_generic_tls_method_client_is_taken_over():
     """The family Ruby belongs to, in C: TLS_method() context, SSL_set_fd, non-blocking SSL_connect."""
     cmd = ["unshare", "-rn", os.path.join(TESTS, "tls_generic"), "api.openai.com", "443", "/v1/chat/completions", _body()]
