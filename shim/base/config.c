@@ -1,4 +1,5 @@
 #include "base/config.h"
+#include "base/real.h"
 #include "base/log.h"
 #include "base/util.h"
 #include <pthread.h>
@@ -222,7 +223,7 @@ static void put_line(int fd, const char *name, const char *source, const char *v
     if ((size_t)n >= sizeof line) { n = sizeof line - 1; line[n - 1] = '\n'; }
     for (int i = 0; i < n - 1; i++)
         if ((unsigned char)line[i] < 0x20) line[i] = '?'; /* a value with a newline stays one line */
-    ssize_t w = write(fd, line, (size_t)n);
+    ssize_t w = lr_write(fd, line, (size_t)n);
     (void)w;
 }
 

@@ -104,7 +104,7 @@ static bool write_all(int fd, const void *p, size_t n)
 {
     const char *c = p;
     while (n) {
-        ssize_t w = write(fd, c, n);
+        ssize_t w = lr_write(fd, c, n);
         if (w < 0 && errno == EINTR) continue;
         if (w <= 0) { if (!w) errno = EIO; return false; }
         c += w;
@@ -131,7 +131,7 @@ bool lr_append_line(const char *path, const void *p, size_t n)
 {
     int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
     if (fd < 0) return false;
-    ssize_t w = write(fd, p, n); /* one write with O_APPEND: never interleaved with another */
+    ssize_t w = lr_write(fd, p, n); /* one write with O_APPEND: never interleaved with another */
     int e = errno;
     lr_close(fd);
     errno = e;

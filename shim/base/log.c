@@ -5,6 +5,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 /* Set by the config module (base/config.c) when it reads LLMREPLAY_LOG, before it warns. */
@@ -33,7 +34,7 @@ void lr_log(int level, const char *fmt, ...)
     if (len > sizeof line - 2) len = sizeof line - 2;
     line[len++] = '\n';
     /* One write(2) keeps lines from concurrent threads and processes whole. */
-    ssize_t w = write(STDERR_FILENO, line, len);
+    ssize_t w = syscall(SYS_write, STDERR_FILENO, line, len); /* not lr_write: logs may come from inside lr_libc() */
     (void)w;
     errno = saved;
 }

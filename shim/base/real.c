@@ -56,6 +56,11 @@ static void resolve(lr_libc_t *t)
     R(gethostbyname_r);
     R(gethostbyname2_r);
     R(dlopen);
+    R(write);
+    R(send);
+    R(sendto);
+    R(sendmsg);
+    R(writev);
 #undef R
     if (!t->fcntl64) t->fcntl64 = t->fcntl;
 }

@@ -7,6 +7,7 @@
 #include <stdbool.h>
 #include <netdb.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 
 /* dlsym(RTLD_NEXT, name), falling back to already-loaded libraries in libs (a NULL-terminated
  * list tried with RTLD_NOLOAD: a libcurl dlopen()ed RTLD_LOCAL, e.g. by Python's ctypes, is not
@@ -35,11 +36,19 @@ typedef struct {
     int (*gethostbyname_r)(const char *, struct hostent *, char *, size_t, struct hostent **, int *);
     int (*gethostbyname2_r)(const char *, int, struct hostent *, char *, size_t, struct hostent **, int *);
     void *(*dlopen)(const char *, int); /* sock/hook_dl.c */
+    /* the write family (sock/hook_write.c): a request written on a swapped descriptor */
+    ssize_t (*write)(int, const void *, size_t);
+    ssize_t (*send)(int, const void *, size_t, int);
+    ssize_t (*sendto)(int, const void *, size_t, int, const struct sockaddr *, socklen_t);
+    ssize_t (*sendmsg)(int, const struct msghdr *, int);
+    ssize_t (*writev)(int, const struct iovec *, int);
 } lr_libc_t;
 
 /* The table, resolved on first use (from any thread; pthread_once). */
 const lr_libc_t *lr_libc(void);
 static inline int lr_close(int fd) { return lr_libc()->close(fd); }
+static inline ssize_t lr_write(int fd, const void *p, size_t n) { return lr_libc()->write(fd, p, n); }
+static inline ssize_t lr_send(int fd, const void *p, size_t n, int fl) { return lr_libc()->send(fd, p, n, fl); }
 static inline void *lr_dlopen(const char *file, int mode) { return lr_libc()->dlopen(file, mode); }
 #define lr_fcntl(fd, cmd, arg) (lr_libc()->fcntl((fd), (cmd), (arg)))
 static inline int lr_getsockopt(int fd, int level, int opt, void *v, socklen_t *l)

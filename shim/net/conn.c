@@ -20,7 +20,7 @@
 bool lr_conn_flush(lr_conn_t *c)
 {
     while (c->out_off < c->out.len) {
-        ssize_t w = send(c->fd, c->out.data + c->out_off, c->out.len - c->out_off, MSG_NOSIGNAL | MSG_DONTWAIT);
+        ssize_t w = lr_send(c->fd, c->out.data + c->out_off, c->out.len - c->out_off, MSG_NOSIGNAL | MSG_DONTWAIT);
         if (w < 0 && errno == EINTR) continue;
         if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
             if (!c->want_out) { c->want_out = true; lr_server_arm(c); }
@@ -76,19 +76,25 @@ static bool pump(lr_conn_t *c)
                 if (!lr_conn_flush(c)) return false;
                 if (c->want_out) return true; /* EPOLLOUT brings us back */
             }
+            if (c->chunked && c->pace_ms == 0 && c->next_ev == 0 && r->body_len) {
+                /* unpaced, the whole stream is ready at once: one HTTP chunk holds every event
+                 * (chunk boundaries mean nothing in HTTP; a client parses one chunk fastest) */
+                buf_printf(&c->out, "%zx\r\n", r->body_len);
+                c->one_chunk = true;
+            }
             const lr_event_t *ev = &r->events[c->next_ev++];
-            if (c->chunked) buf_printf(&c->out, "%zx\r\n", ev->len);
+            bool framed = c->chunked && !c->one_chunk;
+            if (framed) buf_printf(&c->out, "%zx\r\n", ev->len);
             buf_add(&c->out, ev->data, ev->len);
-            if (c->chunked) buf_adds(&c->out, "\r\n");
+            if (framed) buf_adds(&c->out, "\r\n");
             if (c->pace_ms != 0) {
                 c->due = lr_now() + lr_event_gap_ms(r, c->next_ev, c->pace_ms) / 1000;
                 if (!lr_conn_flush(c)) return false; /* paced: each event is written on its own */
             }
-            /* unpaced, the whole stream is ready at once: one chunk per event, written together
-             * (a client cannot tell, and it saves a wake-up per event) */
-            continue;
+            continue; /* unpaced: written together, which saves a wake-up per event */
         }
-        if (c->chunked && !c->head_only) buf_adds(&c->out, "0\r\n\r\n");
+        if (c->chunked && !c->head_only) buf_adds(&c->out, c->one_chunk ? "\r\n0\r\n\r\n" : "0\r\n\r\n");
+        c->one_chunk = false;
         lr_response_free(r);
         c->resp = NULL;
         if (c->close_after) c->closing = true;
@@ -195,6 +201,7 @@ static void answer(lr_conn_t *c, const char *body, size_t len)
 {
     if (lr_engine_upstream(c->method, c->url, body, len) && lr_upstream_forward(c, body, len)) return;
     lr_response_t *r = lr_conn_reply(c->method, c->url, body, len);
+    c->served++;
     if (r) start_answer(c, r);
     else refuse(c, 500, "llmreplay: out of memory");
 }
@@ -305,6 +312,8 @@ lr_conn_t *lr_conn_new(int fd, const char *host, int port, const char *scheme)
     if (!c) return NULL;
     c->fd = fd;
     c->scheme = scheme;
+    c->refs = 1; /* the registry's */
+    pthread_mutex_init(&c->lock, NULL);
     c->max_request = lr_cfg()->max_request_bytes;
     c->upstream_ca = lr_cfg()->upstream_ca;
     snprintf(c->name, sizeof c->name, "%s", host);
@@ -322,5 +331,11 @@ void lr_conn_free(lr_conn_t *c)
     buf_free(&c->out);
     buf_free(&c->fwd_headers);
     free(c->url);
+    pthread_mutex_destroy(&c->lock);
     free(c);
+}
+
+void lr_conn_unref(lr_conn_t *c)
+{
+    if (__atomic_sub_fetch(&c->refs, 1, __ATOMIC_ACQ_REL) == 0) lr_conn_free(c);
 }

@@ -7,6 +7,7 @@
 #include "base/util.h"
 #include "engine/render.h"
 #include "net/h2.h"
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -39,11 +40,23 @@ typedef struct lr_conn {
     buf_t fwd_headers;  /* its headers, for an upstream call */
     int upstream;       /* an upstream call owns the connection's output (atomic) */
     lr_h2_t *h2;        /* the client spoke HTTP/2 (its preface): the session answers */
+    bool helper;        /* its TLS went to the helper: c->fd is the helper's, not the pair's */
+    bool one_chunk;     /* an unpaced stream goes out as one HTTP chunk */
+    int served;         /* HTTP/1 requests answered */
+    /* Answering in the caller's thread (net/inline.c): the loop and a client's write hook
+     * each hold lock while they touch the connection; refs counts the registry's reference
+     * and those of hooks at work, the last one frees it; gone: dropped from the registry. */
+    pthread_mutex_t lock;
+    int refs;
+    bool gone, inline_logged;
+    unsigned long long id;
 } lr_conn_t;
 
 /* conn.c: the HTTP side */
 lr_conn_t *lr_conn_new(int fd, const char *host, int port, const char *scheme);
 void lr_conn_free(lr_conn_t *c);
+/* Give up a reference taken by lr_server_get (or the registry's): the last one frees c. */
+void lr_conn_unref(lr_conn_t *c);
 /* Read what the client sent (after the first bytes were sniffed). */
 void lr_conn_readable(lr_conn_t *c);
 /* Answer what can be answered now: pipelined requests one after the other. */
@@ -72,6 +85,9 @@ void lr_server_unwatch(lr_conn_t *c);
 void lr_server_watch(lr_conn_t *c, int fd);
 /* An upstream worker finished with a connection: wake the loop. */
 void lr_server_wake(void);
+/* The registered connection p with this id, with a reference taken; NULL when it is gone
+ * (or belongs to the process this one was forked from). */
+lr_conn_t *lr_server_get(void *p, unsigned long long id);
 
 /* upstream.c: answer from the real API (record, record-if-missing, live, trace); false when
  * no worker could be started. */

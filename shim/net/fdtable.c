@@ -10,6 +10,7 @@
 #define PAGE 1024
 #define NPAGES 1024 /* descriptors below 1,048,576 */
 static lr_fdinfo_t **pages[NPAGES];
+int lr_fdt_any;
 
 static lr_fdinfo_t **slot(int fd, bool create)
 {
@@ -45,6 +46,7 @@ void lr_fdt_set(int fd, const lr_fdinfo_t *info)
     copy.alive = 0;
     memcpy(e, &copy, sizeof copy);
     __atomic_store_n(&e->alive, 1, __ATOMIC_RELEASE);
+    __atomic_store_n(&lr_fdt_any, 1, __ATOMIC_RELEASE);
 }
 
 bool lr_fdt_get(int fd, lr_fdinfo_t *out)
@@ -78,6 +80,15 @@ void lr_fdt_set_keepalive(int fd, int val)
 {
     lr_fdinfo_t *e = live(fd);
     if (e) __atomic_store_n(&e->keepalive, val, __ATOMIC_RELAXED);
+}
+
+void lr_fdt_set_conn(int fd, void *conn, unsigned long long id)
+{
+    lr_fdinfo_t *e = live(fd);
+    if (!e) return;
+    /* id first: a reader that sees the pointer checks it against the registry by id */
+    __atomic_store_n(&e->conn_id, id, __ATOMIC_RELEASE);
+    __atomic_store_n(&e->conn, conn, __ATOMIC_RELEASE);
 }
 
 void lr_fdt_clear(int fd)

@@ -16,7 +16,12 @@ typedef struct {
     socklen_t peerlen, locallen;
     int tcp_opts[32];  /* IPPROTO_TCP option values by option number (< 32) */
     int keepalive;
+    void *conn;              /* the responder's connection (net/inline.c), checked by id */
+    unsigned long long conn_id;
 } lr_fdinfo_t;
+
+/* Non-zero once any descriptor was swapped: the write hooks' one load for every other one. */
+extern int lr_fdt_any;
 
 void lr_fdt_set(int fd, const lr_fdinfo_t *info);
 /* Copy of fd's entry if it is still ours; false otherwise. */
@@ -25,6 +30,8 @@ bool lr_fdt_get(int fd, lr_fdinfo_t *out);
 void lr_fdt_set_tcp(int fd, int opt, int val);
 void lr_fdt_set_keepalive(int fd, int val);
 void lr_fdt_clear(int fd);
+/* The connection that serves fd (set right after the swap). */
+void lr_fdt_set_conn(int fd, void *conn, unsigned long long id);
 /* newfd now refers to what oldfd does (dup, dup2, dup3, F_DUPFD). */
 void lr_fdt_dup(int oldfd, int newfd);
 #endif

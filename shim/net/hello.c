@@ -53,6 +53,7 @@ bool lr_hello_sniff(lr_conn_t *c)
             lr_server_unwatch(c); /* before the descriptor goes to the helper */
             int fd = lr_tls_terminate(c->fd, c->name);
             c->sniffed = true;
+            c->helper = true;
             c->scheme = "https";
             lr_server_watch(c, fd);
             return false; /* the plaintext arrives on the new descriptor */

@@ -46,7 +46,7 @@ void lr_server_watch(lr_conn_t *c, int fd)
 void lr_server_wake(void)
 {
     uint64_t one = 1;
-    ssize_t w = write(wakefd, &one, sizeof one);
+    ssize_t w = lr_write(wakefd, &one, sizeof one);
     (void)w;
 }
 
@@ -58,13 +58,32 @@ static void unregister(lr_conn_t *c)
     pthread_mutex_unlock(&resp_lock);
 }
 
-/* A connection can go only once no upstream worker writes to it. */
-static void maybe_drop(lr_conn_t *c)
+/* A connection can go only once no upstream worker writes to it. Called with c->lock held
+ * (which it releases): a client's write hook (net/inline.c) may hold a reference meanwhile,
+ * so the last reference frees it. */
+static void unlock_maybe_drop(lr_conn_t *c)
 {
-    if (!c->dead || lr_conn_upstream_busy(c)) return;
+    bool drop = c->dead && !c->gone && !lr_conn_upstream_busy(c);
+    if (drop) c->gone = true;
+    pthread_mutex_unlock(&c->lock);
+    if (!drop) return;
     unregister(c);
     if (c->fd >= 0) epoll_ctl(epfd, EPOLL_CTL_DEL, c->fd, NULL); /* -1: a TLS connection the helper could not take */
-    lr_conn_free(c);
+    lr_conn_unref(c);
+}
+
+lr_conn_t *lr_server_get(void *p, unsigned long long id)
+{
+    lr_conn_t *found = NULL;
+    pthread_mutex_lock(&resp_lock);
+    for (int i = 0; i < nconns; i++) /* empty in a forked child: fork_child */
+        if (conns[i] == p && conns[i]->id == id) {
+            found = conns[i];
+            __atomic_add_fetch(&found->refs, 1, __ATOMIC_ACQ_REL);
+            break;
+        }
+    pthread_mutex_unlock(&resp_lock);
+    return found;
 }
 
 /* A copy of the connection list, to walk without the lock (only this thread drops entries). */
@@ -85,12 +104,15 @@ static int next_timeout(void)
     pthread_mutex_lock(&resp_lock);
     for (int i = 0; i < nconns; i++) {
         lr_conn_t *c = conns[i];
+        /* a client's hook at work on it wakes the loop if it leaves it anything to do */
+        if (pthread_mutex_trylock(&c->lock) != 0) continue;
         if (c->resp && c->pace_ms != 0 && c->next_ev < c->resp->nevents && !c->want_out) {
             double left = c->due - now;
             if (best < 0 || left < best) best = left;
         }
         double due = c->want_out ? -1 : lr_conn_h2_due(c);
         if (due >= 0 && (best < 0 || due - now < best)) best = due - now;
+        pthread_mutex_unlock(&c->lock);
     }
     pthread_mutex_unlock(&resp_lock);
     if (best < 0) return -1;
@@ -99,15 +121,18 @@ static int next_timeout(void)
 
 static void on_event(lr_conn_t *c, uint32_t events)
 {
+    pthread_mutex_lock(&c->lock);
+    if (c->gone) { pthread_mutex_unlock(&c->lock); return; }
     if (lr_conn_upstream_busy(c)) {
         /* the worker owns the output; keep reading pipelined input, notice hang-ups */
         if (events & (EPOLLIN | EPOLLRDHUP)) lr_conn_readable(c);
+        pthread_mutex_unlock(&c->lock);
         return;
     }
     if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) lr_conn_readable(c);
     if ((events & (EPOLLHUP | EPOLLERR)) && !(events & EPOLLIN)) c->dead = true;
     lr_conn_service(c);
-    maybe_drop(c);
+    unlock_maybe_drop(c);
 }
 
 /* After a wake-up (an upstream answer finished, due: false) or a timeout (paced events,
@@ -119,11 +144,14 @@ static void serve_waiting(bool due)
     double now = lr_now();
     for (int i = 0; list && i < k; i++) {
         lr_conn_t *c = list[i];
-        if (lr_conn_upstream_busy(c)) continue;
+        pthread_mutex_lock(&c->lock);
         bool ready = c->resp ? c->pace_ms != 0 && c->due <= now : lr_conn_h2_due(c) >= 0 && lr_conn_h2_due(c) <= now;
-        if (due && !(ready && !c->want_out)) continue;
+        if (c->gone || lr_conn_upstream_busy(c) || (due && !(ready && !c->want_out))) {
+            pthread_mutex_unlock(&c->lock);
+            continue;
+        }
         lr_conn_service(c);
-        maybe_drop(c);
+        unlock_maybe_drop(c);
     }
     free(list);
 }
@@ -208,12 +236,15 @@ static bool register_conn(lr_conn_t *c)
     return ok;
 }
 
-bool lr_responder_add(int fd, const char *host, int port, const char *scheme)
+bool lr_responder_add(int fd, const char *host, int port, const char *scheme, void **conn, unsigned long long *id)
 {
+    static unsigned long long next_id;
     lr_tls_term_prepare();
     lr_hello_ack(); /* made now: a connection made before a fork is acknowledged alike */
     lr_conn_t *c = lr_conn_new(fd, host, port, scheme);
     if (!c) return false;
+    *conn = c;
+    *id = c->id = __atomic_add_fetch(&next_id, 1, __ATOMIC_RELAXED);
     lr_fcntl(fd, F_SETFL, lr_fcntl(fd, F_GETFL, 0) | O_NONBLOCK);
     bool ok = register_conn(c);
     struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP, .data.ptr = c};

@@ -125,11 +125,14 @@ static int swap_in(int fd, const struct sockaddr *sa, socklen_t len, const char 
         struct epoll_event ev = {.events = regs[i].events, .data.u64 = regs[i].data};
         epoll_ctl(regs[i].epfd, EPOLL_CTL_ADD, fd, &ev);
     }
-    if (!lr_responder_add(sv[1], host, port, "http")) {
+    void *conn;
+    unsigned long long id;
+    if (!lr_responder_add(sv[1], host, port, "http", &conn, &id)) {
         real.close(sv[1]);
         errno = ECONNREFUSED;
         return -1;
     }
+    lr_fdt_set_conn(fd, conn, id);
     lr_debug("connect to %s:%d on fd %d answered in-process", host, port, fd);
     return 0;
 }

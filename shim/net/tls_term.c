@@ -225,7 +225,7 @@ static int hand_over(int tls_fd, const char *host, int *plain)
      * for good (the responder thread serves every other connection meanwhile) */
     double until = lr_now() + 2.0;
     for (;;) {
-        r = sendmsg(helper_ctl, &m, MSG_NOSIGNAL | MSG_DONTWAIT);
+        r = lr_libc()->sendmsg(helper_ctl, &m, MSG_NOSIGNAL | MSG_DONTWAIT);
         if (r >= 0 || (errno != EINTR && errno != EAGAIN && errno != EWOULDBLOCK)) break;
         double left = until - lr_now();
         if (errno == EAGAIN || errno == EWOULDBLOCK) {

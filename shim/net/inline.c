@@ -1,0 +1,103 @@
+/* Answering in the caller's thread: a client's write on a swapped descriptor that completes a
+ * request is served before the write returns, by the same conn.c code the loop runs, so the
+ * answer is in the socket pair when the client reads (no trip to the responder thread and
+ * back). The bytes go straight into the connection's input, never through the pair.
+ *
+ * The loop and the hook never work on a connection at once: each holds its lock. The hook
+ * first takes what the pair already holds (bytes written by a path no hook sees), so the
+ * order of the client's bytes is kept. Only replay without pacing (or faults) is answered
+ * here, and only on a connection that is idle, speaks HTTP/1 (plain, or hooked TLS) and has
+ * had a first request answered by the loop (which tells HELLO, ClientHello, h2 and HTTP/1
+ * apart). Whatever the answer leaves to do (a large answer waiting for the client to read, a
+ * connection to close) goes back to the loop. */
+#include "net/inline.h"
+#include "base/config.h"
+#include "base/log.h"
+#include "base/real.h"
+#include "engine/render.h"
+#include "net/conn.h"
+#include "net/fdtable.h"
+#include <errno.h>
+#include <limits.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#define MAX_HEAD (64 * 1024) /* as conn.c: what the input may hold beyond the body limit */
+
+static unsigned long long answered; /* requests answered in callers' threads (debug, tests) */
+
+/* Replay, unpaced, no fault rule: decided once (the settings never change). */
+static bool mode_allows(void)
+{
+    static int ok = -1;
+    int v = __atomic_load_n(&ok, __ATOMIC_RELAXED);
+    if (v < 0) {
+        const lr_config_t *cf = lr_cfg();
+        v = cf->mode == MODE_REPLAY && lr_pace_setting() == 0;
+        __atomic_store_n(&ok, v, __ATOMIC_RELAXED);
+    }
+    return v;
+}
+
+static bool idle_http1(const lr_conn_t *c)
+{
+    return !c->gone && !c->dead && !c->closing && !c->eof && c->sniffed && !c->helper && !c->h2 && c->served > 0 &&
+           !c->resp && c->out_off >= c->out.len && !lr_conn_upstream_busy(c);
+}
+
+/* Under c->lock: take the bytes, answer what they complete. False: the caller writes them. */
+static bool feed(lr_conn_t *c, const struct iovec *iov, int n, size_t total)
+{
+    if (!idle_http1(c)) return false;
+    lr_conn_readable(c); /* what the pair holds comes first */
+    if (!idle_http1(c) || c->in.len + total > c->max_request + MAX_HEAD) {
+        if (c->in.len || c->dead) lr_server_wake(); /* the loop goes on with what was read */
+        return false;
+    }
+    for (int i = 0; i < n; i++) buf_add(&c->in, iov[i].iov_base, iov[i].iov_len);
+    int before = c->served;
+    lr_conn_service(c);
+    if (c->served > before) {
+        __atomic_add_fetch(&answered, (unsigned long long)(c->served - before), __ATOMIC_RELAXED);
+        if (!c->inline_logged) {
+            c->inline_logged = true;
+            lr_debug("requests on fd %d are answered in the caller's thread", c->fd);
+        }
+    }
+    if (c->dead || c->resp) lr_server_wake(); /* to close, or (never here) a paced stream */
+    return true;
+}
+
+ssize_t lr_inline_write(int fd, const struct iovec *iov, int n)
+{
+    if (!mode_allows() || n < 0) return -2;
+    size_t total = 0;
+    for (int i = 0; i < n; i++) {
+        if (iov[i].iov_len > SSIZE_MAX - total) return -2;
+        total += iov[i].iov_len;
+    }
+    if (!total) return -2;
+    lr_fdinfo_t info;
+    if (!lr_fdt_get(fd, &info) || !info.conn) return -2;
+    lr_conn_t *c = lr_server_get(info.conn, info.conn_id);
+    if (!c) return -2;
+    int saved = errno;
+    bool done;
+    lr_inside++; /* the engine's own calls (files, logs) pass the hooks */
+    pthread_mutex_lock(&c->lock);
+    done = feed(c, iov, n, total);
+    pthread_mutex_unlock(&c->lock);
+    lr_inside--;
+    lr_conn_unref(c);
+    errno = saved;
+    return done ? (ssize_t)total : -2;
+}
+
+unsigned long long lr_inline_count(void) { return __atomic_load_n(&answered, __ATOMIC_RELAXED); }
+
+/* LLMREPLAY_LOG=debug: how many requests skipped the trip to the responder thread. */
+__attribute__((destructor)) static void inline_report(void)
+{
+    unsigned long long n = lr_inline_count();
+    if (n) lr_debug("%llu requests answered in the caller's thread", n);
+}

@@ -1,0 +1,156 @@
+"""Requests answered in the caller's thread (README, "The socket layer"): a keep-alive client's
+write that completes a request gets its answer before the write returns. Checked through the
+debug line the shim prints at exit ("N requests answered in the caller's thread"), for
+http.client over http and hooked https, requests, a pipelining asyncio client (non-blocking,
+epoll, requests split across writes) and Node fetch; never for a paced stream."""
+import json, os, re
+from lib import *
+
+URL = "http://api.openai.com/v1/chat/completions"
+
+
+def _unshare():
+    return ["unshare", "-rn"] if run(["unshare", "-rn", "true"]).returncode == 0 else []
+
+
+def _inline_count(stderr):
+    m = re.search(rb"(\d+) requests answered in the caller's thread", stderr)
+    return int(m.group(1)) if m else 0
+
+
+def _want():
+    rec = load(SEED)
+    return request_body(rec), "".join(expected(rec)[2])
+
+
+HTTP_CLIENT = r'''
+import http.client, ssl, sys
+scheme, body, want, n = sys.argv[1], sys.argv[2], sys.argv[3].encode(), int(sys.argv[4])
+if scheme == "https":
+    c = http.client.HTTPSConnection("api.openai.com", 443, context=ssl.create_default_context())
+else:
+    c = http.client.HTTPConnection("api.openai.com", 80)
+for i in range(n):
+    c.request("POST", "/v1/chat/completions", body, {"content-type": "application/json"})
+    r = c.getresponse()
+    got = r.read()
+    assert r.status == 200 and got == want, (i, r.status, len(got), len(want))
+print("ok")
+'''
+
+
+def _py(code, *args, **env):
+    body, want = _want()
+    r = run(_unshare() + [PY, "-c", code, *args, body, want, "20"],
+            env=shim_env(SEED_DIR, LLMREPLAY_LOG="debug", **env), timeout=300)
+    assert r.returncode == 0, r.stderr.decode()[-2000:]
+    return r
+
+
+def test_keep_alive_http_client_is_answered_in_its_thread():
+    r = _py(HTTP_CLIENT, "http")
+    assert _inline_count(r.stderr) == 19, r.stderr.decode()[-1500:]  # the first request tells HTTP/1 apart
+
+
+def test_keep_alive_hooked_https_is_answered_in_its_thread():
+    r = _py(HTTP_CLIENT, "https")
+    assert _inline_count(r.stderr) == 19, r.stderr.decode()[-1500:]
+
+
+def test_paced_stream_goes_through_the_responder():
+    r = _py(HTTP_CLIENT, "http", LLMREPLAY_PACE_MS=1)
+    assert _inline_count(r.stderr) == 0, r.stderr.decode()[-1500:]
+    assert b"answered in the caller's thread" not in r.stderr
+
+
+REQUESTS = r'''
+import requests, sys
+body, want, n = sys.argv[1], sys.argv[2].encode(), int(sys.argv[3])
+s = requests.Session()
+for i in range(n):
+    r = s.post("http://api.openai.com/v1/chat/completions", data=body, headers={"content-type": "application/json"}, stream=i % 2 == 0)
+    got = b"".join(r.iter_content(None)) if i % 2 == 0 else r.content
+    assert r.status_code == 200 and got == want, (i, r.status_code, len(got))
+print("ok")
+'''
+
+
+def test_requests_session_is_answered_in_its_thread():
+    r = _py(REQUESTS)
+    assert _inline_count(r.stderr) == 19, r.stderr.decode()[-1500:]
+
+
+# Non-blocking, epoll (asyncio's selector), pipelined: requests written back to back in one
+# write, a request split across writes with a pause between, a request with its head and body
+# written separately; the answers read after all were written.
+PIPELINE = r'''
+import asyncio, sys
+body, want, n = sys.argv[1].encode(), sys.argv[2].encode(), int(sys.argv[3])
+req = (b"POST /v1/chat/completions HTTP/1.1\r\nHost: api.openai.com\r\ncontent-type: application/json\r\n"
+       b"content-length: %d\r\n\r\n" % len(body)) + body
+
+async def response(r):
+    head = await r.readuntil(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200"), head
+    if b"chunked" in head.lower():
+        out = b""
+        while True:
+            size = int((await r.readuntil(b"\r\n")).strip(), 16)
+            data = await r.readexactly(size + 2)
+            if not size: return out
+            out += data[:-2]
+    n = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+    return await r.readexactly(n)
+
+async def main():
+    r, w = await asyncio.open_connection("api.openai.com", 80)
+    w.write(req); await w.drain()
+    assert await response(r) == want
+    for k in range(3):
+        w.write(req * 3); await w.drain()             # pipelined in one write
+        half = len(req) // 2
+        w.write(req[:half]); await w.drain()          # a request split across writes
+        await asyncio.sleep(0.01)
+        w.write(req[half:]); await w.drain()
+        w.write(req[:req.index(b"\r\n\r\n") + 4]); await w.drain()  # head, then body
+        w.write(body); await w.drain()
+        for i in range(5):
+            assert await response(r) == want, (k, i)
+    w.close()
+    print("ok")
+asyncio.run(main())
+'''
+
+
+def test_pipelining_non_blocking_epoll_client():
+    r = _py(PIPELINE)
+    assert _inline_count(r.stderr) >= 12, r.stderr.decode()[-1500:]
+
+
+NODE_FETCH = r'''
+const [body, want, n] = process.argv.slice(1);
+for (let i = 0; i < +n; i++) {
+  const r = await fetch("http://api.openai.com/v1/chat/completions", { method: "POST", body, headers: { "content-type": "application/json" } });
+  const got = await r.text();
+  if (r.status !== 200 || got !== want) { console.error("bad answer", i, r.status, got.length); process.exit(1); }
+}
+console.log("ok");
+'''
+
+
+def test_node_fetch_keep_alive_is_answered_in_its_thread():
+    body, want = _want()
+    r = run(_unshare() + ["node", "--input-type=module", "-e", NODE_FETCH, body, want, "20"],
+            env=shim_env(SEED_DIR, LLMREPLAY_LOG="debug"), timeout=300)
+    assert r.returncode == 0, r.stderr.decode()[-2000:]
+    assert _inline_count(r.stderr) >= 15, r.stderr.decode()[-1500:]
+
+
+def test_fast_path_under_asan():
+    body, want = _want()
+    for code in (HTTP_CLIENT, PIPELINE):
+        args = ["http"] if code is HTTP_CLIENT else []
+        r = run(_unshare() + [PY, "-c", code, *args, body, want, "20"],
+                env=asan_env(shim_env(SEED_DIR, LLMREPLAY_LOG="debug")), timeout=300)
+        assert r.returncode == 0, r.stderr.decode()[-3000:]
+        assert _inline_count(r.stderr) >= 12, r.stderr.decode()[-1500:]
