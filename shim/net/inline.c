@@ -46,7 +46,7 @@ static bool idle_http1(const lr_conn_t *c)
 }
 
 /* Under c->lock: take the bytes, answer what they complete. False: the caller writes them. */
-static bool feed(lr_conn_t *c, const struct iovec *iov, int n, size_t total)
+static bool feed(lr_conn_t *c, int fd, const struct iovec *iov, int n, size_t total)
 {
     if (!idle_http1(c)) return false;
     lr_conn_readable(c); /* what the pair holds comes first */
@@ -61,7 +61,7 @@ static bool feed(lr_conn_t *c, const struct iovec *iov, int n, size_t total)
         __atomic_add_fetch(&answered, (unsigned long long)(c->served - before), __ATOMIC_RELAXED);
         if (!c->inline_logged) {
             c->inline_logged = true;
-            lr_debug("requests on fd %d are answered in the caller's thread", c->fd);
+            lr_debug("requests on fd %d are answered in the caller's thread", fd);
         }
     }
     if (c->dead || c->resp) lr_server_wake(); /* to close, or (never here) a paced stream */
@@ -85,7 +85,7 @@ ssize_t lr_inline_write(int fd, const struct iovec *iov, int n)
     bool done;
     lr_inside++; /* the engine's own calls (files, logs) pass the hooks */
     pthread_mutex_lock(&c->lock);
-    done = feed(c, iov, n, total);
+    done = feed(c, fd, iov, n, total);
     pthread_mutex_unlock(&c->lock);
     lr_inside--;
     lr_conn_unref(c);
