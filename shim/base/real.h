@@ -44,8 +44,15 @@ typedef struct {
     ssize_t (*writev)(int, const struct iovec *, int);
 } lr_libc_t;
 
-/* The table, resolved on first use (from any thread; pthread_once). */
-const lr_libc_t *lr_libc(void);
+/* The table, resolved on first use (from any thread); inline: a hook's fast path to the real
+ * function is one load and a jump. */
+extern lr_libc_t lr_libc_tab;
+extern bool lr_libc_ready;
+const lr_libc_t *lr_libc_resolve(void);
+static inline const lr_libc_t *lr_libc(void)
+{
+    return __builtin_expect(__atomic_load_n(&lr_libc_ready, __ATOMIC_ACQUIRE), 1) ? &lr_libc_tab : lr_libc_resolve();
+}
 static inline int lr_close(int fd) { return lr_libc()->close(fd); }
 static inline ssize_t lr_write(int fd, const void *p, size_t n) { return lr_libc()->write(fd, p, n); }
 static inline ssize_t lr_send(int fd, const void *p, size_t n, int fl) { return lr_libc()->send(fd, p, n, fl); }
