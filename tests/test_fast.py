@@ -154,3 +154,45 @@ def test_fast_path_under_asan():
                 env=asan_env(shim_env(SEED_DIR, LLMREPLAY_LOG="debug")), timeout=300)
         assert r.returncode == 0, r.stderr.decode()[-3000:]
         assert _inline_count(r.stderr) >= 12, r.stderr.decode()[-1500:]
+
+
+# Bytes written past the hooks (a raw syscall) come before the next hooked write's; a write
+# after the client's own shutdown(SHUT_WR) fails with EPIPE as on TCP.
+RAW_ORDER = r'''
+import ctypes, socket, sys
+body, want, n = sys.argv[1].encode(), sys.argv[2].encode(), int(sys.argv[3])
+req = (b"POST /v1/chat/completions HTTP/1.1\r\nHost: api.openai.com\r\ncontent-length: %d\r\n\r\n" % len(body)) + body
+libc = ctypes.CDLL(None, use_errno=True)
+s = socket.create_connection(("api.openai.com", 80))
+f = s.makefile("rb")
+def response():
+    head = b""
+    while not head.endswith(b"\r\n\r\n"): head += f.read(1)
+    assert head.startswith(b"HTTP/1.1 200"), head
+    out = b""
+    while True:
+        size = int(f.readline().strip(), 16)
+        data = f.read(size + 2)
+        if not size: return out
+        out += data[:-2]
+for i in range(n):
+    if i % 3 == 2:
+        k = len(req) // 3
+        assert libc.syscall(1, s.fileno(), req[:k], k) == k  # SYS_write: no hook sees it
+        s.sendall(req[k:])
+    else:
+        s.sendall(req)
+    assert response() == want, i
+s.shutdown(socket.SHUT_WR)
+try:
+    s.send(req)
+    raise SystemExit("a send after shutdown(SHUT_WR) succeeded")
+except BrokenPipeError:
+    pass
+print("ok")
+'''
+
+
+def test_bytes_past_the_hooks_come_first_and_shutdown_is_kept():
+    r = _py(RAW_ORDER)
+    assert _inline_count(r.stderr) >= 10, r.stderr.decode()[-1500:]

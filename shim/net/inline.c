@@ -48,12 +48,12 @@ static bool idle_http1(const lr_conn_t *c)
 /* Under c->lock: take the bytes, answer what they complete. False: the caller writes them. */
 static bool feed(lr_conn_t *c, int fd, const struct iovec *iov, int n, size_t total)
 {
-    if (!idle_http1(c)) return false;
-    lr_conn_readable(c); /* what the pair holds comes first */
-    if (!idle_http1(c) || c->in.len + total > c->max_request + MAX_HEAD) {
-        if (c->in.len || c->dead) lr_server_wake(); /* the loop goes on with what was read */
-        return false;
-    }
+    if (!idle_http1(c) || c->in.len + total > c->max_request + MAX_HEAD) return false;
+    /* Bytes in the pair (written some way no hook sees) come first, and a client that shut
+     * its side down must get EPIPE: either way the loop reads them, after the real write. */
+    char b;
+    ssize_t k = recv(c->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+    if (k >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK)) return false;
     for (int i = 0; i < n; i++) buf_add(&c->in, iov[i].iov_base, iov[i].iov_len);
     int before = c->served;
     lr_conn_service(c);
@@ -64,7 +64,7 @@ static bool feed(lr_conn_t *c, int fd, const struct iovec *iov, int n, size_t to
             lr_debug("requests on fd %d are answered in the caller's thread", fd);
         }
     }
-    if (c->dead || c->resp) lr_server_wake(); /* to close, or (never here) a paced stream */
+    if (c->dead) lr_server_wake(); /* the loop drops it (an answer left to write waits for EPOLLOUT) */
     return true;
 }
 
