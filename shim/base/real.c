@@ -54,6 +54,10 @@ static void resolve(void)
     R(gethostbyname2);
     R(gethostbyname_r);
     R(gethostbyname2_r);
+    R(setenv);
+    R(unsetenv);
+    R(putenv);
+    R(clearenv);
 #undef R
     if (!libc.fcntl64) libc.fcntl64 = libc.fcntl;
 }

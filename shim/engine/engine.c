@@ -4,6 +4,8 @@
 #include "base/log.h"
 #include "engine/match.h"
 #include "engine/record.h"
+#include "engine/testid.h"
+#include "engine/usage.h"
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -75,12 +77,36 @@ bool lr_engine_has(const char *method, const char *url, const char *body, size_t
     return hit != NULL;
 }
 
+static const char *model_of(const lr_req_t *rq)
+{
+    const cJSON *mj = rq->body ? J.GetObjectItemCaseSensitive(rq->body, "model") : NULL;
+    return cJSON_IsString(mj) && mj->valuestring ? mj->valuestring : "";
+}
+
+/* Would this request go upstream, before the spend guard? record with LLMREPLAY_ONLY: only
+ * the calls it selects (by test id, operation, model or the recording that answers now). */
+static bool wants_upstream(lr_mode_t m, const lr_req_t *rq)
+{
+    if (m == MODE_REPLAY) return false;
+    bool only = m == MODE_RECORD && lr_cfg()->only;
+    if (m != MODE_RECORD_IF_MISSING && !only) return true;
+    lr_store_t *s = lr_store_global();
+    const lr_rec_t *hit = lookup(&s, rq, false);
+    if (!only) return hit == NULL;
+    char tid[1024];
+    return lr_only_selects(lr_testid(tid, sizeof tid), rq->op, model_of(rq), hit ? hit->path : NULL);
+}
+
 bool lr_engine_upstream(const char *method, const char *url, const char *body, size_t body_len)
 {
     lr_mode_t m = lr_mode();
-    if (m == MODE_REPLAY) return false;
-    if (m != MODE_RECORD_IF_MISSING) return true;
-    return !lr_engine_has(method, url, body, body_len);
+    if (m == MODE_REPLAY || !url) return false;
+    if (!lr_cjson()) return m != MODE_RECORD_IF_MISSING && !lr_cfg()->only;
+    lr_req_t rq;
+    req_init(&rq, method, url, body, body_len);
+    bool up = wants_upstream(m, &rq) && lr_guard_admit(rq.method, url, rq.op, model_of(&rq));
+    if (rq.body) J.Delete(rq.body);
+    return up;
 }
 
 unsigned lr_engine_misses(void) { return __atomic_load_n(&misses, __ATOMIC_RELAXED); }
@@ -134,7 +160,7 @@ static void append_line(const char *path, const buf_t *line)
 static void log_miss(const lr_req_t *rq, const char *nearest, const char *body, size_t blen, const char *msg)
 {
     const char *logp = lr_cfg()->miss_log, *strict = lr_cfg()->strict_file;
-    if (!logp && !strict) return;
+    if (!logp && !strict && !lr_cfg()->usage_file) return;
     buf_t b;
     buf_init(&b);
     const char *model = "";
@@ -157,6 +183,7 @@ static void log_miss(const lr_req_t *rq, const char *nearest, const char *body, 
     buf_json_str(&b, msg, strlen(msg));
     buf_adds(&b, "}\n");
     if (!b.oom) {
+        lr_usage_miss(b.data, b.len);
         if (logp) append_line(logp, &b);
         if (strict) append_line(strict, &b);
     }
@@ -178,10 +205,17 @@ lr_response_t *lr_engine_serve(const char *method, const char *url, const char *
     /* said here, when an LLM call is served, not when some other name is resolved */
     if (s && !s->ndirs && lr_mode() == MODE_REPLAY && !__atomic_exchange_n(&told, 1, __ATOMIC_RELAXED))
         lr_warn("LLMREPLAY_DIR is not set: no recordings loaded; set it to your recordings directory (or use llmreplay run -d DIR)");
+    /* a call that wanted to go upstream is here because the spend guard refused it */
+    lr_response_t *refused = lr_mode() != MODE_REPLAY && wants_upstream(lr_mode(), &rq) ? lr_guard_refusal(rq.op, model_of(&rq)) : NULL;
+    if (refused) {
+        if (rq.body) J.Delete(rq.body);
+        return refused;
+    }
     const lr_rec_t *hit = lookup(&s, &rq, true);
     if (hit) {
         if (rq.body) J.Delete(rq.body);
         lr_debug("%s %s -> %s", rq.method, url, hit->path);
+        lr_usage_served(hit->path);
         lr_response_t *r = cached_render((lr_rec_t *)hit);
         return r ? r : &oom;
     }
