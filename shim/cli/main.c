@@ -23,6 +23,7 @@ static const lr_command_t commands[] = {
     {"index", cmd_index, "index [-d DIR]... [DIR...]              build the persistent index ahead of time"},
     {"trace", cmd_trace, "trace [-o FILE.jsonl] -- CMD...         run CMD live and log/summarize its HTTP exchanges"},
     {"ca", cmd_ca, "ca [--bundle]                           create llmreplay's local CA if needed, print its ca.pem"},
+    {"prune", cmd_prune, "prune [--dry-run] REPORT...              delete recordings unused in every report of run --report"},
     {"config", cmd_config, "config                                  the effective LLMREPLAY_* settings and their sources"},
     {"tls-helper", cmd_tls_helper, NULL},
 };
@@ -46,7 +47,7 @@ int cli_help_or_version(int argc, char **argv, const char *usage)
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--")) break;
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) { fputs(usage, stdout); return 0; }
-        if (!strcmp(argv[i], "--version")) { printf("llmreplay %s\n", LR_VERSION); return 0; }
+        if (!strcmp(argv[i], "--version")) { cli_print_version(); return 0; }
     }
     return -1;
 }
@@ -153,7 +154,7 @@ int main(int argc, char **argv)
     if (argc < 2) { usage_main(stderr); return 2; }
     const char *c = argv[1];
     if (!strcmp(c, "--help") || !strcmp(c, "-h") || !strcmp(c, "help")) { usage_main(stdout); return 0; }
-    if (!strcmp(c, "--version")) { printf("llmreplay %s\n", LR_VERSION); return 0; }
+    if (!strcmp(c, "--version")) { cli_print_version(); return 0; }
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         if (!strcmp(c, commands[i].name)) return commands[i].fn(argc - 1, argv + 1);
     fprintf(stderr, "llmreplay: unknown command %s (see llmreplay --help)\n\n", c);
