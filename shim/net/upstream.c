@@ -168,6 +168,16 @@ static void answer_failure(job_t *j)
     buf_free(&b);
 }
 
+/* Upstream exchanges still being finished (their recording written after the client has its
+ * answer): a program that exits at once must not lose them. */
+static int inflight;
+static void inflight_child(void) { inflight = 0; } /* a forked child has no worker threads */
+__attribute__((constructor)) static void upstream_init(void) { pthread_atfork(NULL, NULL, inflight_child); }
+__attribute__((destructor)) static void upstream_drain(void)
+{
+    for (int i = 0; i < 1000 && __atomic_load_n(&inflight, __ATOMIC_ACQUIRE) > 0; i++) lr_sleep_ms(5);
+}
+
 static void *upstream_worker(void *arg)
 {
     job_t *j = arg;
@@ -187,6 +197,7 @@ static void *upstream_worker(void *arg)
     free(j->body);
     buf_free(&j->head);
     free(j);
+    __atomic_sub_fetch(&inflight, 1, __ATOMIC_RELEASE);
     __atomic_store_n(&c->upstream, 0, __ATOMIC_RELEASE);
     lr_server_wake();
     return NULL;
@@ -202,6 +213,7 @@ bool lr_upstream_forward(lr_conn_t *c, const char *body, size_t len)
     j->cap = lr_capture_new(c->method, c->url);
     if (j->cap && len) buf_add(&j->cap->req, body, len);
     __atomic_store_n(&c->upstream, 1, __ATOMIC_RELEASE);
+    __atomic_add_fetch(&inflight, 1, __ATOMIC_RELEASE);
     pthread_t th;
     pthread_attr_t a;
     pthread_attr_init(&a);
@@ -209,6 +221,7 @@ bool lr_upstream_forward(lr_conn_t *c, const char *body, size_t len)
     bool ok = j->cap && pthread_create(&th, &a, upstream_worker, j) == 0;
     pthread_attr_destroy(&a);
     if (!ok) {
+        __atomic_sub_fetch(&inflight, 1, __ATOMIC_RELEASE);
         __atomic_store_n(&c->upstream, 0, __ATOMIC_RELEASE);
         lr_capture_free(j->cap);
         free(j->body);
