@@ -216,6 +216,13 @@ def test_only_rerecords_one_test_and_leaves_the_other_byte_identical():
         r, ans = s.pytest(["-d", s.rec], ("test_two.py::test_b",), offline=True)
         assert "(call 1)" in ans["test_b"][1], ans
         assert run([CLI, "run", "--only", "(", "--", "true"]).returncode == 2
+        # a broken LLMREPLAY_ONLY selects no call (rather than all): nothing goes upstream
+        before_b = open(files["test_two.py::test_b"], "rb").read()
+        with upstream() as port:
+            s.port = port
+            r, ans = s.pytest(["-d", s.rec, "--mode", "record"], ("test_two.py::test_a", "test_two.py::test_b"), LLMREPLAY_ONLY="x[")
+        assert b"LLMREPLAY_ONLY=x[ is not valid" in r.stderr and "(call 1)" in ans["test_b"][1], (r.stderr, ans)
+        assert ans["test_a"] == recorded["test_a"] and open(files["test_two.py::test_b"], "rb").read() == before_b
     finally:
         rmtree(s.tmp)
 
@@ -293,6 +300,10 @@ def test_make_install_then_the_installed_cli_replays_the_seed():
         text = man.stdout.decode()
         for word in ("prune", "--report", "--max-live", "LLMREPLAY_ALLOW_MODELS", "PYTEST_CURRENT_TEST", "LLMREPLAY_CACHE_DIR"):
             assert word in text, word
+        comp = os.path.join(prefix, "share/bash-completion/completions/llmreplay")
+        r = run(["bash", "-c", f"source {comp}; COMP_WORDS=(llmreplay pr); COMP_CWORD=1; _llmreplay; echo ${{COMPREPLY[@]}}; "
+                 "COMP_WORDS=(llmreplay run --mode ne); COMP_CWORD=3; _llmreplay; echo ${COMPREPLY[@]}"], check=True)
+        assert r.stdout.decode() == "prune\nnew_episodes\n", r.stdout
         run(["make", "-s", "-C", ROOT, "uninstall", f"PREFIX={prefix}"], check=True)
         assert not os.path.exists(cli) and not os.path.exists(os.path.join(prefix, "lib", "llmreplay"))
     finally:

@@ -164,7 +164,7 @@ static lr_config_t *read_env(source_t *src)
     lr_config_t *c = calloc(1, sizeof *c);
     if (!c) abort(); /* a few hundred bytes at start-up: nothing sensible is left to do */
     c->max_live = -1; /* unlimited unless LLMREPLAY_MAX_LIVE says otherwise */
-    char msgs[NSET][320];
+    char msgs[NSET][400];
     int nmsgs = 0;
     for (size_t i = 0; i < NSET; i++) {
         const setting_t *s = &settings[i];
@@ -176,9 +176,12 @@ static lr_config_t *read_env(source_t *src)
         if (parse(s, v, field)) { src[i] = FROM_ENV; continue; }
         char acc[200];
         accepted_text(s, acc, sizeof acc);
+        /* a broken LLMREPLAY_ONLY selects no call: recording everything instead could be costly */
+        bool none = s->kind == K_REGEX;
         snprintf(msgs[nmsgs++], sizeof msgs[0], "%s=%.60s is not valid (accepted: %s); using %s", s->name, v, acc,
-                 s->dflt ? s->dflt : "nothing");
+                 s->dflt ? s->dflt : none ? "an expression no call matches" : "nothing");
         if (s->dflt) parse(s, s->dflt, field);
+        if (none) *(const char **)field = strdup("a^"); /* never matches */
         src[i] = FROM_BAD;
     }
     /* Derived defaults. */

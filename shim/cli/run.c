@@ -224,7 +224,12 @@ static void drop_bad_settings(void)
         if (!eq[1] || lr_config_check(name, eq + 1, why, sizeof why) || strstr(why, "is not a setting")) free(name);
         else bad[n++] = name;
     }
-    for (int i = 0; i < n; i++) { unsetenv(bad[i]); free(bad[i]); }
+    for (int i = 0; i < n; i++) {
+        /* as the warning said: a broken LLMREPLAY_ONLY selects no call, it does not select all */
+        if (!strcmp(bad[i], "LLMREPLAY_ONLY")) setenv(bad[i], "a^", 1);
+        else unsetenv(bad[i]);
+        free(bad[i]);
+    }
 }
 
 static void add_preload(const char *lib)
