@@ -216,6 +216,16 @@ def test_only_rerecords_one_test_and_leaves_the_other_byte_identical():
         r, ans = s.pytest(["-d", s.rec], ("test_two.py::test_b",), offline=True)
         assert "(call 1)" in ans["test_b"][1], ans
         assert run([CLI, "run", "--only", "(", "--", "true"]).returncode == 2
+        # an older copy of test_b's recording under another name is replaced too (it would
+        # still compete with the new one); test_a's is not touched
+        copy = os.path.join(s.rec, "copy-of-b.json")
+        with open(files["test_two.py::test_b"], "rb") as f, open(copy, "wb") as g:
+            g.write(f.read())
+        with upstream() as port:
+            s.port = port
+            r, ans = s.pytest(["-d", s.rec, "--mode", "record", "--only", "::test_b$"], ("test_two.py::test_a", "test_two.py::test_b"))
+        assert not os.path.exists(copy) and s.files() == files, os.listdir(s.rec)
+        assert open(files["test_two.py::test_a"], "rb").read() == before["test_two.py::test_a"]
         # a broken LLMREPLAY_ONLY selects no call (rather than all): nothing goes upstream
         before_b = open(files["test_two.py::test_b"], "rb").read()
         with upstream() as port:

@@ -251,3 +251,29 @@ lr_response_t *lr_engine_serve(const char *method, const char *url, const char *
     if (rq.body) J.Delete(rq.body);
     return e ? e : &oom;
 }
+
+/* A call LLMREPLAY_ONLY sent upstream replaces its recording: other files of the same request
+ * and test under the record directory (a renamed or older copy) would still compete with the
+ * new one, so they go. Recordings of other tests, and other directories, are left alone. */
+void lr_engine_replaced(const lr_capture_t *c, const char *written)
+{
+    const char *dir = lr_cfg()->record_dir;
+    size_t dl = dir ? strlen(dir) : 0;
+    if (!dl || !lr_cjson() || !c->req.len) return;
+    lr_req_t rq;
+    req_init(&rq, c->method, c->url, c->req.data, c->req.len);
+    lr_store_t *s = lr_store_global();
+    uint64_t h1, h2;
+    lr_entry_t *e = NULL;
+    if (s && !rq.body_invalid) {
+        lr_match_key(rq.op, rq.method, rq.body, &s->ig, &h1, &h2);
+        e = lr_store_find(s, h1, h2);
+    }
+    for (int i = 0; e && i < e->n; i++) {
+        const lr_rec_t *r = e->recs[i];
+        bool same_test = (!r->test_id && !c->test_id) || (r->test_id && c->test_id && !strcmp(r->test_id, c->test_id));
+        if (!same_test || !strcmp(r->path, written) || strncmp(r->path, dir, dl) || r->path[dl] != '/') continue;
+        if (unlink(r->path) == 0) lr_log(LR_INFO, "%s replaces %s (LLMREPLAY_ONLY)", written, r->path);
+    }
+    if (rq.body) J.Delete(rq.body);
+}

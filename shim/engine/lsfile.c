@@ -2,6 +2,7 @@
  * name llama-stack's request hash, written atomically. */
 #include "engine/lsfile.h"
 #include "engine/usage.h"
+#include "engine/engine.h"
 #include "base/config.h"
 #include "base/real.h"
 #include "json/cjson_rt.h"
@@ -276,6 +277,7 @@ void lr_lsfile_write(const lr_capture_t *c)
         char path[4400];
         snprintf(path, sizeof path, "%s/%s", dir, name);
         lr_usage_recorded(path);
+        if (lr_mode() == MODE_RECORD && lr_cfg()->only) lr_engine_replaced(c, path);
     }
     buf_free(&url);
     buf_free(&body);
