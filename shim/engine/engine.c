@@ -101,7 +101,7 @@ bool lr_engine_upstream(const char *method, const char *url, const char *body, s
 {
     lr_mode_t m = lr_mode();
     if (m == MODE_REPLAY || !url) return false;
-    if (!lr_cjson()) return m != MODE_RECORD_IF_MISSING && !lr_cfg()->only;
+    if (!lr_cjson()) return m != MODE_RECORD_IF_MISSING && !lr_cfg()->only && lr_guard_admit(method, url, lr_op_of_url(url), NULL);
     lr_req_t rq;
     req_init(&rq, method, url, body, body_len);
     bool up = wants_upstream(m, &rq) && lr_guard_admit(rq.method, url, rq.op, model_of(&rq));
