@@ -16,14 +16,14 @@
 static int cmd_tls_helper(int argc, char **argv) { return lr_tlsd_main(3); } /* started by the shim */
 
 static const lr_command_t commands[] = {
-    {"run", cmd_run, "run [-d DIR]... [--strict] [--mode M] -- CMD...  run CMD with the shim preloaded"},
+    {"run", cmd_run, "run [-d DIR]... [--mode M] [--report F] -- CMD...  run CMD with the shim preloaded"},
     {"ls", cmd_ls, "ls [-d DIR]... [DIR...]                 one line per recording"},
     {"check", cmd_check, "check [-d DIR]... [DIR...]              validate recordings; exit 1 on any problem"},
     {"explain", cmd_explain, "explain [-d DIR]... REQUEST.json|-      which recording answers a request, or why none does"},
     {"index", cmd_index, "index [-d DIR]... [DIR...]              build the persistent index ahead of time"},
     {"trace", cmd_trace, "trace [-o FILE.jsonl] -- CMD...         run CMD live and log/summarize its HTTP exchanges"},
     {"ca", cmd_ca, "ca [--bundle]                           create llmreplay's local CA if needed, print its ca.pem"},
-    {"prune", cmd_prune, "prune [--dry-run] REPORT...              delete recordings unused in every report of run --report"},
+    {"prune", cmd_prune, "prune [--dry-run] REPORT...             delete recordings unused in every report of run --report"},
     {"config", cmd_config, "config                                  the effective LLMREPLAY_* settings and their sources"},
     {"tls-helper", cmd_tls_helper, NULL},
 };
