@@ -59,15 +59,16 @@ static int on_servername(SSL *ssl, int *alert, void *arg)
     return SSL_TLSEXT_ERR_OK;
 }
 
-/* http/1.1 when offered; a client that offers only others (h2) is refused with a reason,
- * since it would not understand our answers; no ALPN at all means HTTP/1.1. */
+/* http/1.1 when offered, else h2 (the responder speaks it to a client that starts with its
+ * preface); a client offering neither is refused with a reason; no ALPN at all means HTTP/1.1. */
 static int on_alpn(SSL *ssl, const unsigned char **out, unsigned char *outlen, const unsigned char *in, unsigned inlen,
                    void *arg)
 {
     char list[256];
-    if (lr_alpn_h11(in, inlen, list, sizeof list)) {
-        *out = (const unsigned char *)"http/1.1";
-        *outlen = 8;
+    const char *sel = lr_alpn_select(in, inlen, list, sizeof list);
+    if (sel) {
+        *out = (const unsigned char *)sel;
+        *outlen = (unsigned char)strlen(sel);
         return SSL_TLSEXT_ERR_OK;
     }
     if (!inlen) return SSL_TLSEXT_ERR_NOACK;

@@ -16,7 +16,6 @@
 
 static pthread_mutex_t render_lock = PTHREAD_MUTEX_INITIALIZER; /* first render of a recording */
 static pthread_mutex_t miss_lock = PTHREAD_MUTEX_INITIALIZER;   /* the misses seen so far */
-static unsigned misses;
 
 /* Take every engine lock around fork(), so a child forked mid-request can still serve. */
 static void fork_prepare(void)
@@ -34,6 +33,13 @@ static void fork_release(void)
 __attribute__((constructor)) static void engine_init(void)
 {
     pthread_atfork(fork_prepare, fork_release, fork_release);
+}
+
+const lr_hostport_t *lr_engine_hosts(int *n)
+{
+    lr_store_t *s = lr_store_global();
+    *n = 0;
+    return s ? lr_store_hosts(s, n) : NULL;
 }
 
 lr_op_t lr_engine_intercepts(const char *url)
@@ -109,8 +115,6 @@ bool lr_engine_upstream(const char *method, const char *url, const char *body, s
     return up;
 }
 
-unsigned lr_engine_misses(void) { return __atomic_load_n(&misses, __ATOMIC_RELAXED); }
-
 static lr_response_t *cached_render(lr_rec_t *r)
 {
     lr_response_t *resp = __atomic_load_n(&r->resp, __ATOMIC_ACQUIRE);
@@ -163,9 +167,7 @@ static void log_miss(const lr_req_t *rq, const char *nearest, const char *body, 
     if (!logp && !strict && !lr_cfg()->usage_file) return;
     buf_t b;
     buf_init(&b);
-    const char *model = "";
-    const cJSON *mj = rq->body ? J.GetObjectItemCaseSensitive(rq->body, "model") : NULL;
-    if (cJSON_IsString(mj) && mj->valuestring) model = mj->valuestring;
+    const char *model = lr_body_model(rq->body);
     buf_printf(&b, "{\"time\":%ld,\"pid\":%d,\"operation\":\"%s\",\"method\":", (long)time(NULL), (int)getpid(),
                lr_op_info(rq->op)->endpoint);
     buf_json_str(&b, rq->method ? rq->method : "POST", strlen(rq->method ? rq->method : "POST"));
@@ -203,7 +205,7 @@ lr_response_t *lr_engine_serve(const char *method, const char *url, const char *
     lr_store_t *s = lr_store_global();
     static int told;
     /* said here, when an LLM call is served, not when some other name is resolved */
-    if (s && !s->ndirs && lr_mode() == MODE_REPLAY && !__atomic_exchange_n(&told, 1, __ATOMIC_RELAXED))
+    if (s && !lr_store_info(s).ndirs && lr_mode() == MODE_REPLAY && !__atomic_exchange_n(&told, 1, __ATOMIC_RELAXED))
         lr_warn("LLMREPLAY_DIR is not set: no recordings loaded; set it to your recordings directory (or use llmreplay run -d DIR)");
     /* a call that wanted to go upstream is here because the spend guard refused it */
     lr_response_t *refused = lr_mode() != MODE_REPLAY && wants_upstream(lr_mode(), &rq) ? lr_guard_refusal(rq.op, model_of(&rq)) : NULL;
@@ -219,9 +221,8 @@ lr_response_t *lr_engine_serve(const char *method, const char *url, const char *
         lr_response_t *r = cached_render((lr_rec_t *)hit);
         return r ? r : &oom;
     }
-    __atomic_fetch_add(&misses, 1, __ATOMIC_RELAXED);
     uint64_t h1, h2;
-    lr_match_key(rq.op, rq.method, rq.body, s ? &s->ig : NULL, &h1, &h2);
+    lr_match_key(rq.op, rq.method, rq.body, s ? lr_store_ignore(s) : NULL, &h1, &h2);
     if (rq.body_invalid) h1 ^= lr_hash64(body, body_len, 7);
     pthread_mutex_lock(&miss_lock);
     miss_t *known = miss_find(h1);
@@ -264,13 +265,14 @@ void lr_engine_replaced(const lr_capture_t *c, const char *written)
     req_init(&rq, c->method, c->url, c->req.data, c->req.len);
     lr_store_t *s = lr_store_global();
     uint64_t h1, h2;
-    lr_entry_t *e = NULL;
+    lr_rec_t *const *recs = NULL;
+    int n = 0;
     if (s && !rq.body_invalid) {
-        lr_match_key(rq.op, rq.method, rq.body, &s->ig, &h1, &h2);
-        e = lr_store_find(s, h1, h2);
+        lr_match_key(rq.op, rq.method, rq.body, lr_store_ignore(s), &h1, &h2);
+        recs = lr_store_find(s, h1, h2, &n);
     }
-    for (int i = 0; e && i < e->n; i++) {
-        const lr_rec_t *r = e->recs[i];
+    for (int i = 0; recs && i < n; i++) {
+        const lr_rec_t *r = recs[i];
         bool same_test = (!r->test_id && !c->test_id) || (r->test_id && c->test_id && !strcmp(r->test_id, c->test_id));
         if (!same_test || !strcmp(r->path, written) || strncmp(r->path, dir, dl) || r->path[dl] != '/') continue;
         if (unlink(r->path) == 0) lr_log(LR_INFO, "%s replaces %s (LLMREPLAY_ONLY)", written, r->path);

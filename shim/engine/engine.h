@@ -14,6 +14,7 @@ bool lr_engine_upstream(const char *method, const char *url, const char *body, s
 /* A recording LLMREPLAY_ONLY re-recorded was written: remove its older copies. */
 struct lr_capture;
 void lr_engine_replaced(const struct lr_capture *c, const char *written);
-/* Misses so far in this process. */
-unsigned lr_engine_misses(void);
+/* Distinct host:port pairs the recordings were made against (the socket layer answers them).
+ * Opens the recordings (or their index) on first use. */
+const lr_hostport_t *lr_engine_hosts(int *n);
 #endif

@@ -253,9 +253,9 @@ LR_EXPORT void SSL_get0_alpn_selected(const SSL *s, const unsigned char **data, 
         else *data = NULL, *len = 0;
         return;
     }
-    bool sel = st->hs == 3 && st->h11;
-    *data = sel ? (const unsigned char *)"http/1.1" : NULL;
-    *len = sel ? 8 : 0;
+    const char *sel = st->hs == 3 ? st->proto : NULL;
+    *data = (const unsigned char *)sel;
+    *len = sel ? (unsigned)strlen(sel) : 0;
 }
 
 /* ---- what the client asks for before the handshake ---------------------------------------- */

@@ -175,8 +175,8 @@ int handshake(SSL *s, st_t *st)
             alpn_len = c ? c->len : 0;
         }
         char list[256];
-        st->h11 = lr_alpn_h11(alpn, alpn_len, list, sizeof list);
-        if (alpn_len && !st->h11) return fail(st, SSL_R_NO_APPLICATION_PROTOCOL, LR_ALPN_REFUSED, st->host, list);
+        st->proto = lr_alpn_select(alpn, alpn_len, list, sizeof list);
+        if (alpn_len && !st->proto) return fail(st, SSL_R_NO_APPLICATION_PROTOCOL, LR_ALPN_REFUSED, st->host, list);
         st->hs = 1;
     }
     while (st->hs == 1) {
