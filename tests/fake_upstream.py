@@ -16,6 +16,8 @@ COUNT = {"n": 0}
 
 def words(msgs):
     last = msgs[-1]["content"] if msgs else ""
+    if "count calls" in last:  # a different answer each time: which call this was
+        return ["You", " said", ": ", last, f" (call {COUNT['n']})."]
     return ["You", " said", ": ", last, "."]
 
 
