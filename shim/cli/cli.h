@@ -21,6 +21,7 @@ int cmd_explain(int argc, char **argv);
 int cmd_index(int argc, char **argv);
 int cmd_ca(int argc, char **argv);
 int cmd_config(int argc, char **argv);
+int cmd_serve(int argc, char **argv);
 
 /* --help/-h prints usage, --version the version (both exit 0): the status, else -1. */
 int cli_help_or_version(int argc, char **argv, const char *usage);

@@ -7,6 +7,7 @@
 #include "base/real.h"
 #include "engine/record.h"
 #include "net/conn.h"
+#include "net/responder.h"
 #include "net/curl_rt.h"
 #include <errno.h>
 #include <poll.h>
@@ -192,6 +193,9 @@ static void answer_failure(job_t *j)
     buf_free(&b);
 }
 
+static unsigned busy; /* workers running (atomic): llmreplay serve waits for their recordings */
+unsigned lr_responder_busy(void) { return __atomic_load_n(&busy, __ATOMIC_ACQUIRE); }
+
 static void *upstream_worker(void *arg)
 {
     job_t *j = arg;
@@ -206,6 +210,7 @@ static void *upstream_worker(void *arg)
         else job_head(j);
     }
     lr_capture_finish(j->cap);
+    __atomic_sub_fetch(&busy, 1, __ATOMIC_RELEASE);
     if (j->live) {
         lr_h2_live_end(j->live); /* wakes the loop */
         job_free(j);
@@ -225,7 +230,9 @@ static bool start_worker(job_t *j)
     pthread_attr_t a;
     pthread_attr_init(&a);
     pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+    __atomic_add_fetch(&busy, 1, __ATOMIC_ACQ_REL);
     bool ok = pthread_create(&th, &a, upstream_worker, j) == 0;
+    if (!ok) __atomic_sub_fetch(&busy, 1, __ATOMIC_RELEASE);
     pthread_attr_destroy(&a);
     return ok;
 }
