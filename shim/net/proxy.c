@@ -335,6 +335,8 @@ static void load_chain(void)
     chain.no_proxy = np ? strdup(np) : NULL;
 }
 
+void lr_proxy_prepare(void) { pthread_once(&chain_once, load_chain); }
+
 bool lr_proxy_chain(bool tunnel, const char *host, char *hop, size_t cap, int *port)
 {
     pthread_once(&chain_once, load_chain);

@@ -32,6 +32,8 @@ bool lr_no_proxy_covers(const char *entry, size_t n, const char *host);
  * pass-through to host (HTTPS_PROXY for a tunnel, HTTP_PROXY for plain HTTP, else ALL_PROXY;
  * unless its NO_PROXY covers host). False: connect directly. */
 bool lr_proxy_chain(bool tunnel, const char *host, char *hop, size_t cap, int *port);
+/* Read those variables now, on an application thread (never on the responder's). */
+void lr_proxy_prepare(void);
 
 /* The shim only (hook_socket.c turns it on): is host (a name or an address literal) and port
  * (0: any) the proxy that HTTPS_PROXY, HTTP_PROXY or ALL_PROXY (either case) name? Then its

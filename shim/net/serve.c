@@ -3,6 +3,7 @@
 #include "net/serve.h"
 #include "base/log.h"
 #include "base/real.h"
+#include "net/proxy.h"
 #include "net/responder.h"
 #include <arpa/inet.h>
 #include <errno.h>
@@ -161,6 +162,7 @@ static void *accept_loop(void *arg)
 
 bool lr_serve_start(int lfd)
 {
+    lr_proxy_prepare();
     pthread_t th;
     pthread_attr_t a;
     pthread_attr_init(&a);
