@@ -13,7 +13,8 @@ LAYERS  := base json engine net sock tls curl cli
 src_of   = $(wildcard $(1:%=shim/%/*.c))
 CORE_SRC := $(call src_of,base json engine) shim/net/http.c
 LIB_SRC  := $(call src_of,base json engine net sock tls curl)
-CLI_SRC  := $(CORE_SRC) $(call src_of,cli) shim/tls/cert.c
+# The CLI holds the responder too (net/): `serve`, and `run`'s proxy for Go and static programs.
+CLI_SRC  := $(sort $(CORE_SRC) $(call src_of,net cli)) shim/tls/cert.c
 LIB_OBJ  := $(LIB_SRC:shim/%.c=$(B)/obj/%.o)
 CLI_OBJ  := $(CLI_SRC:shim/%.c=$(B)/obj/%.o)
 CORE_OBJ := $(CORE_SRC:shim/%.c=$(B)/obj/%.o)

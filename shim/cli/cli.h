@@ -31,6 +31,7 @@ int cli_report_begin(void);
 int cli_report_end(const char *report, const char *dirs);
 /* version.c: `llmreplay --version`: the version, and the libcurl, libssl and cJSON found. */
 void cli_print_version(void);
+int cmd_serve(int argc, char **argv);
 
 /* --help/-h prints usage, --version the version (both exit 0): the status, else -1. */
 int cli_help_or_version(int argc, char **argv, const char *usage);

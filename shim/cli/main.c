@@ -17,6 +17,7 @@ static int cmd_tls_helper(int argc, char **argv) { return lr_tlsd_main(3); } /* 
 
 static const lr_command_t commands[] = {
     {"run", cmd_run, "run [-d DIR]... [--mode M] [--report F] -- CMD...  run CMD with the shim preloaded"},
+    {"serve", cmd_serve, "serve [-d DIR]... [--listen A:P]         answer on a TCP port: a base URL and an HTTP(S) proxy"},
     {"ls", cmd_ls, "ls [-d DIR]... [DIR...]                 one line per recording"},
     {"check", cmd_check, "check [-d DIR]... [DIR...]              validate recordings; exit 1 on any problem"},
     {"explain", cmd_explain, "explain [-d DIR]... REQUEST.json|-      which recording answers a request, or why none does"},

@@ -7,6 +7,7 @@
 #include "base/real.h"
 #include "engine/record.h"
 #include "net/conn.h"
+#include "net/responder.h"
 #include "net/curl_rt.h"
 #include <errno.h>
 #include <poll.h>
@@ -194,13 +195,14 @@ static void answer_failure(job_t *j)
 
 /* Upstream exchanges still being finished (a plain answer's recording is written after the
  * client has its last byte): a program that exits at once must not lose them. */
-static int inflight;
+static unsigned inflight; /* (atomic) */
 static void inflight_child(void) { inflight = 0; } /* a forked child has no worker threads */
 __attribute__((constructor)) static void upstream_init(void) { pthread_atfork(NULL, NULL, inflight_child); }
 __attribute__((destructor)) static void upstream_drain(void)
 {
     for (int i = 0; i < 1000 && __atomic_load_n(&inflight, __ATOMIC_ACQUIRE) > 0; i++) lr_sleep_ms(5);
 }
+unsigned lr_responder_busy(void) { return __atomic_load_n(&inflight, __ATOMIC_ACQUIRE); } /* llmreplay serve waits for them */
 
 static void *upstream_worker(void *arg)
 {
