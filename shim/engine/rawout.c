@@ -10,9 +10,10 @@
 
 bool lr_raw_keep_header(const char *name, size_t n)
 {
-    /* what describes the content; framing (length, encoding) is the responder's own */
-    return lr_list_has("content-type,content-disposition,content-language,content-encoding,content-range,"
-                       "accept-ranges,etag,last-modified,location,retry-after,cache-control,x-request-id,request-id",
+    /* what describes the content; framing (length, chunking) is the responder's own, and the
+     * body is stored decoded, so Content-Encoding is not kept */
+    return lr_list_has("content-type,content-disposition,content-language,content-range,"
+                       "accept-ranges,etag,last-modified,location,retry-after,x-request-id,request-id",
                        name, n) && !lr_secret_header(name, n);
 }
 
