@@ -3,7 +3,7 @@ recorded and replayed byte for byte (images, a multipart transcription with a bi
 file uploads and listings, a streamed SSE endpoint), through curl (libcurl layer and sockets
 only), Python requests and Node fetch; llama-stack's raw HTTP recordings of the 2026 sample
 replay through curl and Python; misses and malformed raw recordings."""
-import base64, contextlib, glob, json, os, subprocess
+import base64, contextlib, glob, json, os, subprocess, time
 from lib import *
 
 UPSTREAM = os.path.join(ROOT, "tests", "fake_upstream.py")
@@ -99,6 +99,12 @@ def _record_replay_curl(layers):
         # the upstream gone, no network; the query in another order
         rep = _curl_all(port, _env(rec, "replay", port, **extra), tmp, "rep", _unshare(), reorder=True)
         _check_same(live, rep)
+        # at the recorded pace: 4 events 30 ms apart upstream
+        t = time.time()
+        r = run(_unshare() + ["curl", "-sSN", f"http://127.0.0.1:{port}/v1/threads/runs", "-H", "Content-Type: application/json",
+                              "-d", json.dumps({"assistant_id": "asst_1", "stream": True})],
+                env=_env(rec, "replay", port, LLMREPLAY_PACE="recorded", **extra))
+        assert r.stdout == live["stream"][4] and time.time() - t >= 0.08, (time.time() - t, r.stdout[:200])
         return rec, port
     finally:
         rmtree(tmp)
