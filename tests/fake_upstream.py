@@ -3,7 +3,7 @@
 streams with delays, recorded errors, a slow first byte; plain HTTP or HTTPS (test CA).
 
 usage: fake_upstream.py [--tls CERT KEY] [--delay-ms N]   (prints the port, serves until killed)"""
-import argparse, json, ssl, sys, threading, time
+import argparse, json, ssl, sys, threading, time, urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 A = argparse.ArgumentParser()
@@ -49,7 +49,7 @@ class H(BaseHTTPRequestHandler):
         files (upload, listing, content) and a streamed SSE run."""
         p, _, q = self.path.partition("?")
         if self.command == "GET" and p.endswith("/v1/files"):
-            return self.send_json(200, {"object": "list", "data": [{"id": "file-1", "purpose": q}]})
+            return self.send_json(200, {"object": "list", "data": [{"id": "file-1", "purpose": urllib.parse.parse_qs(q).get("purpose", [""])[0]}]})
         if self.command == "GET" and p.endswith("/content"):
             blob = bytes(range(256)) * 4
             return self.send_bytes(200, "application/octet-stream", blob, Content_Disposition='attachment; filename="x.bin"')

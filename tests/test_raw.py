@@ -310,3 +310,38 @@ def test_bad_raw_recordings_one_warning_each_and_the_host_survives():
                 assert r.stderr.decode().count(name) == 1, (name, r.stderr.decode()[-3000:])
     finally:
         rmtree(tmp)
+
+
+PY_RIM = r'''
+import sys, requests
+port = sys.argv[1]
+r = requests.get(f"http://127.0.0.1:{port}/v1/files", params={"purpose": "rim", "key": "SECRET-QUERY3"},
+                 headers={"Authorization": "Bearer sk-SECRET-HEADER4"})
+print(r.status_code, r.text)
+'''
+
+
+def test_record_if_missing_then_offline_with_credentials_left_out():
+    tmp = tmpdir()
+    try:
+        rec = os.path.join(tmp, "rec")
+        with upstream() as port:
+            for layers in ("sockets", None):
+                extra = {"LLMREPLAY_LAYERS": layers} if layers else {}
+                r = run(["curl", "-sS", f"http://127.0.0.1:{port}/v1/files?key=SECRET-QUERY3&purpose=rim{layers or ''}"],
+                        env=_env(rec, "record-if-missing", port, **extra))
+                assert r.returncode == 0 and b"file-1" in r.stdout, r.stdout + r.stderr
+            first = run([PY, "-c", PY_RIM, str(port)], env=_env(rec, "record-if-missing", port), check=True).stdout
+        # the Python call is the curl one without layers (the key left out): answered, not recorded
+        assert len(os.listdir(rec)) == 2, os.listdir(rec)
+        for f in os.listdir(rec):
+            text = open(os.path.join(rec, f), "rb").read()
+            assert b"SECRET" not in text and b"?purpose=rim" in text, text[:400]
+        # the upstream gone: answered from the recordings, a new key value changes nothing
+        again = run(_unshare() + [PY, "-c", PY_RIM, str(port)], env=_env(rec, "record-if-missing", port), check=True).stdout
+        assert again == first and first.startswith(b"200 "), (first, again)
+        r = run(_unshare() + ["curl", "-sS", f"http://127.0.0.1:{port}/v1/files?purpose=rimsockets&key=OTHER"],
+                env=_env(rec, "record-if-missing", port))
+        assert b"file-1" in r.stdout, r.stdout + r.stderr
+    finally:
+        rmtree(tmp)
