@@ -345,3 +345,41 @@ def test_record_if_missing_then_offline_with_credentials_left_out():
         assert b"file-1" in r.stdout, r.stdout + r.stderr
     finally:
         rmtree(tmp)
+
+
+NODE_GET = r'''
+const r = await fetch(process.argv[2]);
+const b = Buffer.from(await r.arrayBuffer());
+console.log(JSON.stringify([r.status, r.headers.get("content-type"), r.headers.get("content-disposition"), b.toString("hex")]));
+'''
+
+
+def test_binary_raw_recording_over_https_h2_and_terminated_tls():
+    """A hand-written raw recording of a binary download: the same bytes and content headers
+    through hooked TLS (curl, Python), HTTP/2 and Node's terminated TLS; its Set-Cookie never."""
+    tmp = tmpdir()
+    try:
+        blob = b"%PDF-1.4\n\x00\x01\x02" + bytes(range(256))
+        with open(os.path.join(tmp, "r.json"), "w") as f:
+            json.dump({"request": {"url": "https://api.openai.com/v1/files/file-9/content", "method": "GET", "payload": None},
+                       "response": {"status": 200, "headers": {"content-type": "application/pdf", "set-cookie": "s=1",
+                                                               "content-disposition": 'attachment; filename="a.pdf"'},
+                                    "body": base64.b64encode(blob).decode(), "body_encoding": "base64"}}, f)
+        url = "https://api.openai.com/v1/files/file-9/content"
+        env = shim_env(tmp)
+        for args, e in ((["-D", "-"], env), (["--http2-prior-knowledge", "-D", "-"], dict(env, LLMREPLAY_LAYERS="sockets"))):
+            u = url if "--http2-prior-knowledge" not in args else url.replace("https", "http")
+            r = run(_unshare() + ["curl", "-sS"] + args + [u], env=e)
+            head, _, body = r.stdout.partition(b"\r\n\r\n")
+            assert body == blob and b"application/pdf" in head and b'filename="a.pdf"' in head, (args, r.stdout[:300], r.stderr)
+            assert b"set-cookie" not in head.lower(), head
+        py = "import requests, sys; r = requests.get(sys.argv[1]); print(r.status_code, r.headers['content-disposition'], r.content.hex())"
+        r = run(_unshare() + [PY, "-c", py, url], env=env, check=True)
+        assert r.stdout.decode().split() == ["200", "attachment;", 'filename="a.pdf"', blob.hex()], r.stdout
+        js = os.path.join(tmp, "get.mjs")
+        with open(js, "w") as f:
+            f.write(NODE_GET)
+        r = run(_unshare() + [CLI, "run", "-d", tmp, "--", "node", js, url], env=shim_env(None, LD_PRELOAD=None), check=True)
+        assert json.loads(r.stdout) == [200, "application/pdf", 'attachment; filename="a.pdf"', blob.hex()], r.stdout
+    finally:
+        rmtree(tmp)
