@@ -257,6 +257,13 @@ def test_llama_stack_raw_recordings_replay_through_curl_and_python():
         rmtree(tmp)
     r = run([CLI, "ls", SAMPLE], env=shim_env(None, LD_PRELOAD=None))
     assert r.stdout.count(b"POST /v1beta/interactions") == 4 and r.stdout.count(b"/v1/messages ") == 4, r.stdout
+    for f, _ in raws:  # explain: each raw recording is answered by itself
+        r = run([CLI, "explain", "-d", SAMPLE, f], env=shim_env(None, LD_PRELOAD=None))
+        assert r.returncode == 0 and r.stdout.decode().splitlines()[0] == "match: " + f, (f, r.stdout)
+    miss = {"request": {"url": "https://generativelanguage.googleapis.com/v1beta/interactions", "method": "POST",
+                        "payload": {"model": "gemini-2.5-flash-lite", "input": "What is 2+3?", "stream": False}}}
+    r = run([CLI, "explain", "-d", SAMPLE, "-"], env=shim_env(None, LD_PRELOAD=None), input=json.dumps(miss).encode())
+    assert r.returncode == 1 and b"a7c1284bf83aca1b" in r.stdout and b'"What is 2+3?"' in r.stdout, r.stdout
 
 
 BAD = {
@@ -381,5 +388,23 @@ def test_binary_raw_recording_over_https_h2_and_terminated_tls():
             f.write(NODE_GET)
         r = run(_unshare() + [CLI, "run", "-d", tmp, "--", "node", js, url], env=shim_env(None, LD_PRELOAD=None), check=True)
         assert json.loads(r.stdout) == [200, "application/pdf", 'attachment; filename="a.pdf"', blob.hex()], r.stdout
+    finally:
+        rmtree(tmp)
+
+
+def test_record_replay_python_under_asan():
+    """The capture, the raw file writer, the key and the renderer under ASan and UBSan."""
+    tmp = tmpdir()
+    try:
+        audio, data = _files(tmp)
+        rec = os.path.join(tmp, "rec")
+        with upstream() as port:
+            r = run([PY, "-c", PY_CLIENT, str(port), audio, data, os.path.join(tmp, "live")], env=asan_env(_env(rec, "record", port)))
+            assert r.returncode == 0, r.stderr.decode()[-3000:]
+        r = run(_unshare() + [PY, "-c", PY_CLIENT, str(port), audio, data, os.path.join(tmp, "rep")],
+                env=asan_env(_env(rec, "replay", port)))
+        assert r.returncode == 0, r.stderr.decode()[-3000:]
+        live, rep = load(os.path.join(tmp, "live")), load(os.path.join(tmp, "rep"))
+        assert {k: v[:3] + v[4:] for k, v in live.items()} == {k: v[:3] + v[4:] for k, v in rep.items()}
     finally:
         rmtree(tmp)
