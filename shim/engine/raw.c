@@ -105,7 +105,8 @@ static bool multipart_key(const char *body, size_t len, buf_t *out)
         for (const char *l = p; hend && l < hend;) {
             const char *le = memmem(l, (size_t)(hend - l), "\r\n", 2);
             if (!le) le = hend;
-            for (const char *q = l; q < le; q++) buf_addc(out, (char)(q < l + strcspn(l, ":") ? tolower((unsigned char)*q) : *q));
+            const char *colon = memchr(l, ':', (size_t)(le - l));
+            for (const char *q = l; q < le; q++) buf_addc(out, (char)(colon && q < colon ? tolower((unsigned char)*q) : *q));
             buf_addc(out, '\n');
             l = le + 2;
         }

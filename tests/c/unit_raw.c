@@ -136,7 +136,7 @@ static void test_hostile(void)
     if (!guard_init(&g, 1 << 20)) { check(false, "raw.guard", "mmap failed"); return; }
     static const char *bodies[] = {
         "--", "--\r\n", "--A\r\n", "--A\r\n\r\n", "--A\r\n\r\n--A", "--A\r\nX: y\r\n\r\nv\r\n--A", "--A\r\n\r\n\r\n--A--",
-        "--A\r\nContent-Disposition: form-data\r\n\r\n\r\n--A\r\n\r\n--A--\r\n", "--A\nno crlf\n--A--", "-- \r\n",
+        "--A\r\nContent-Disposition: form-data\r\n\r\n\r\n--A\r\n\r\n--A--\r\n", "--A\nno crlf\n--A--", "--A\r\nno colon\r\n\r\nv\r\n--A--", "--A\r\nnocolon", "-- \r\n",
         "--AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\r\n",
         "{\"a\":", "[[[[[[[[[[[[[[[[[[[[[[", "\"\\u", "\xff\xfe\x00", MP1,
     };
