@@ -250,6 +250,7 @@ int cmd_explain(int argc, char **argv)
                        : cJSON_IsString(ep) && lr_op_of_endpoint(ep->valuestring) ? ep->valuestring
                        : cJSON_IsString(url) ? url->valuestring : NULL;
     if (endpoint) body = j;
+    else if (rq != j) lr_rec_sdk_to_wire((cJSON *)body); /* a recording: the request as it went out */
     /* any other call to an absolute URL is a raw (wire-level) request */
     bool raw = target && !lr_op_of_endpoint(target) && cJSON_IsString(url) && strstr(url->valuestring, "://");
     if (!target || (!raw && !lr_op_of_endpoint(target))) {

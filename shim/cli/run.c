@@ -3,7 +3,9 @@
 #include "cli/cli.h"
 #include "base/config.h"
 #include "base/util.h"
+#include "engine/record.h"
 #include <elf.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -18,7 +20,8 @@
 extern char **environ;
 
 static const char *const usage_run =
-    "usage: llmreplay run [-d DIR]... [--strict] [--ignore FIELDS] [--pace MS] [--mode MODE] [--record-dir DIR] -- CMD [ARGS...]\n"
+    "usage: llmreplay run [-d DIR]... [--strict] [--ignore FIELDS] [--pace MS] [--mode MODE] [--record-dir DIR]\n"
+    "                     [--report FILE] [--only REGEX] [--max-live N] [--allow-models GLOBS] -- CMD [ARGS...]\n"
     "\n"
     "Run CMD with libllmreplay.so added to LD_PRELOAD (existing entries are kept).\n"
     "  -d, --dir DIR     recording directory (repeatable, also --dir=DIR; sets LLMREPLAY_DIR, else it is\n"
@@ -26,13 +29,24 @@ static const char *const usage_run =
     "  --strict          exit non-zero when any request had no recording, even if CMD succeeded\n"
     "  --ignore FIELDS   comma list of body fields left out of matching (LLMREPLAY_IGNORE)\n"
     "  --pace MS         space streamed events MS milliseconds apart (LLMREPLAY_PACE_MS)\n"
-    "  --mode MODE       replay (default), record, record-if-missing, live or trace (LLMREPLAY_MODE)\n"
+    "  --mode MODE       replay (default), record, record-if-missing, live or trace (LLMREPLAY_MODE); VCR's\n"
+    "                    names: none (replay), once (record if the directories hold no recording, else\n"
+    "                    replay), new_episodes (record-if-missing), all (record)\n"
     "  --record-dir DIR  where recordings are written (LLMREPLAY_RECORD_DIR; default: the first -d)\n"
+    "  --report FILE     write one JSON report of the run, all its processes: recordings served (and how\n"
+    "                    often), misses, unused recordings, live calls with tokens, refused calls; print a\n"
+    "                    summary line at exit (feed reports to llmreplay prune)\n"
+    "  --only REGEX      with --mode record: only calls whose test id, operation, model or recording file\n"
+    "                    matches go upstream and replace their recording; the others replay (LLMREPLAY_ONLY)\n"
+    "  --max-live N      at most N upstream calls in the whole run; later ones are refused (LLMREPLAY_MAX_LIVE)\n"
+    "  --allow-models G  upstream calls only for models matching these globs, comma separated\n"
+    "                    (LLMREPLAY_ALLOW_MODELS)\n"
     "Option values are checked as the shim reads them (also --pace=MS etc.); a bad one exits 2 at once.\n"
     "CMD trusts llmreplay's local CA, for the HTTPS llmreplay answers itself (Node, static TLS): run sets\n"
     "NODE_EXTRA_CA_CERTS to its ca.pem, and SSL_CERT_FILE, REQUESTS_CA_BUNDLE and CURL_CA_BUNDLE to\n"
     "ca-bundle.pem (the system CAs plus llmreplay's); one already set names a copy of its file with\n"
-    "llmreplay's CA appended (see llmreplay ca).\n"
+    "llmreplay's CA appended (see llmreplay ca). With a JDK (JAVA_HOME or java on PATH), JAVA_TOOL_OPTIONS\n"
+    "names a PKCS12 trust store: the JDK's cacerts (or the trustStore already set there) plus the CA.\n"
     "Exit status: CMD's; with --strict and misses, CMD's if non-zero, else 3.\n";
 
 static char *find_library(void)
@@ -104,6 +118,7 @@ static void warn_unhookable(const char *cmd)
 
 typedef struct {
     bool strict;
+    const char *report; /* --report FILE */
     buf_t dirs;       /* the -d directories, absolute, colon separated */
     const char *mode; /* --mode, NULL: inherited */
     int first_cmd;    /* argv index of CMD */
@@ -117,6 +132,10 @@ static const struct {
     {"--pace", "LLMREPLAY_PACE_MS", "MS"},
     {"--mode", "LLMREPLAY_MODE", "MODE"},
     {"--record-dir", "LLMREPLAY_RECORD_DIR", "DIR"},
+    {"--only", "LLMREPLAY_ONLY", "REGEX"},
+    {"--max-live", "LLMREPLAY_MAX_LIVE", "N"},
+    {"--allow-models", "LLMREPLAY_ALLOW_MODELS", "GLOBS"},
+    {"--report", NULL, "FILE"},
 };
 
 /* argv[*i] as one of env_opts (--opt VALUE or --opt=VALUE): 1 set, 0 not one, -1 said why. */
@@ -133,6 +152,7 @@ static int env_option(int end, char **argv, int *i, run_opts_t *o)
             return -1;
         }
         char why[512];
+        if (!env_opts[k].var) { o->report = val; return 1; } /* --report: for run itself */
         if (!lr_config_check(env_opts[k].var, val, why, sizeof why)) {
             const char *acc = strstr(why, "(accepted:");
             fprintf(stderr, "llmreplay: %s %s is not valid %s\n", env_opts[k].opt, val, acc ? acc : why);
@@ -177,15 +197,40 @@ static int parse_run(int argc, char **argv, run_opts_t *o)
     return 0;
 }
 
-/* Replay reads the -d directories, so a missing one is a mistake; the record modes create it. */
+/* Does dir hold a *.json file at any depth (hidden entries skipped, as the scan does)? */
+static bool holds_recording(const char *dir, int depth)
+{
+    DIR *d = depth < 32 ? opendir(dir) : NULL;
+    if (!d) return false;
+    bool found = false;
+    for (struct dirent *e; !found && (e = readdir(d));) {
+        if (e->d_name[0] == '.') continue;
+        size_t n = strlen(e->d_name);
+        if (e->d_type == DT_REG && lr_has_suffix(e->d_name, n, ".json")) found = true;
+        else if (e->d_type == DT_DIR || e->d_type == DT_UNKNOWN || e->d_type == DT_LNK) {
+            char sub[4096];
+            snprintf(sub, sizeof sub, "%s/%s", dir, e->d_name);
+            found = holds_recording(sub, depth + 1);
+        }
+    }
+    closedir(d);
+    return found;
+}
+
+/* Replay reads the -d directories, so a missing one is a mistake (the record modes create
+ * it), and an empty one is worth a warning: every request to it will miss. */
 static int check_dirs(const run_opts_t *o)
 {
-    bool replay = o->mode ? !strcmp(o->mode, "replay") : lr_cfg()->mode == MODE_REPLAY;
+    bool replay = o->mode ? !strcmp(o->mode, "replay") || !strcmp(o->mode, "none") : lr_cfg()->mode == MODE_REPLAY;
     if (!replay) return 0;
     for (const char *p = o->dirs.data ? o->dirs.data : ""; *p;) {
         size_t l = strcspn(p, ":");
         char *d = lr_strndup(p, l);
         int r = cli_dir_exists(d);
+        struct stat st;
+        if (!r && stat(d, &st) == 0 && S_ISDIR(st.st_mode) && !holds_recording(d, 0))
+            fprintf(stderr, "llmreplay: warning: %s holds no recording (*.json): every request will miss; "
+                            "check the -d path\n", d);
         free(d);
         if (r) return -1;
         p += l + (p[l] == ':');
@@ -206,7 +251,12 @@ static void drop_bad_settings(void)
         if (!eq[1] || lr_config_check(name, eq + 1, why, sizeof why) || strstr(why, "is not a setting")) free(name);
         else bad[n++] = name;
     }
-    for (int i = 0; i < n; i++) { unsetenv(bad[i]); free(bad[i]); }
+    for (int i = 0; i < n; i++) {
+        /* as the warning said: a broken LLMREPLAY_ONLY selects no call, it does not select all */
+        if (!strcmp(bad[i], "LLMREPLAY_ONLY")) setenv(bad[i], "a^", 1);
+        else unsetenv(bad[i]);
+        free(bad[i]);
+    }
 }
 
 static void add_preload(const char *lib)
@@ -235,7 +285,11 @@ static int child_env(run_opts_t *o, const char *cmd)
         fprintf(stderr, "llmreplay: warning: no -d DIR and no LLMREPLAY_DIR: every request will miss\n");
     add_preload(lib);
     free(lib);
+    /* once is decided here, for every process of the run alike */
+    lr_config_reload();
+    if (lr_cfg()->mode == MODE_ONCE) setenv("LLMREPLAY_MODE", lr_mode_name(lr_mode()), 1);
     warn_unhookable(cmd);
+    setenv("LLMREPLAY__RUN", "1", 1); /* the TLS helper's hints know the CA variables are set */
     cli_export_ca();
     return 0;
 }
@@ -295,8 +349,16 @@ int cli_run(int argc, char **argv, bool *ran)
         close(fd);
         setenv("LLMREPLAY__STRICT_FILE", strict_file, 1);
     }
+    /* the report, and a spend guard shared by all processes, need the run's usage files */
+    bool usage = o.report || getenv("LLMREPLAY_MAX_LIVE");
+    if (usage && cli_report_begin()) return 2;
     rc = spawn_wait(argv + o.first_cmd);
     if (ran) *ran = true;
+    if (usage) {
+        const char *dirs = getenv("LLMREPLAY_DIR");
+        int r = cli_report_end(o.report, dirs);
+        if (r && !rc) rc = r;
+    }
     int misses = o.strict ? strict_misses(strict_file) : 0;
     if (misses) {
         fprintf(stderr, "llmreplay: --strict: %d request%s had no recording (see the messages above)\n", misses,
