@@ -135,7 +135,7 @@ static bool dump_object(span_t v, buf_t *out, int depth)
         p = ve;
     }
     if (ok) {
-        qsort(m, (size_t)n, sizeof *m, cmp_member);
+        if (n) qsort(m, (size_t)n, sizeof *m, cmp_member); /* {}: qsort(NULL, 0) is undefined */
         buf_addc(out, '{');
         for (int i = 0; i < n && ok; i++) {
             if (i) buf_adds(out, ", ");

@@ -1,0 +1,71 @@
+/* Unit tests of what hostile or unusual input may cost (issue 17): each check failed, hung or
+ * crashed (under ASan/UBSan) before its fix. One line per check, "ok NAME" or "not ok NAME:
+ * detail"; exit status 1 when any failed. Run from the project root. */
+#include "engine/pyjson.h"
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static int failures;
+static const char *volatile current = "startup"; /* named by the crash handler */
+
+static bool check(bool ok, const char *name, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static bool check(bool ok, const char *name, const char *fmt, ...)
+{
+    if (ok) { printf("ok %s\n", name); return true; }
+    failures++;
+    char d[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(d, sizeof d, fmt, ap);
+    va_end(ap);
+    for (char *c = d; *c; c++) if (*c == '\n') *c = ' ';
+    printf("not ok %s: %.600s\n", name, d);
+    return false;
+}
+
+static void on_crash(int sig)
+{
+    char line[256];
+    int n = snprintf(line, sizeof line, "not ok %s: crashed with signal %d\n", current, sig);
+    ssize_t w = write(STDOUT_FILENO, line, (size_t)n);
+    (void)w;
+    _exit(1);
+}
+
+static span_t sp(const char *s) { return (span_t){s, strlen(s)}; }
+
+/* ---- pyjson: json.dumps(sort_keys=True) -------------------------------------------------- */
+
+static void dump_is(const char *name, const char *in, const char *want)
+{
+    current = name;
+    buf_t b;
+    buf_init(&b);
+    bool ok = lr_pyjson_dump(sp(in), &b);
+    check(ok && b.data && !strcmp(b.data, want), name, "got '%s' (%d), want '%s'", b.data ? b.data : "", ok, want);
+    buf_free(&b);
+}
+
+static void test_pyjson(void)
+{
+    /* the wanted strings are Python's json.dumps(json.loads(IN), sort_keys=True) */
+    dump_is("pyjson.empty_object", "{}", "{}");
+    dump_is("pyjson.empty_objects_nested", "{\"a\":{},\"b\":[{},{\"c\":{}}]}", "{\"a\": {}, \"b\": [{}, {\"c\": {}}]}");
+    dump_is("pyjson.duplicate_keys_keep_the_last",
+            "{\"b\":1,\"a\":2,\"b\":3,\"a\":{\"x\":1,\"y\":{},\"x\":[2]},\"ab\":0}",
+            "{\"a\": {\"x\": [2], \"y\": {}}, \"ab\": 0, \"b\": 3}");
+}
+
+int main(void)
+{
+    setvbuf(stdout, NULL, _IOLBF, 0); /* lines survive a crash */
+    signal(SIGSEGV, on_crash);
+    signal(SIGBUS, on_crash);
+    setenv("LLMREPLAY_LOG", "error", 1);
+    test_pyjson();
+    return failures ? 1 : 0;
+}
