@@ -38,6 +38,19 @@ static void on_crash(int sig)
 
 static span_t sp(const char *s) { return (span_t){s, strlen(s)}; }
 
+/* The plain build can make reallocs above a size fail (the sanitizers have their own
+ * allocator): above 256 bytes, the smallest buf_t, spares the short strings. */
+#ifndef __SANITIZE_ADDRESS__
+#define FAIL_REALLOC 1
+static size_t fail_realloc_above; /* 0: never */
+extern void *__libc_realloc(void *p, size_t n);
+void *realloc(void *p, size_t n)
+{
+    if (fail_realloc_above && n > fail_realloc_above) return NULL;
+    return __libc_realloc(p, n);
+}
+#endif
+
 /* ---- pyjson: json.dumps(sort_keys=True) -------------------------------------------------- */
 
 static void dump_is(const char *name, const char *in, const char *want)
@@ -60,6 +73,20 @@ static void test_pyjson(void)
             "{\"a\": {\"x\": [2], \"y\": {}}, \"ab\": 0, \"b\": 3}");
 }
 
+static void test_pyjson_realloc_fails(void)
+{
+#ifdef FAIL_REALLOC
+    current = "pyjson.realloc_fails";
+    buf_t b;
+    buf_init(&b);
+    fail_realloc_above = 256; /* the members' array (grown for a 9th), not the keys' buffers */
+    bool ok = lr_pyjson_dump(sp("{\"a\":1,\"b\":2,\"c\":3,\"d\":4,\"e\":5,\"f\":6,\"g\":7,\"h\":8,\"i\":9}"), &b);
+    fail_realloc_above = 0;
+    check(!ok, "pyjson.realloc_fails", "a dump without memory for its members succeeded: '%s'", b.data ? b.data : "");
+    buf_free(&b);
+#endif
+}
+
 int main(void)
 {
     setvbuf(stdout, NULL, _IOLBF, 0); /* lines survive a crash */
@@ -67,5 +94,6 @@ int main(void)
     signal(SIGBUS, on_crash);
     setenv("LLMREPLAY_LOG", "error", 1);
     test_pyjson();
+    test_pyjson_realloc_fails();
     return failures ? 1 : 0;
 }
