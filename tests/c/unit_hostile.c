@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 static int failures;
@@ -34,6 +35,13 @@ static void on_crash(int sig)
     ssize_t w = write(STDOUT_FILENO, line, (size_t)n);
     (void)w;
     _exit(1);
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
 static span_t sp(const char *s) { return (span_t){s, strlen(s)}; }
@@ -73,6 +81,35 @@ static void test_pyjson(void)
             "{\"a\": {\"x\": [2], \"y\": {}}, \"ab\": 0, \"b\": 3}");
 }
 
+/* 100,000 keys in reverse order, every 100th repeated later with another value: 27 s before
+ * (a linear scan per key), now one sort. */
+static void test_pyjson_many_keys(void)
+{
+    const int n = 100000;
+    current = "pyjson.100k_keys";
+    buf_t in, want, got;
+    buf_init(&in);
+    buf_init(&want);
+    buf_init(&got);
+    buf_addc(&in, '{');
+    for (int i = n - 1; i >= 0; i--) buf_printf(&in, "\"k%06d\":%d,", i, i);
+    for (int i = 0; i < n; i += 100) buf_printf(&in, "\"k%06d\":%d%s", i, i + 1000000, i + 100 < n ? "," : "");
+    buf_addc(&in, '}');
+    buf_addc(&want, '{');
+    for (int i = 0; i < n; i++) buf_printf(&want, "%s\"k%06d\": %d", i ? ", " : "", i, i % 100 ? i : i + 1000000);
+    buf_addc(&want, '}');
+    double t0 = now_s();
+    bool ok = lr_pyjson_dump((span_t){in.data, in.len}, &got);
+    double dt = now_s() - t0;
+    check(ok && got.len == want.len && !memcmp(got.data, want.data, want.len), "pyjson.100k_keys",
+          "wrong dump (%d, %zu bytes, want %zu)", ok, got.len, want.len);
+    check(dt < 2.0, "pyjson.100k_keys_fast", "%.2f s for %zu bytes", dt, in.len);
+    printf("# pyjson: 100,000 keys (%zu bytes) dumped in %.3f s\n", in.len, dt);
+    buf_free(&in);
+    buf_free(&want);
+    buf_free(&got);
+}
+
 static void test_pyjson_realloc_fails(void)
 {
 #ifdef FAIL_REALLOC
@@ -94,6 +131,7 @@ int main(void)
     signal(SIGBUS, on_crash);
     setenv("LLMREPLAY_LOG", "error", 1);
     test_pyjson();
+    test_pyjson_many_keys();
     test_pyjson_realloc_fails();
     return failures ? 1 : 0;
 }
