@@ -2,6 +2,7 @@
  * crashed (under ASan/UBSan) before its fix. One line per check, "ok NAME" or "not ok NAME:
  * detail"; exit status 1 when any failed. Run from the project root. */
 #include "engine/pyjson.h"
+#include "engine/recording.h"
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -124,6 +125,136 @@ static void test_pyjson_realloc_fails(void)
 #endif
 }
 
+/* ---- id_normalization_mapping --------------------------------------------------------- */
+
+/* A recording whose text is `body` (a JSON value) with this mapping object. */
+static void idmap_rec(buf_t *b, const char *body, const char *mapping)
+{
+    buf_printf(b, "{\"request\":{\"method\":\"POST\",\"url\":\"http://localhost:8000/v1/chat/completions\","
+                  "\"endpoint\":\"/v1/chat/completions\",\"body\":{\"model\":\"m\"}},"
+                  "\"response\":{\"body\":%s,\"is_streaming\":false},\"id_normalization_mapping\":%s}", body, mapping);
+}
+
+static void test_idmap_single_pass(void)
+{
+    current = "idmap.single_pass";
+    buf_t b;
+    buf_init(&b);
+    /* chained, ID-ONE would become ID-TWO and then rec-2 */
+    idmap_rec(&b, "{\"a\":\"ID-ONE\",\"b\":\"ID-TWO\"}", "{\"ID-TWO\":\"ID-ONE\",\"rec-2\":\"ID-TWO\"}");
+    size_t n = 0;
+    const char *refused;
+    char *m = lr_rec_apply_id_mapping(b.data, b.len, &n, &refused);
+    check(m && !refused && strstr(m, "{\"a\":\"ID-TWO\",\"b\":\"rec-2\"}"), "idmap.single_pass", "got '%s' (%s)",
+          m ? m : "(NULL)", refused ? refused : "");
+    free(m);
+    buf_free(&b);
+}
+
+/* Issue 17's recording: `a` to 1,000 X, X to 1,000 Y, ...: 20 s and 4.6 GB when chained. */
+static void test_idmap_blowup(void)
+{
+    current = "idmap.blowup";
+    buf_t body, map, b;
+    buf_init(&body);
+    buf_init(&map);
+    buf_init(&b);
+    buf_addc(&body, '"');
+    for (int i = 0; i < 20000; i++) buf_addc(&body, 'a');
+    buf_addc(&body, '"');
+    const char *from = "aXYZW";
+    buf_addc(&map, '{');
+    for (int k = 0; k < 4; k++) {
+        buf_addc(&map, '"');
+        for (int i = 0; i < 1000; i++) buf_addc(&map, from[k + 1]);
+        buf_printf(&map, "\":\"%c\"%s", from[k], k < 3 ? "," : "}");
+    }
+    idmap_rec(&b, body.data, map.data);
+    double t0 = now_s();
+    size_t n = 0;
+    const char *refused;
+    char *m = lr_rec_apply_id_mapping(b.data, b.len, &n, &refused);
+    double dt = now_s() - t0;
+    check(!m && refused && strstr(refused, "twice as large"), "idmap.blowup_refused", "%zu bytes out of %zu (%s)", n, b.len,
+          refused ? refused : "");
+    check(dt < 1.0, "idmap.blowup_fast", "%.2f s", dt);
+    printf("# idmap: %zu-byte hostile recording refused in %.3f s\n", b.len, dt);
+    /* loading it says why, and the store names the file */
+    char path[] = "/tmp/llmreplay-hostile-XXXXXX";
+    int fd = mkstemp(path);
+    check(fd >= 0 && write(fd, b.data, b.len) == (ssize_t)b.len, "idmap.blowup_written", "cannot write %s", path);
+    if (fd >= 0) close(fd);
+    char why[320] = "";
+    lr_rec_t *r = lr_rec_load(path, NULL, why, sizeof why);
+    check(!r && strstr(why, "id_normalization_mapping") && strstr(why, "re-record"), "idmap.blowup_load_says_why", "why '%s'", why);
+    lr_rec_free(r);
+    unlink(path);
+    free(m);
+    buf_free(&body);
+    buf_free(&map);
+    buf_free(&b);
+}
+
+/* 3,000 distinct ids on 2 MB: 1.2 s when chained (one whole-text pass per entry). */
+static void test_idmap_many_entries(void)
+{
+    current = "idmap.many_entries";
+    buf_t body, map, b;
+    buf_init(&body);
+    buf_init(&map);
+    buf_init(&b);
+    buf_addc(&body, '[');
+    for (int i = 0; i < 60000; i++) buf_printf(&body, "%s\"chatcmpl-%024d\"", i ? "," : "", i % 3000);
+    buf_addc(&body, ']');
+    buf_addc(&map, '{');
+    for (int i = 0; i < 3000; i++) buf_printf(&map, "%s\"rec-%06d\":\"chatcmpl-%024d\"", i ? "," : "", i, i);
+    buf_addc(&map, '}');
+    idmap_rec(&b, body.data, map.data);
+    double t0 = now_s();
+    size_t n = 0;
+    const char *refused;
+    char *m = lr_rec_apply_id_mapping(b.data, b.len, &n, &refused);
+    double dt = now_s() - t0;
+    check(m && !refused && !strstr(m, "chatcmpl-") && strstr(m, "\"rec-002999\",\"rec-000000\""), "idmap.many_entries",
+          "mapped %d (%s)", m != NULL, refused ? refused : "");
+    check(dt < 1.0, "idmap.many_entries_fast", "%.2f s", dt);
+    printf("# idmap: 3,000 entries on %zu bytes applied in %.3f s\n", b.len, dt);
+    free(m);
+    buf_free(&body);
+    buf_free(&map);
+    buf_free(&b);
+}
+
+/* Every entry alike in its first bytes (a one-byte original makes the hash one byte): the
+ * comparisons are bounded, then the file refused. */
+static void test_idmap_costly(void)
+{
+    current = "idmap.costly";
+    buf_t body, map, b;
+    buf_init(&body);
+    buf_init(&map);
+    buf_init(&b);
+    buf_addc(&body, '"');
+    for (int i = 0; i < 200000; i++) buf_addc(&body, 'q');
+    buf_addc(&body, '"');
+    buf_addc(&map, '{');
+    for (int i = 0; i < 3000; i++) buf_printf(&map, "\"r%d\":\"q%d\",", i, i);
+    buf_adds(&map, "\"r\":\"q\"}"); /* last: each q is compared with every entry first */
+    idmap_rec(&b, body.data, map.data);
+    double t0 = now_s();
+    size_t n = 0;
+    const char *refused;
+    char *m = lr_rec_apply_id_mapping(b.data, b.len, &n, &refused);
+    double dt = now_s() - t0;
+    check(!m && refused && strstr(refused, "costs too much"), "idmap.costly_refused", "%s", refused ? refused : "(applied)");
+    check(dt < 1.0, "idmap.costly_fast", "%.2f s", dt);
+    printf("# idmap: 3,000 entries alike on %zu bytes refused in %.3f s\n", b.len, dt);
+    free(m);
+    buf_free(&body);
+    buf_free(&map);
+    buf_free(&b);
+}
+
 int main(void)
 {
     setvbuf(stdout, NULL, _IOLBF, 0); /* lines survive a crash */
@@ -133,5 +264,9 @@ int main(void)
     test_pyjson();
     test_pyjson_many_keys();
     test_pyjson_realloc_fails();
+    test_idmap_single_pass();
+    test_idmap_blowup();
+    test_idmap_many_entries();
+    test_idmap_costly();
     return failures ? 1 : 0;
 }
