@@ -3,6 +3,9 @@
  * detail"; exit status 1 when any failed. Run from the project root. */
 #include "engine/pyjson.h"
 #include "engine/recording.h"
+#include "engine/index.h"
+#include "base/fs.h"
+#include "base/util.h"
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -123,6 +126,67 @@ static void test_pyjson_realloc_fails(void)
     check(!ok, "pyjson.realloc_fails", "a dump without memory for its members succeeded: '%s'", b.data ? b.data : "");
     buf_free(&b);
 #endif
+}
+
+/* ---- the index file's header -------------------------------------------------------------- */
+
+static bool rewrite(const char *path, const char *data, size_t n)
+{
+    FILE *f = fopen(path, "wb");
+    bool ok = f && fwrite(data, 1, n, f) == n;
+    if (f) fclose(f);
+    return ok;
+}
+
+/* An index (of one directory: the store is opaque) with one section offset moved by 4 bytes:
+ * refused, and never used for a misaligned load (UBSan aborted the ASan build before the
+ * checksum did). */
+static void test_index_header(void)
+{
+    current = "index.header";
+    char *dirs[] = {"examples/recordings"};
+    lr_sdir_t d = {dirs[0], 1, 1};
+    lr_ixsrc_t src = {.dirs = &d, .ndirs = 1};
+    char path[] = "/tmp/llmreplay-ixhdr-XXXXXX";
+    int fd = mkstemp(path);
+    uint64_t key = lr_index_key(dirs, 1, NULL);
+    if (fd >= 0) close(fd);
+    if (!check(fd >= 0 && lr_index_write(&src, path, key), "index.header_written", "cannot write %s", path)) return;
+    char why[256];
+    lr_index_t *ix = lr_index_open(path, key, why, sizeof why);
+    check(ix != NULL, "index.header_intact_opens", "%s", why);
+    lr_index_close(ix);
+    size_t n = 0;
+    char *data = lr_read_file(path, 1 << 26, &n);
+    uint32_t hs = 0;
+    if (data && n >= 16) memcpy(&hs, data + 12, 4);
+    /* dirs_off: the first 64-bit field equal to the header's size (the directories follow it) */
+    size_t at = 0;
+    for (size_t o = 16; data && o + 8 <= hs && o + 8 <= n && !at; o += 8) {
+        uint64_t v;
+        memcpy(&v, data + o, 8);
+        if (v == hs) at = o;
+    }
+    if (check(at, "index.header_dirs_off_found", "header of %u bytes", hs)) {
+        uint64_t v;
+        memcpy(&v, data + at, 8);
+        v += 4;
+        memcpy(data + at, &v, 8);
+        rewrite(path, data, n);
+        ix = lr_index_open(path, key, why, sizeof why);
+        check(!ix && strstr(why, "corrupt"), "index.header_moved_section_refused", "opened (%s)", why);
+        lr_index_close(ix);
+        /* the same with the header's checksum (its last 8 bytes, of the header with them 0) redone */
+        memset(data + hs - 8, 0, 8);
+        uint64_t c = lr_checksum(data, hs);
+        memcpy(data + hs - 8, &c, 8);
+        rewrite(path, data, n);
+        ix = lr_index_open(path, key, why, sizeof why);
+        check(!ix && strstr(why, "misaligned"), "index.header_misaligned_refused", "opened (%s)", why);
+        lr_index_close(ix);
+    }
+    free(data);
+    unlink(path);
 }
 
 /* ---- id_normalization_mapping --------------------------------------------------------- */
@@ -268,5 +332,6 @@ int main(void)
     test_idmap_blowup();
     test_idmap_many_entries();
     test_idmap_costly();
+    test_index_header();
     return failures ? 1 : 0;
 }
