@@ -4,8 +4,11 @@
 #include "engine/pyjson.h"
 #include "engine/recording.h"
 #include "engine/index.h"
+#include "engine/engine.h"
+#include "json/cjson_rt.h"
 #include "base/fs.h"
 #include "base/util.h"
+#include <malloc.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -189,6 +192,42 @@ static void test_index_header(void)
     unlink(path);
 }
 
+/* ---- the miss cache --------------------------------------------------------------------- */
+
+/* 20,000 distinct missed requests: the memory in use stays flat after the first few hundred
+ * (it grew by every answer, message and name before). */
+static void test_miss_cache_bounded(void)
+{
+    current = "engine.miss_cache";
+    char body[128];
+#ifndef __SANITIZE_ADDRESS__
+    size_t base = 0, grown = 0; /* bytes in use (ASan's allocator has its own accounting) */
+#endif
+    for (int i = 0; i < 20000; i++) {
+        int n = snprintf(body, sizeof body, "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"q%d\"}]}", i);
+        lr_response_t *r = lr_engine_serve("POST", "http://localhost:8000/v1/chat/completions", body, (size_t)n);
+        if (i == 0) check(r && r->status == 404, "engine.miss_cache_404", "status %d", r ? r->status : 0);
+        lr_response_free(r);
+#ifndef __SANITIZE_ADDRESS__
+        if (i == 999) base = mallinfo2().uordblks;
+        if (i == 19999) grown = mallinfo2().uordblks;
+#endif
+    }
+    /* the first misses' answers are kept (shared), later ones are explained again each time */
+    int n = snprintf(body, sizeof body, "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"q%d\"}]}", 0);
+    lr_response_t *first = lr_engine_serve("POST", "http://localhost:8000/v1/chat/completions", body, (size_t)n);
+    n = snprintf(body, sizeof body, "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"q%d\"}]}", 19999);
+    lr_response_t *late = lr_engine_serve("POST", "http://localhost:8000/v1/chat/completions", body, (size_t)n);
+    check(!first->owned && late->owned && late->status == 404, "engine.miss_cache_keeps_the_first", "first owned %d, late owned %d",
+          first->owned, late->owned);
+    lr_response_free(first);
+    lr_response_free(late);
+#ifndef __SANITIZE_ADDRESS__
+    check(grown < base + (1 << 20), "engine.miss_cache_bounded", "in use %zu bytes after 1,000 misses, %zu after 20,000", base, grown);
+    printf("# engine: in use %zu bytes after 1,000 distinct misses, %zu after 20,000\n", base, grown);
+#endif
+}
+
 /* ---- id_normalization_mapping --------------------------------------------------------- */
 
 /* A recording whose text is `body` (a JSON value) with this mapping object. */
@@ -324,7 +363,9 @@ int main(void)
     setvbuf(stdout, NULL, _IOLBF, 0); /* lines survive a crash */
     signal(SIGSEGV, on_crash);
     signal(SIGBUS, on_crash);
-    setenv("LLMREPLAY_LOG", "error", 1);
+    setenv("LLMREPLAY_LOG", "quiet", 1); /* the misses would say so, 20,000 times */
+    unsetenv("LLMREPLAY_DIR");
+    unsetenv("LLMREPLAY_MISS_LOG");
     test_pyjson();
     test_pyjson_many_keys();
     test_pyjson_realloc_fails();
@@ -333,5 +374,6 @@ int main(void)
     test_idmap_many_entries();
     test_idmap_costly();
     test_index_header();
+    if (lr_cjson()) test_miss_cache_bounded();
     return failures ? 1 : 0;
 }
