@@ -5,6 +5,7 @@
 #include "engine/recording.h"
 #include "engine/index.h"
 #include "engine/engine.h"
+#include "net/http.h"
 #include "json/cjson_rt.h"
 #include "base/fs.h"
 #include "base/util.h"
@@ -358,6 +359,38 @@ static void test_idmap_costly(void)
     buf_free(&b);
 }
 
+/* ---- chunked request bodies ------------------------------------------------------------- */
+
+/* Fed one byte more at a time, the decoder goes on where it stopped and ends as in one go. */
+static void test_dechunk_incremental(void)
+{
+    current = "http.dechunk";
+    const char *in = "5;ext=1\r\nhello\r\n1\r\n \r\n6\r\nworld!\r\n0\r\nX-Trailer: 1\r\n\r\nNEXT";
+    size_t n = strlen(in) - 4, max = 1 << 20;
+    buf_t one, inc;
+    buf_init(&one);
+    buf_init(&inc);
+    lr_dechunk_t st = {0};
+    long r1 = lr_http_dechunk(in, strlen(in), &one, max, &st);
+    st = (lr_dechunk_t){0};
+    long r = -2;
+    size_t calls = 0;
+    for (size_t k = 1; k <= strlen(in) && r == -2; k++, calls++) r = lr_http_dechunk(in, k, &inc, max, &st);
+    check(r1 == (long)n && r == (long)n && one.len == 12 && inc.len == 12 && !memcmp(inc.data, "hello world!", 12),
+          "http.dechunk_incremental", "one go %ld '%.*s', byte by byte %ld '%.*s'", r1, (int)one.len, one.data ? one.data : "",
+          r, (int)inc.len, inc.data ? inc.data : "");
+    /* a chunk-size line that never ends is refused once it is longer than any real one */
+    buf_t line;
+    buf_init(&line);
+    for (int i = 0; i < 9000; i++) buf_addc(&line, i ? ';' : '1');
+    st = (lr_dechunk_t){0};
+    inc.len = 0;
+    check(lr_http_dechunk(line.data, line.len, &inc, max, &st) == -1, "http.dechunk_endless_line_refused", "not refused");
+    buf_free(&line);
+    buf_free(&one);
+    buf_free(&inc);
+}
+
 int main(void)
 {
     setvbuf(stdout, NULL, _IOLBF, 0); /* lines survive a crash */
@@ -369,6 +402,7 @@ int main(void)
     test_pyjson();
     test_pyjson_many_keys();
     test_pyjson_realloc_fails();
+    test_dechunk_incremental();
     test_idmap_single_pass();
     test_idmap_blowup();
     test_idmap_many_entries();
