@@ -134,15 +134,22 @@ static lr_response_t *cached_render(lr_rec_t *r)
     return resp;
 }
 
-/* Misses seen in this process, by request: the explanation is computed once (it reads
- * candidate recordings) and stderr gets one line per distinct request. */
+/* Misses seen in this process, by request: the explanation of the first MISS_KEEP distinct
+ * ones is computed once (it reads candidate recordings) and kept; stderr gets one line per
+ * distinct request among the last MISS_SEEN. Both bounded: a program that misses with ever
+ * new requests does not grow. A kept answer is shared and never freed (a connection may be
+ * writing it), so the kept ones are not evicted; later ones are the caller's to free. */
+#define MISS_KEEP 256
+#define MISS_SEEN 4096
 typedef struct {
     uint64_t key;
     lr_response_t *resp;
     char *nearest, *message;
 } miss_t;
-static miss_t *missed;
-static size_t nmissed, capmissed;
+static miss_t missed[MISS_KEEP];
+static size_t nmissed;
+static uint64_t seen[MISS_SEEN]; /* a ring of request keys, 0: free */
+static size_t nseen;
 
 static miss_t *miss_find(uint64_t key)
 {
@@ -151,17 +158,25 @@ static miss_t *miss_find(uint64_t key)
     return NULL;
 }
 
-static void miss_add(uint64_t key, lr_response_t *resp, const char *nearest, const char *message)
+/* Was this request missed recently? Remembers it if not. */
+static bool miss_seen(uint64_t key)
 {
-    if (nmissed == capmissed) {
-        size_t cap = capmissed ? capmissed * 2 : 16;
-        miss_t *v = realloc(missed, cap * sizeof *v);
-        if (!v) return;
-        missed = v;
-        capmissed = cap;
-    }
+    key |= 1; /* never 0 */
+    for (size_t i = 0; i < MISS_SEEN && i < nseen; i++)
+        if (seen[i] == key) return true;
+    seen[nseen++ % MISS_SEEN] = key;
+    return false;
+}
+
+/* Keep the answer when there is room (then it is shared); false: the caller frees it. */
+static bool miss_add(uint64_t key, lr_response_t *resp, const char *nearest, const char *message)
+{
+    if (nmissed == MISS_KEEP) return false;
+    char *n = nearest ? strdup(nearest) : NULL, *m = strdup(message);
+    if (!m || (nearest && !n)) { free(n); free(m); return false; }
     resp->owned = false; /* kept for the next time this request misses */
-    missed[nmissed++] = (miss_t){key, resp, nearest ? strdup(nearest) : NULL, strdup(message)};
+    missed[nmissed++] = (miss_t){key, resp, n, m};
+    return true;
 }
 
 static void append_line(const char *path, const buf_t *line)
@@ -255,8 +270,9 @@ lr_response_t *lr_engine_serve(const char *method, const char *url, const char *
         e = message ? lr_render_error(rq.op, 404, "invalid_request_error",
                                       raw ? "llmreplay_not_an_llm_endpoint" : "llmreplay_no_recording", message) : NULL;
         pthread_mutex_lock(&miss_lock);
-        bool first = !miss_find(h1);
-        if (first && e) miss_add(h1, e, nearest, message);
+        bool kept = miss_find(h1) != NULL; /* by another thread, meanwhile */
+        bool first = !kept && !miss_seen(h1);
+        if (!kept && e) miss_add(h1, e, nearest, message); /* not kept: e stays the caller's */
         pthread_mutex_unlock(&miss_lock);
         if (first && message) lr_error("%s", message + strlen("llmreplay: "));
     }

@@ -207,7 +207,9 @@ lr_response_t *lr_render_recording(const lr_rec_t *r)
     size_t len, mlen;
     char *text = lr_read_file(r->path, lr_max_file_bytes(), &len);
     if (!text) return fail(r, "the file can no longer be read");
-    char *mapped = lr_rec_apply_id_mapping(text, len, &mlen);
+    const char *refused;
+    char *mapped = lr_rec_apply_id_mapping(text, len, &mlen, &refused);
+    if (refused) { free(text); return fail(r, refused); }
     if (mapped) { free(text); text = mapped; len = mlen; }
     span_t resp, body, raw;
     if (!lr_rec_response_span(text, len, &resp)) { free(text); return fail(r, "it changed since it was indexed"); }
