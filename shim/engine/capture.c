@@ -5,6 +5,7 @@
 #include "json/cjson_rt.h"
 #include "json/jspan.h"
 #include "base/log.h"
+#include "engine/gemini.h"
 #include "engine/pyjson.h"
 #include "base/sha256.h"
 #include <errno.h>
@@ -25,7 +26,8 @@ lr_capture_t *lr_capture_new(const char *method, const char *url)
     lr_capture_t *c = calloc(1, sizeof *c);
     if (!c) return NULL;
     c->method = strdup(method ? method : "POST");
-    c->url = strdup(url ? url : "");
+    c->url = url ? lr_url_without_key(url) : NULL; /* the Gemini API key is never written */
+    if (!c->url) c->url = strdup(url ? url : "");
     c->op = lr_op_of_url(c->url);
     c->t_start = lr_now();
     return c;
@@ -184,6 +186,7 @@ void lr_capture_finish(lr_capture_t *c)
     lr_mode_t m = lr_mode();
     if (m == MODE_TRACE) { lr_trace_write(c); lr_capture_free(c); return; }
     if (c->error[0]) lr_error("upstream call %s %s failed (%s): reported, nothing recorded", c->method, c->url, c->error);
-    else if ((m == MODE_RECORD || m == MODE_RECORD_IF_MISSING) && c->op != OP_NONE && c->status) lr_lsfile_write(c);
+    else if ((m == MODE_RECORD || m == MODE_RECORD_IF_MISSING) && c->op != OP_NONE && !lr_op_info(c->op)->local && c->status)
+        lr_lsfile_write(c);
     lr_capture_free(c);
 }
