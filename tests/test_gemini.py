@@ -121,6 +121,12 @@ def test_rest_calls_through_curl_and_requests():
         assert " 404 " in head.split("\r\n")[0] and e["code"] == 404 and e["status"] == "NOT_FOUND", out
         assert 'model "gemini-9"' in e["message"] and "nearest recording" in e["message"], e
         assert KEY not in err and KEY not in open(miss_log).read()
+        line = open(miss_log).read().splitlines()[-1]
+        r = run([CLI, "explain", "-d", SAMPLE, "-"], input=line.encode(), env=_env(), timeout=60)
+        assert r.returncode == 1 and b'model "gemini-9"); nearest recording: ' in r.stdout, r.stdout
+        rec = glob.glob(os.path.join(SAMPLE, "**", "3369f95776bc*.json"), recursive=True)[0]
+        r = run([CLI, "explain", "-d", SAMPLE, rec], env=_env(), timeout=60)
+        assert r.returncode == 0 and r.stdout.decode().startswith("match: "), r.stdout
         py = ("import requests, sys\n"
               "r = requests.post('https://generativelanguage.googleapis.com/v1beta/models/gemini-2.0-flash:generateContent',"
               " headers={'x-goog-api-key': sys.argv[2]}, json={'contents': [{'role': 'user', 'parts': [{'text': 'Hello!'},]},"
@@ -255,3 +261,33 @@ def test_sdk_arguments_become_the_wire_request():
         assert out["finish"] == "STOP" and out["usage"] == {"totalTokenCount": 9}, out
     finally:
         rmtree(tmp)
+
+
+PY_ASAN = r'''
+import json, requests, sys
+base = "https://generativelanguage.googleapis.com/v1beta/models/"
+body = {"contents": [{"parts": [{"text": sys.argv[1]}]}], "generation_config": {}}
+out = []
+for model, verb in (("gemini-2.0-flash", "streamGenerateContent?alt=sse"), ("gemini-2.0-flash", "generateContent"),
+                    ("models", None)):
+    url = base + model + ":" + verb if verb else base[:-1]
+    r = requests.post(url, json=body, timeout=30) if verb else requests.get(url, timeout=30)
+    out.append([r.status_code, len(r.text)])
+r = requests.post("https://oauth2.googleapis.com/token", data={"grant_type": "x", "assertion": "a.b.c"}, timeout=30)
+out.append([r.status_code, r.json()["token_type"]])
+print(json.dumps(out))
+'''
+
+
+def test_gemini_paths_under_asan():
+    """The conversions (SDK arguments, SDK answers, folded models), misses in Google's shape,
+    the listing and the token exchange, through the sanitized shim."""
+    from lib import asan_env, shim_env
+    if not os.path.exists(os.path.join(ROOT, "build", "asan", "libllmreplay.so")):
+        run(["make", "-s", "-C", ROOT, "asan"], check=True, timeout=600)
+    env = asan_env(shim_env(SAMPLE))
+    r = run(_unshare() + [PY, "-c", PY_ASAN, PLANET], env=env, timeout=120)
+    err = r.stderr.decode(errors="replace")
+    assert r.returncode == 0 and "AddressSanitizer" not in err and "runtime error" not in err, err[-3000:]
+    out = json.loads(r.stdout)
+    assert [o[0] for o in out] == [200, 404, 404, 200] and out[3][1] == "Bearer", out

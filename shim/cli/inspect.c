@@ -3,6 +3,7 @@
 #include "base/config.h"
 #include "base/log.h"
 #include "engine/engine.h"
+#include "engine/gemini.h"
 #include "engine/index.h"
 #include "engine/match.h"
 #include <errno.h>
@@ -252,6 +253,11 @@ int cmd_explain(int argc, char **argv)
     }
     lr_req_t req = {.op = lr_op_of_endpoint(target), .method = cJSON_IsString(method) ? method->valuestring : "POST",
                     .url = cJSON_IsString(url) ? url->valuestring : target, .body = (cJSON *)body};
+    cJSON *gbody = NULL; /* Google's: the body as matched, with the model from the URL */
+    if (lr_op_info(req.op)->google) {
+        const cJSON *m = J.GetObjectItemCaseSensitive(rq, "model");
+        req.body = gbody = lr_gemini_recorded_body(req.url, cJSON_IsString(m) ? m->valuestring : NULL, body);
+    }
     bool https;
     if (!lr_url_hostport(req.url, req.host, sizeof req.host, &req.port, &https)) req.host[0] = 0;
     report_t rep = {0, 0, false};
@@ -281,6 +287,7 @@ int cmd_explain(int argc, char **argv)
         rc = 1;
     }
     lr_store_free(s);
+    if (gbody) J.Delete(gbody);
     J.Delete(j);
     free(text);
     return rc;
