@@ -185,6 +185,14 @@ def test_record_then_replay_against_a_fake_gemini_upstream():
                      "-H", "Content-Type: application/json", "-d", json.dumps({"contents": [{"parts": [{"text": "rate limit me"}]}]})],
                     env=env, timeout=60, check=True)
             assert b"RESOURCE_EXHAUSTED" in r.stdout, r.stdout
+            trace = os.path.join(tmp, "trace.jsonl")
+            r = run([CLI, "trace", "-o", trace, "--", "curl", "-sS", f"{base}/v1beta/models/gemini-2.0-flash:"
+                     f"streamGenerateContent?key={KEY}&alt=sse", "-H", f"x-goog-api-key: {KEY}", "-H",
+                     "Content-Type: application/json", "-d", json.dumps({"contents": [{"parts": [{"text": "traced"}]}]})],
+                    env=env, timeout=60, check=True)
+            assert b"traced" in r.stdout
+            line = json.loads(open(trace).read().splitlines()[-1])
+            assert KEY not in open(trace).read() and line["url"].endswith(":streamGenerateContent?alt=sse"), line
         assert live_g[0]["text"] == "You said: hi there." and live_g[1]["finish"] == "STOP", live_g
         files = sorted(os.listdir(rec))
         assert len(files) == 8, files
