@@ -247,6 +247,7 @@ int cmd_explain(int argc, char **argv)
                        : cJSON_IsString(ep) && lr_op_of_endpoint(ep->valuestring) ? ep->valuestring
                        : cJSON_IsString(url) ? url->valuestring : NULL;
     if (endpoint) body = j;
+    else if (rq != j) lr_rec_sdk_to_wire((cJSON *)body); /* a recording: the request as it went out */
     if (!target || !lr_op_of_endpoint(target)) {
         fprintf(stderr, "llmreplay: %s names no LLM endpoint: give \"url\" or \"endpoint\", or use --endpoint PATH\n", input);
         return 2;

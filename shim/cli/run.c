@@ -4,6 +4,7 @@
 #include "base/config.h"
 #include "base/util.h"
 #include <elf.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -177,7 +178,28 @@ static int parse_run(int argc, char **argv, run_opts_t *o)
     return 0;
 }
 
-/* Replay reads the -d directories, so a missing one is a mistake; the record modes create it. */
+/* Does dir hold a *.json file at any depth (hidden entries skipped, as the scan does)? */
+static bool holds_recording(const char *dir, int depth)
+{
+    DIR *d = depth < 32 ? opendir(dir) : NULL;
+    if (!d) return false;
+    bool found = false;
+    for (struct dirent *e; !found && (e = readdir(d));) {
+        if (e->d_name[0] == '.') continue;
+        size_t n = strlen(e->d_name);
+        if (e->d_type == DT_REG && lr_has_suffix(e->d_name, n, ".json")) found = true;
+        else if (e->d_type == DT_DIR || e->d_type == DT_UNKNOWN || e->d_type == DT_LNK) {
+            char sub[4096];
+            snprintf(sub, sizeof sub, "%s/%s", dir, e->d_name);
+            found = holds_recording(sub, depth + 1);
+        }
+    }
+    closedir(d);
+    return found;
+}
+
+/* Replay reads the -d directories, so a missing one is a mistake (the record modes create
+ * it), and an empty one is worth a warning: every request to it will miss. */
 static int check_dirs(const run_opts_t *o)
 {
     bool replay = o->mode ? !strcmp(o->mode, "replay") : lr_cfg()->mode == MODE_REPLAY;
@@ -186,6 +208,10 @@ static int check_dirs(const run_opts_t *o)
         size_t l = strcspn(p, ":");
         char *d = lr_strndup(p, l);
         int r = cli_dir_exists(d);
+        struct stat st;
+        if (!r && stat(d, &st) == 0 && S_ISDIR(st.st_mode) && !holds_recording(d, 0))
+            fprintf(stderr, "llmreplay: warning: %s holds no recording (*.json): every request will miss; "
+                            "check the -d path\n", d);
         free(d);
         if (r) return -1;
         p += l + (p[l] == ':');

@@ -6,9 +6,10 @@
 #include <string.h>
 #include <strings.h>
 
-/* Among equal candidates, prefer the caller's test id and host: a recording made against the
- * host the client talks to is the better answer, but any host may answer. group names the
- * subset chosen, so each subset keeps its own serving order. */
+/* Among equal candidates, prefer the caller's test id, then the same endpoint (chat and
+ * completions, which match as one, each get their own answer), then the host: a recording
+ * made against the host the client talks to is the better answer, but any host may answer.
+ * group names the subset chosen, so each subset keeps its own serving order. */
 static int preferred(lr_rec_t *const *v, int n, const lr_req_t *rq, lr_rec_t **out, char *group, size_t gcap)
 {
     const char *tid = lr_cfg()->test_id;
@@ -18,6 +19,14 @@ static int preferred(lr_rec_t *const *v, int n, const lr_req_t *rq, lr_rec_t **o
         for (int i = 0; i < n; i++)
             if (v[i]->test_id && !strcmp(v[i]->test_id, tid)) out[m++] = v[i];
         if (m) { v = out; n = m; snprintf(group, gcap, "%s", tid); }
+    }
+    m = 0;
+    for (int i = 0; i < n; i++)
+        if (v[i]->op == rq->op) out[m++] = v[i];
+    if (m && m < n) {
+        v = out, n = m;
+        size_t l = strlen(group);
+        snprintf(group + l, gcap - l, "#%s", lr_op_info(rq->op)->name);
     }
     int k = 0;
     for (int i = 0; i < n; i++)

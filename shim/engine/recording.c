@@ -21,6 +21,24 @@ const char *lr_body_model(const cJSON *body)
     return cJSON_IsString(m) && m->valuestring ? m->valuestring : "";
 }
 
+/* The request an OpenAI SDK puts on the wire for the arguments llama-stack recorded: the
+ * extra_body argument merged into the top level (its keys win, as in the SDKs), extra_headers
+ * and extra_query (sent as headers and query) gone. */
+void lr_rec_sdk_to_wire(cJSON *body)
+{
+    if (!cJSON_IsObject(body)) return;
+    cJSON *extra = J.DetachItemFromObjectCaseSensitive(body, "extra_body");
+    for (cJSON *e = cJSON_IsObject(extra) ? extra->child : NULL, *next; e; e = next) {
+        next = e->next;
+        const char *k = e->string;
+        J.DeleteItemFromObjectCaseSensitive(body, k);
+        J.AddItemToObject(body, k, J.DetachItemViaPointer(extra, e));
+    }
+    if (extra) J.Delete(extra);
+    J.DeleteItemFromObjectCaseSensitive(body, "extra_headers");
+    J.DeleteItemFromObjectCaseSensitive(body, "extra_query");
+}
+
 void lr_match_key(lr_op_t op, const char *method, const cJSON *body, const lr_ignore_t *ig,
                   uint64_t *h1, uint64_t *h2)
 {
@@ -123,10 +141,11 @@ lr_rec_t *lr_rec_parse(const char *path, const char *text, size_t len, const lr_
     if (!url || !lr_url_hostport(url, r->host, sizeof r->host, &r->port, &https)) r->host[0] = 0;
     cJSON *gbody = matched_body(r->op, rq);
     const char *model = str_field(rq, "model");
-    const cJSON *body = gbody ? gbody : J.GetObjectItemCaseSensitive(rq, "body");
+    cJSON *body = J.GetObjectItemCaseSensitive(rq, "body");
+    lr_rec_sdk_to_wire(body);
     r->model = strdup(gbody ? lr_body_model(gbody) : model ? model : lr_body_model(body));
     if (f[F_TEST_ID].p && js_kind(f[F_TEST_ID]) == '"') r->test_id = js_strdup(f[F_TEST_ID]);
-    lr_match_key(r->op, r->method, body, ig, &r->h1, &r->h2);
+    lr_match_key(r->op, r->method, gbody ? gbody : body, ig, &r->h1, &r->h2);
     if (gbody) J.Delete(gbody);
     span_t v;
     r->streaming = js_get(resp, "is_streaming", &v) && js_is_true(v);
@@ -214,6 +233,7 @@ cJSON *lr_rec_request_body(const lr_rec_t *r)
         J.Delete(rq);
     } else if (ok && js_get(f[F_REQUEST], "body", &bs)) {
         body = lr_json_parse(bs.p, bs.n);
+        lr_rec_sdk_to_wire(body);
     }
     free(mapped);
     free(text);

@@ -41,6 +41,9 @@ const char *lr_body_model(const cJSON *body);
 void lr_match_key(lr_op_t op, const char *method, const cJSON *body, const lr_ignore_t *ig,
                   uint64_t *h1, uint64_t *h2);
 
+/* The body an OpenAI SDK sends for recorded arguments: extra_body merged, extra_headers and
+ * extra_query dropped (in place). */
+void lr_rec_sdk_to_wire(cJSON *body);
 /* Parse a recording from its text. On failure returns NULL and writes a reason. */
 lr_rec_t *lr_rec_parse(const char *path, const char *text, size_t len, const lr_ignore_t *ig,
                        char *why, size_t whycap);

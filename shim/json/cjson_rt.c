@@ -39,6 +39,8 @@ static void load(void)
     SYM(AddItemToArray, "cJSON_AddItemToArray");
     SYM(Duplicate, "cJSON_Duplicate");
     SYM(DeleteItemFromObjectCaseSensitive, "cJSON_DeleteItemFromObjectCaseSensitive");
+    SYM(DetachItemFromObjectCaseSensitive, "cJSON_DetachItemFromObjectCaseSensitive");
+    SYM(DetachItemViaPointer, "cJSON_DetachItemViaPointer");
 #undef SYM
     loaded = true;
     return;
