@@ -46,9 +46,11 @@ class H(BaseHTTPRequestHandler):
     def do_GET(self):
         if not self.authorized():
             return self.deny()
-        if urlparse(self.path).path.endswith("/models"):
-            return self.send_json(200, {"models": [{"name": "models/fake-gemini", "displayName": "Fake"},
-                                                   {"name": "models/fake-embedding", "displayName": "Fake embedding"}]})
+        if urlparse(self.path).path.endswith("/models"):  # two pages
+            if "pageToken" in parse_qs(urlparse(self.path).query):
+                return self.send_json(200, {"models": [{"name": "models/fake-embedding", "displayName": "Fake embedding"}]})
+            return self.send_json(200, {"models": [{"name": "models/fake-gemini", "displayName": "Fake"}],
+                                        "nextPageToken": "page2"})
         self.send_json(404, {"error": {"code": 404, "message": "no such path", "status": "NOT_FOUND"}})
 
     def answer(self, model, words, last):

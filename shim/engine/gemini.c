@@ -221,9 +221,12 @@ bool lr_gemini_answer(span_t payload, buf_t *out)
 {
     if (js_kind(payload) != '{') return false;
     cJSON *j = lr_json_parse(payload.p, payload.n);
-    bool sdk = false;
+    bool sdk = false, paged = j && J.GetObjectItemCaseSensitive(j, "nextPageToken");
     for (const cJSON *c = j ? j->child : NULL; c && !sdk; c = c->next) sdk = c->string && strchr(c->string, '_');
-    if (!sdk) { J.Delete(j); return false; }
+    if (!sdk && !paged) { J.Delete(j); return false; }
+    /* a listing is one page: the same recording would answer every next page, without end */
+    J.DeleteItemFromObjectCaseSensitive(j, "nextPageToken");
+    J.DeleteItemFromObjectCaseSensitive(j, "next_page_token");
     /* members the SDK adds that were never on the wire */
     J.DeleteItemFromObjectCaseSensitive(j, "sdk_http_response");
     J.DeleteItemFromObjectCaseSensitive(j, "automatic_function_calling_history");

@@ -18,7 +18,8 @@ cJSON *lr_gemini_client_body(const char *url, const cJSON *body);
  * llama-stack records Vertex calls) become the wire body first. A new tree. */
 cJSON *lr_gemini_recorded_body(const char *url, const char *model, const cJSON *body);
 /* The wire JSON of a recorded answer that holds the SDK's object (snake_case, sdk_http_response):
- * camelCase, SDK-only members dropped. False (nothing written) when it is already wire JSON. */
+ * camelCase, SDK-only members dropped; a listing's nextPageToken dropped too (one recording
+ * answers every page). False (nothing written) when it is already wire JSON with no token. */
 bool lr_gemini_answer(span_t payload, buf_t *out);
 /* Google's error body: {"error":{"code","message","status"}}. */
 void lr_gemini_error_body(int status, const char *msg, buf_t *out);

@@ -72,10 +72,10 @@ static const lr_opinfo_t builtin[] = {
      .type = GG "EmbedContentResponse", .chunk_type = GG "EmbedContentResponse"},
     {.name = "gemini.count_tokens", .endpoint = ":countTokens", .tail = ":countTokens", .aliases = "/count_tokens",
      .google = true, .errors = ERR_GOOGLE, .type = GG "CountTokensResponse", .chunk_type = GG "CountTokensResponse"},
-    {.name = "gemini.models", .endpoint = "/v1beta/models", .tail = "v1beta/models", .listing = true,
+    {.name = "gemini.models", .endpoint = "/v1beta/models", .tail = "v1beta/models", .listing = true, .google = true,
      .errors = ERR_GOOGLE, .type = GG "ListModelsResponse", .chunk_type = GG "ListModelsResponse"},
     {.name = "vertex.models", .endpoint = "/v1/publishers/google/models", .tail = "publishers/google/models",
-     .listing = true, .errors = ERR_GOOGLE, .type = GG "ListModelsResponse", .chunk_type = GG "ListModelsResponse"},
+     .listing = true, .google = true, .errors = ERR_GOOGLE, .type = GG "ListModelsResponse", .chunk_type = GG "ListModelsResponse"},
     /* the OAuth exchange of an SDK in Vertex mode: a fake token in replay, never recorded */
     {.name = "google.token", .endpoint = "/token", .tail = "token", .host = "oauth2.googleapis.com", .local = true,
      .errors = ERR_GOOGLE},

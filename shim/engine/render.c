@@ -224,7 +224,8 @@ lr_response_t *lr_render_recording(const lr_rec_t *r)
     buf_init(&b);
     if (r->streaming && have_body && js_kind(body) == '[') {
         render_stream(o, r, resp, body, &b);
-    } else if (js_get(resp, "llmreplay_raw_body", &raw) && js_kind(raw) == '"') {
+    } else if (js_get(resp, "llmreplay_raw_body", &raw) && js_kind(raw) == '"' &&
+               !(lr_op_info(r->op)->google && lr_op_info(r->op)->listing)) { /* Google's listings: one page */
         /* recorded by llmreplay: the bytes the client saw live */
         o->content_type = "application/json";
         char *t = js_strdup(raw);

@@ -1,6 +1,6 @@
 // The npm @google/genai SDK, unmodified, at its default endpoints, against replayed recordings.
 // usage: node gemini.mjs ARGS_JSON; ARGS_JSON = {mode: "gemini"|"vertex"|"express", calls: [
-//   {op: "stream"|"generate"|"embed"|"count"|"error", model, contents, config}]}
+//   {op: "stream"|"generate"|"embed"|"count"|"list", model, contents, config}]}
 // Prints one JSON line per call: {text, chunks} / {values} / {totalTokens} / {status, message}.
 import { GoogleGenAI } from "@google/genai";
 
@@ -25,6 +25,10 @@ for (const c of args.calls || []) {
     } else if (c.op === "embed") {
       const r = await ai.models.embedContent(req);
       print({ values: r.embeddings.map((e) => e.values) });
+    } else if (c.op === "list") {
+      const names = [];
+      for await (const m of await ai.models.list({ config: { pageSize: 2 } })) names.push(m.name);
+      print({ names });
     } else if (c.op === "count") {
       const r = await ai.models.countTokens(req);
       print({ totalTokens: r.totalTokens });
