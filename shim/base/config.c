@@ -44,6 +44,7 @@ static const setting_t settings[] = {
     {"LLMREPLAY_BIN", K_STR, F(bin), NULL, "the llmreplay binary", false},
     {"LLMREPLAY_LIB", K_STR, F(lib), NULL, "libllmreplay.so", false},
     {"LLMREPLAY__STRICT_FILE", K_STR, F(strict_file), NULL, "a file", true},
+    {"LLMREPLAY__RUN", K_STR, F(run), NULL, "1", true},
 };
 #define NSET (sizeof settings / sizeof settings[0])
 

@@ -33,7 +33,8 @@ static const char *const usage_run =
     "CMD trusts llmreplay's local CA, for the HTTPS llmreplay answers itself (Node, static TLS): run sets\n"
     "NODE_EXTRA_CA_CERTS to its ca.pem, and SSL_CERT_FILE, REQUESTS_CA_BUNDLE and CURL_CA_BUNDLE to\n"
     "ca-bundle.pem (the system CAs plus llmreplay's); one already set names a copy of its file with\n"
-    "llmreplay's CA appended (see llmreplay ca).\n"
+    "llmreplay's CA appended (see llmreplay ca). With a JDK (JAVA_HOME or java on PATH), JAVA_TOOL_OPTIONS\n"
+    "names a PKCS12 trust store: the JDK's cacerts (or the trustStore already set there) plus the CA.\n"
     "Exit status: CMD's; with --strict and misses, CMD's if non-zero, else 3.\n";
 
 static char *find_library(void)
@@ -262,6 +263,7 @@ static int child_env(run_opts_t *o, const char *cmd)
     add_preload(lib);
     free(lib);
     warn_unhookable(cmd);
+    setenv("LLMREPLAY__RUN", "1", 1); /* the TLS helper's hints know the CA variables are set */
     cli_export_ca();
     return 0;
 }

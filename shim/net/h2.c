@@ -3,6 +3,7 @@
  * run time, when the first h2 connection appears; only its header is used at build time. */
 #include "net/h2.h"
 #include "base/log.h"
+#include "base/real.h"
 #include <dlfcn.h>
 #include <nghttp2/nghttp2.h>
 #include <pthread.h>
@@ -105,7 +106,7 @@ static void load(void)
 #if !defined(__SANITIZE_ADDRESS__) && !defined(LR_NO_DEEPBIND)
     flags |= RTLD_DEEPBIND;
 #endif
-    void *h = dlopen("libnghttp2.so.14", flags);
+    void *h = lr_dlopen("libnghttp2.so.14", flags);
     if (!h) {
         lr_error("an HTTP/2 client connected, and libnghttp2 cannot be loaded (%s); install it: apt-get install "
                  "libnghttp2-14, or make the client use HTTP/1.1", dlerror());

@@ -25,9 +25,9 @@ void st_reset(st_t *st)
     char *sni = st->sni;
     unsigned char *alpn = st->alpn;
     unsigned alpn_len = st->alpn_len;
-    bool alpn_set = st->alpn_set;
+    bool alpn_set = st->alpn_set, accept = st->accept;
     memset(st, 0, sizeof *st);
-    st->sni = sni, st->alpn = alpn, st->alpn_len = alpn_len, st->alpn_set = alpn_set;
+    st->sni = sni, st->alpn = alpn, st->alpn_len = alpn_len, st->alpn_set = alpn_set, st->accept = accept;
 }
 
 void st_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl, void *argp)
