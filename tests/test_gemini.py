@@ -2,7 +2,7 @@
 terminated TLS (Gemini API, Vertex with a service-account key, express mode), raw REST calls
 through curl and requests, llama-stack's Vertex recordings replayed text for text, and record
 then replay against a fake Gemini upstream with the API key kept out of every file."""
-import contextlib, glob, json, os, subprocess
+import contextlib, glob, json, os, shutil, subprocess
 
 from lib import CLI, CACHE, PY, ROOT, SHARED, load, rmtree, run, tmpdir
 
@@ -217,9 +217,17 @@ def test_record_then_replay_against_a_fake_gemini_upstream():
         got_g, _ = _sdk([rec], {"mode": "gemini", "calls": CALLS}, _env())
         got_v, _ = _sdk([rec], {"mode": "vertex", "calls": CALLS[:3]}, _env(GOOGLE_APPLICATION_CREDENTIALS=sa))
         assert got_g == live_g and got_v == live_v, (got_g, live_g, got_v, live_v)
-        # the same generateContent recording answers the other API too (the embeddings differ by API)
-        got_x, _ = _sdk([rec], {"mode": "vertex", "calls": CALLS[:2]}, _env(GOOGLE_APPLICATION_CREDENTIALS=sa))
-        assert got_x == live_g[:2], got_x
+        # each API's recordings answer the other API's client: generateContent as it is, the
+        # embedding methods (batchEmbedContents, Vertex's predict) reshaped for the one asked
+        for api, prefix, mode, env_x, want in (("g", "/v1beta/models/", "vertex", _env(GOOGLE_APPLICATION_CREDENTIALS=sa), live_g),
+                                               ("v", "/v1beta1/", "gemini", _env(), live_v)):
+            only = os.path.join(tmp, api)
+            os.mkdir(only)
+            for f in files:
+                if load(os.path.join(rec, f))["request"]["endpoint"].startswith(prefix):
+                    shutil.copy(os.path.join(rec, f), only)
+            got_x, _ = _sdk([only], {"mode": mode, "calls": CALLS[:3]}, env_x)
+            assert got_x == want[:3], (api, got_x, want)
         # the recorded error replays as Google's error
         env = _env(LD_PRELOAD=os.path.join(ROOT, "build", "libllmreplay.so"), LLMREPLAY_DIR=rec)
         head, out, _ = _curl("https://generativelanguage.googleapis.com/v1beta/models/gemini-2.0-flash:generateContent",
@@ -289,6 +297,11 @@ for model, verb in (("gemini-2.0-flash", "streamGenerateContent?alt=sse"), ("gem
     url = base + model + ":" + verb if verb else base[:-1]
     r = requests.post(url, json=body, timeout=30) if verb else requests.get(url, timeout=30)
     out.append([r.status_code, len(r.text)])
+emb = {"content": {"parts": [{"text": "embed me"}]}, "taskType": "RETRIEVAL_QUERY"}
+for url, body in (("https://generativelanguage.googleapis.com/v1beta/models/text-embedding-004:embedContent", emb),
+                  ("https://aiplatform.googleapis.com/v1/publishers/google/models/text-embedding-004:predict",
+                   {"instances": [{"content": "embed me", "task_type": "RETRIEVAL_QUERY"}], "parameters": {"autoTruncate": True}})):
+    out.append(requests.post(url, json=body, timeout=30).json())
 r = requests.post("https://oauth2.googleapis.com/token", data={"grant_type": "x", "assertion": "a.b.c"}, timeout=30)
 out.append([r.status_code, r.json()["token_type"]])
 print(json.dumps(out))
@@ -301,9 +314,24 @@ def test_gemini_paths_under_asan():
     from lib import asan_env, shim_env
     if not os.path.exists(os.path.join(ROOT, "build", "asan", "libllmreplay.so")):
         run(["make", "-s", "-C", ROOT, "asan"], check=True, timeout=600)
-    env = asan_env(shim_env(SAMPLE))
-    r = run(_unshare() + [PY, "-c", PY_ASAN, PLANET], env=env, timeout=120)
+    tmp = tmpdir()
+    try:
+        with open(os.path.join(tmp, "batch.json"), "w") as f:  # a wire recording of the Gemini API's batch method
+            json.dump({"test_id": None, "request": {"method": "POST", "url": "https://generativelanguage.googleapis.com/v1beta/"
+                       "models/text-embedding-004:batchEmbedContents", "headers": {}, "body": {"requests": [
+                           {"model": "models/text-embedding-004", "content": {"parts": [{"text": "embed me"}], "role": "user"},
+                            "taskType": "RETRIEVAL_QUERY"}]},
+                       "endpoint": "/v1beta/models/text-embedding-004:batchEmbedContents", "model": "text-embedding-004"},
+                       "response": {"body": {"__type__": "google.genai.types.EmbedContentResponse",
+                                             "__data__": {"embeddings": [{"values": [0.125, -1e-05, 3]}]}}, "is_streaming": False},
+                       "id_normalization_mapping": {}}, f)
+        env = asan_env(shim_env([SAMPLE, tmp]))
+        r = run(_unshare() + [PY, "-c", PY_ASAN, PLANET], env=env, timeout=120)
+    finally:
+        rmtree(tmp)
     err = r.stderr.decode(errors="replace")
     assert r.returncode == 0 and "AddressSanitizer" not in err and "runtime error" not in err, err[-3000:]
     out = json.loads(r.stdout)
-    assert [o[0] for o in out] == [200, 404, 404, 200] and out[3][1] == "Bearer", out
+    assert [o[0] for o in out[:3]] == [200, 404, 404] and out[5] == [200, "Bearer"], out
+    assert out[3] == {"embedding": {"values": [0.125, -1e-05, 3]}}, out
+    assert out[4] == {"predictions": [{"embeddings": {"values": [0.125, -1e-05, 3]}}]}, out

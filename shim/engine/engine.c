@@ -222,7 +222,9 @@ static lr_response_t *serve(const char *method, const char *url, const char *bod
         if (rq.body) J.Delete(rq.body);
         lr_debug("%s %s -> %s", rq.method, url, hit->path);
         lr_response_t *r = cached_render((lr_rec_t *)hit);
-        return r ? r : &oom;
+        /* Google's embedding methods match as one: the answer in the shape the client asked */
+        lr_response_t *a = r && hit->op != rq.op && lr_op_info(rq.op)->google ? lr_gemini_adapt(r, rq.op) : NULL;
+        return a ? a : r ? r : &oom;
     }
     uint64_t h1, h2;
     lr_match_key(rq.op, rq.method, rq.body, s ? lr_store_ignore(s) : NULL, &h1, &h2);

@@ -165,10 +165,69 @@ static void split_config(const cJSON *config, cJSON *out, cJSON *gen)
     }
 }
 
+/* The text of an embedding's content: a string (Vertex's predict), or its parts' texts. */
+static void content_text(const cJSON *c, buf_t *out)
+{
+    if (cJSON_IsString(c)) { buf_adds(out, c->valuestring); return; }
+    const cJSON *parts = cJSON_IsObject(c) ? J.GetObjectItemCaseSensitive(c, "parts") : NULL;
+    for (const cJSON *p = cJSON_IsArray(parts) ? parts->child : NULL; p; p = p->next) {
+        const cJSON *t = cJSON_IsObject(p) ? J.GetObjectItemCaseSensitive(p, "text") : NULL;
+        if (cJSON_IsString(t)) buf_adds(out, t->valuestring);
+    }
+}
+
+/* One text to embed, with the options that change its vector. */
+static cJSON *embed_item(const cJSON *req)
+{
+    cJSON *e = J.CreateObject();
+    buf_t t;
+    buf_init(&t);
+    content_text(J.GetObjectItemCaseSensitive(req, "content"), &t);
+    J.AddItemToObject(e, "text", J.CreateString(t.data ? t.data : ""));
+    buf_free(&t);
+    static const char *const opts[] = {"taskType", "title", NULL};
+    for (int i = 0; opts[i]; i++) {
+        const cJSON *v = J.GetObjectItemCaseSensitive(req, opts[i]);
+        if (v) J.AddItemToObject(e, opts[i], J.Duplicate(v, 1));
+    }
+    return e;
+}
+
+/* The three embedding methods (embedContent, batchEmbedContents, Vertex's predict) asked in
+ * one form, so a recording of one answers the others: {"embed": [{"text", "taskType",
+ * "title"}], "outputDimensionality"}. Other bodies come back unchanged. */
+static cJSON *embed_form(cJSON *b)
+{
+    const cJSON *reqs = J.GetObjectItemCaseSensitive(b, "requests"), *inst = J.GetObjectItemCaseSensitive(b, "instances");
+    const cJSON *list = cJSON_IsArray(reqs) ? reqs->child : cJSON_IsArray(inst) ? inst->child : NULL;
+    const cJSON *dims = NULL;
+    if (cJSON_IsArray(inst)) {
+        for (const cJSON *i = list; i; i = i->next)
+            if (!cJSON_IsObject(i) || !cJSON_IsString(J.GetObjectItemCaseSensitive(i, "content"))) return b; /* not text */
+        const cJSON *par = J.GetObjectItemCaseSensitive(b, "parameters");
+        dims = cJSON_IsObject(par) ? J.GetObjectItemCaseSensitive(par, "outputDimensionality") : NULL;
+    } else if (cJSON_IsArray(reqs)) {
+        dims = cJSON_IsObject(list) ? J.GetObjectItemCaseSensitive(list, "outputDimensionality") : NULL;
+    } else if (J.GetObjectItemCaseSensitive(b, "content") && !J.GetObjectItemCaseSensitive(b, "contents")) {
+        list = b;
+        dims = J.GetObjectItemCaseSensitive(b, "outputDimensionality");
+    } else {
+        return b;
+    }
+    cJSON *o = J.CreateObject(), *items = J.CreateArray();
+    for (const cJSON *i = list; i; i = list == b ? NULL : i->next) J.AddItemToArray(items, embed_item(i));
+    J.AddItemToObject(o, "embed", items);
+    if (dims) J.AddItemToObject(o, "outputDimensionality", J.Duplicate(dims, 1));
+    J.Delete(b);
+    return o;
+}
+
 /* Both sides' last steps: contents as the SDKs send them, no empty generationConfig, the
- * system instruction's role left out, the model folded in. */
+ * system instruction's role left out, embeddings in one form, the model folded in. */
 static cJSON *finish(cJSON *b, const char *model)
 {
+    if (!b) return NULL;
+    b = embed_form(b);
     if (!b) return NULL;
     cJSON *c = J.GetObjectItemCaseSensitive(b, "contents");
     if (c) {
@@ -291,4 +350,56 @@ char *lr_url_without_key(const char *url)
     }
     buf_adds(&b, q + fl);
     return buf_steal(&b, NULL);
+}
+
+/* The vectors of an embedding answer of any of the three methods (spans into body). */
+static int vectors(span_t body, span_t *v, int cap)
+{
+    span_t x, arr, item, e;
+    int n = 0;
+    if (js_get(body, "embedding", &x) && js_get(x, "values", &v[0])) return 1;
+    bool pred = !js_get(body, "embeddings", &arr);
+    if (pred && !js_get(body, "predictions", &arr)) return 0;
+    for (const char *pos = NULL; n < cap && js_next(arr, &pos, &item);) {
+        if (pred ? js_get(item, "embeddings", &e) && js_get(e, "values", &v[n]) : js_get(item, "values", &v[n])) n++;
+        else return 0;
+    }
+    return n;
+}
+
+/* An embedding answer of one method reshaped for another (the vectors' bytes as recorded). */
+lr_response_t *lr_gemini_adapt(const lr_response_t *r, lr_op_t want)
+{
+    const char *w = lr_op_info(want)->name;
+    bool one = !strcmp(w, "gemini.embed"), batch = !strcmp(w, "gemini.batch_embed"), pred = !strcmp(w, "gemini.predict");
+    if (!(one || batch || pred) || r->status != 200 || r->stream || r->nevents != 1) return NULL;
+    span_t v[256];
+    int n = vectors((span_t){r->events[0].data, r->events[0].len}, v, 256);
+    if (n < 1) return NULL;
+    buf_t b;
+    buf_init(&b);
+    buf_adds(&b, one ? "{\"embedding\":" : batch ? "{\"embeddings\":[" : "{\"predictions\":[");
+    for (int i = 0; i < (one ? 1 : n); i++) {
+        buf_adds(&b, i ? "," : "");
+        buf_adds(&b, pred ? "{\"embeddings\":{\"values\":" : "{\"values\":");
+        js_minify(v[i], &b);
+        buf_adds(&b, pred ? "}}" : "}");
+    }
+    buf_adds(&b, one ? "}" : "]}");
+    lr_response_t *o = calloc(1, sizeof *o);
+    lr_event_t *ev = calloc(1, sizeof *ev);
+    char *h = r->extra_headers ? strdup(r->extra_headers) : NULL;
+    size_t len;
+    char *d = b.oom ? NULL : buf_steal(&b, &len);
+    buf_free(&b);
+    if (!o || !ev || !d || (r->extra_headers && !h)) { free(o); free(ev); free(h); free(d); return NULL; }
+    *o = *r;
+    *ev = (lr_event_t){d, len};
+    o->events = ev;
+    o->body_len = len;
+    o->extra_headers = h;
+    o->times_ms = NULL;
+    o->ntimes = 0;
+    o->owned = true;
+    return o;
 }

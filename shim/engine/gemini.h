@@ -4,6 +4,7 @@
 #ifndef LR_GEMINI_H
 #define LR_GEMINI_H
 #include "engine/ops.h"
+#include "engine/render.h"
 #include "json/cjson_rt.h"
 #include "json/jspan.h"
 
@@ -21,6 +22,9 @@ cJSON *lr_gemini_recorded_body(const char *url, const char *model, const cJSON *
  * camelCase, SDK-only members dropped; a listing's nextPageToken dropped too (one recording
  * answers every page). False (nothing written) when it is already wire JSON with no token. */
 bool lr_gemini_answer(span_t payload, buf_t *out);
+/* The answer for a client of embedding method want, from a recording of another one (they
+ * match as one): the recorded vectors in want's shape. NULL when there is nothing to reshape. */
+lr_response_t *lr_gemini_adapt(const lr_response_t *r, lr_op_t want);
 /* Google's error body: {"error":{"code","message","status"}}. */
 void lr_gemini_error_body(int status, const char *msg, buf_t *out);
 /* The answer to an OAuth token exchange in replay: a fake bearer token. */
