@@ -199,6 +199,10 @@ def test_record_then_replay_against_a_fake_gemini_upstream():
         assert live_g[0]["text"] == "You said: hi there." and live_g[1]["finish"] == "STOP", live_g
         files = sorted(os.listdir(rec))
         assert len(files) == 9, files
+        for root, _, names in os.walk(tmp):  # every file written: recordings, trace
+            for n in names:
+                data = open(os.path.join(root, n), "rb").read()
+                assert KEY.encode() not in data and b"ya29" not in data, n
         # a paged listing is one file (llama-stack's name leaves the query out): its last page,
         # served without a nextPageToken, so the SDK's pager ends
         (got,), _ = _sdk([rec], {"mode": "gemini", "calls": [{"op": "list"}]}, _env())
