@@ -339,3 +339,37 @@ def test_gemini_paths_under_asan():
     assert [o[0] for o in out[:3]] == [200, 404, 404] and out[5] == [200, "Bearer"], out
     assert out[3] == {"embedding": {"values": [0.125, -1e-05, 3]}}, out
     assert out[4] == {"predictions": [{"embeddings": {"values": [0.125, -1e-05, 3]}}]}, out
+
+
+EMBED_ARGS = {
+    "test_id": "tests/integration/inference/test_embeddings.py::test_embed[vertexai]",
+    "request": {"method": "POST", "url": "vertexai:///embed_content", "headers": {},
+                "body": {"model": "publishers/google/models/text-embedding-004", "contents": ["embed me", "and me"],
+                         "config": {"task_type": "RETRIEVAL_DOCUMENT", "output_dimensionality": 3, "auto_truncate": None}},
+                "endpoint": "/embed_content", "model": "publishers/google/models/text-embedding-004"},
+    "response": {"body": {"sdk_http_response": {"headers": {}}, "embeddings": [
+        {"values": [0.1, 0.2, 0.3], "statistics": {"token_count": 2.0, "truncated": False}},
+        {"values": [0.4, 0.5, 0.6], "statistics": {"token_count": 2.0, "truncated": False}}],
+        "metadata": {"billable_character_count": 14}}, "is_streaming": False},
+    "id_normalization_mapping": {}}
+
+
+def test_sdk_embed_content_recording_answers_both_apis():
+    """A Vertex embed_content recording (SDK arguments: a list of texts, snake_case config)
+    answers the SDK's embedContent as the Gemini API (batchEmbedContents) and as Vertex AI
+    (predict), vectors as recorded."""
+    tmp = tmpdir()
+    try:
+        d = os.path.join(tmp, "rec")
+        os.mkdir(d)
+        with open(os.path.join(d, "embed.json"), "w") as f:
+            json.dump(EMBED_ARGS, f)
+        call = {"op": "embed", "model": "text-embedding-004", "contents": ["embed me", "and me"],
+                "config": {"taskType": "RETRIEVAL_DOCUMENT", "outputDimensionality": 3}}
+        sa = _service_account(tmp)
+        for mode, env in (("gemini", _env()), ("vertex", _env(GOOGLE_APPLICATION_CREDENTIALS=sa))):
+            got, err = _sdk([d], {"mode": mode, "calls": [call, dict(call, config={"taskType": "RETRIEVAL_QUERY"})]}, env)
+            assert got[0] == {"values": [[0.1, 0.2, 0.3], [0.4, 0.5, 0.6]]}, (mode, got, err[-1500:])
+            assert got[1]["status"] == 404 and "taskType" in got[1]["message"], got[1]
+    finally:
+        rmtree(tmp)

@@ -169,6 +169,8 @@ static void split_config(const cJSON *config, cJSON *out, cJSON *gen)
 static void content_text(const cJSON *c, buf_t *out)
 {
     if (cJSON_IsString(c)) { buf_adds(out, c->valuestring); return; }
+    const cJSON *t0 = cJSON_IsObject(c) ? J.GetObjectItemCaseSensitive(c, "text") : NULL;
+    if (cJSON_IsString(t0)) { buf_adds(out, t0->valuestring); return; } /* a bare Part */
     const cJSON *parts = cJSON_IsObject(c) ? J.GetObjectItemCaseSensitive(c, "parts") : NULL;
     for (const cJSON *p = cJSON_IsArray(parts) ? parts->child : NULL; p; p = p->next) {
         const cJSON *t = cJSON_IsObject(p) ? J.GetObjectItemCaseSensitive(p, "text") : NULL;
@@ -255,6 +257,28 @@ cJSON *lr_gemini_client_body(const char *url, const cJSON *body)
     return finish(cJSON_IsObject(body) ? camel(body, NULL) : J.CreateObject(), model);
 }
 
+/* llama-stack's embed_content recording (SDK arguments): its texts in the embedding form. */
+static cJSON *sdk_embed(const cJSON *b)
+{
+    const cJSON *c = J.GetObjectItemCaseSensitive(b, "contents"), *cfg = J.GetObjectItemCaseSensitive(b, "config");
+    cJSON *o = J.CreateObject(), *items = J.CreateArray();
+    for (const cJSON *e = cJSON_IsArray(c) ? c->child : c; e; e = cJSON_IsArray(c) ? e->next : NULL) {
+        cJSON *req = J.CreateObject();
+        J.AddItemToObject(req, "content", J.Duplicate(e, 1));
+        static const char *const opts[] = {"taskType", "title", NULL};
+        for (int i = 0; opts[i] && cJSON_IsObject(cfg); i++) {
+            const cJSON *v = J.GetObjectItemCaseSensitive(cfg, opts[i]);
+            if (v) J.AddItemToObject(req, opts[i], J.Duplicate(v, 1));
+        }
+        J.AddItemToArray(items, embed_item(req));
+        J.Delete(req);
+    }
+    J.AddItemToObject(o, "embed", items);
+    const cJSON *dims = cJSON_IsObject(cfg) ? J.GetObjectItemCaseSensitive(cfg, "outputDimensionality") : NULL;
+    if (dims) J.AddItemToObject(o, "outputDimensionality", J.Duplicate(dims, 1));
+    return o;
+}
+
 cJSON *lr_gemini_recorded_body(const char *url, const char *model, const cJSON *body)
 {
     char um[256] = "";
@@ -266,6 +290,12 @@ cJSON *lr_gemini_recorded_body(const char *url, const char *model, const cJSON *
     if (!sdk || !b) return finish(b, model);
     const cJSON *m = J.GetObjectItemCaseSensitive(b, "model");
     if (!*um && cJSON_IsString(m)) model = m->valuestring;
+    size_t ul = url ? strlen(url) : 0;
+    if (ul >= 14 && !strcmp(url + ul - 14, "/embed_content")) {
+        cJSON *e = finish(sdk_embed(b), model);
+        J.Delete(b);
+        return e;
+    }
     cJSON *w = J.CreateObject(), *gen = J.CreateObject();
     const cJSON *c = J.GetObjectItemCaseSensitive(b, "contents");
     if (c) J.AddItemToObject(w, "contents", J.Duplicate(c, 1));

@@ -67,7 +67,7 @@ static const lr_opinfo_t builtin[] = {
     {.name = "gemini.embed", .endpoint = ":embedContent", .tail = ":embedContent", .google = true,
      .errors = ERR_GOOGLE, .type = GG "EmbedContentResponse", .chunk_type = GG "EmbedContentResponse"},
     {.name = "gemini.batch_embed", .endpoint = ":batchEmbedContents", .tail = ":batchEmbedContents",
-     .match_as = "gemini.embed", .google = true, .errors = ERR_GOOGLE, .type = GG "EmbedContentResponse", .chunk_type = GG "EmbedContentResponse"},
+     .aliases = "/embed_content", .match_as = "gemini.embed", .google = true, .errors = ERR_GOOGLE, .type = GG "EmbedContentResponse", .chunk_type = GG "EmbedContentResponse"},
     {.name = "gemini.predict", .endpoint = ":predict", .tail = ":predict", .match_as = "gemini.embed", .google = true, .errors = ERR_GOOGLE,
      .type = GG "EmbedContentResponse", .chunk_type = GG "EmbedContentResponse"},
     {.name = "gemini.count_tokens", .endpoint = ":countTokens", .tail = ":countTokens", .aliases = "/count_tokens",
