@@ -53,6 +53,13 @@ static void path_text(const cJSON *j, const char *path, size_t n, buf_t *t)
 
 /* The human-readable text of one payload: the operation's own fields (its ls_text), then the
  * common ones: message/delta content, Ollama's response… */
+/* Dimensions of a vector: an array, or Google's {"values": [...]}; 0 when it is neither. */
+static int vec_size(const cJSON *v)
+{
+    const cJSON *vals = cJSON_IsObject(v) ? J.GetObjectItemCaseSensitive(v, "values") : v;
+    return cJSON_IsArray(vals) ? J.GetArraySize(vals) : 0;
+}
+
 static void payload_text(const cJSON *j, lr_op_t op, buf_t *t, int *nemb, int *dim, int *nmodels)
 {
     const char *tok;
@@ -85,10 +92,12 @@ static void payload_text(const cJSON *j, lr_op_t op, buf_t *t, int *nemb, int *d
         if (cJSON_IsArray(e)) { (*nemb)++; *dim = J.GetArraySize(e); }
         if (J.GetObjectItemCaseSensitive(c, "object") && cJSON_IsString(J.GetObjectItemCaseSensitive(c, "id"))) (*nmodels)++;
     }
-    const cJSON *embs = J.GetObjectItemCaseSensitive(j, "embeddings");
-    for (const cJSON *c = cJSON_IsArray(embs) ? embs->child : NULL; c; c = c->next) { (*nemb)++; *dim = J.GetArraySize(c); }
+    const cJSON *embs = J.GetObjectItemCaseSensitive(j, "embeddings"), *preds = J.GetObjectItemCaseSensitive(j, "predictions");
+    for (const cJSON *c = cJSON_IsArray(embs) ? embs->child : NULL; c; c = c->next) { (*nemb)++; *dim = vec_size(c); }
+    for (const cJSON *c = cJSON_IsArray(preds) ? preds->child : NULL; c; c = c->next)
+        if (vec_size(J.GetObjectItemCaseSensitive(c, "embeddings"))) { (*nemb)++; *dim = vec_size(J.GetObjectItemCaseSensitive(c, "embeddings")); }
     const cJSON *emb = J.GetObjectItemCaseSensitive(j, "embedding");
-    if (cJSON_IsArray(emb)) { (*nemb)++; *dim = J.GetArraySize(emb); }
+    if (vec_size(emb)) { (*nemb)++; *dim = vec_size(emb); }
     const cJSON *models = J.GetObjectItemCaseSensitive(j, "models");
     if (cJSON_IsArray(models)) *nmodels += J.GetArraySize(models);
     const cJSON *ver = J.GetObjectItemCaseSensitive(j, "version");
