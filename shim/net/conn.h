@@ -39,6 +39,9 @@ typedef struct lr_conn {
     buf_t fwd_headers;  /* its headers, for an upstream call */
     int upstream;       /* an upstream call owns the connection's output (atomic) */
     lr_h2_t *h2;        /* the client spoke HTTP/2 (its preface): the session answers */
+    bool proxy;         /* a proxy's connection: CONNECT and absolute-form are routed (net/proxy.c) */
+    char hop[128];      /* …standing for the real proxy at hop:hop_port (the shim); "": llmreplay's own */
+    int hop_port;
 } lr_conn_t;
 
 /* conn.c: the HTTP side */

@@ -7,4 +7,9 @@
  * scheme is "http" (or "https" for TLS seen in plaintext). Starts the loop on first use (again
  * in a forked child). Takes ownership of fd. */
 bool lr_responder_add(int fd, const char *host, int port, const char *scheme);
+/* The same for a proxy's client (llmreplay serve; or, with hop, the shim answering for the real
+ * proxy hop:hop_port): CONNECT and absolute-form requests are routed by net/proxy.c. */
+bool lr_responder_add_proxy(int fd, const char *host, int port, const char *hop, int hop_port);
+/* Upstream calls (record, live, trace) still running, their recordings not yet written. */
+unsigned lr_responder_busy(void);
 #endif
