@@ -100,6 +100,8 @@ static void payload_text(const cJSON *j, lr_op_t op, buf_t *t, int *nemb, int *d
     if (vec_size(emb)) { (*nemb)++; *dim = vec_size(emb); }
     const cJSON *models = J.GetObjectItemCaseSensitive(j, "models");
     if (cJSON_IsArray(models)) *nmodels += J.GetArraySize(models);
+    const cJSON *ntok = J.GetObjectItemCaseSensitive(j, "totalTokens"); /* Gemini's countTokens */
+    if (cJSON_IsNumber(ntok) && !J.GetObjectItemCaseSensitive(j, "candidates")) buf_printf(t, "[%d tokens]", (int)ntok->valuedouble);
     const cJSON *ver = J.GetObjectItemCaseSensitive(j, "version");
     if (cJSON_IsString(ver)) { buf_adds(t, "version "); add_text(t, ver); }
 }
