@@ -3,6 +3,7 @@
 #include "base/config.h"
 #include "base/log.h"
 #include "engine/engine.h"
+#include "engine/gemini.h"
 #include "engine/index.h"
 #include "engine/match.h"
 #include "engine/raw.h"
@@ -53,6 +54,13 @@ static void path_text(const cJSON *j, const char *path, size_t n, buf_t *t)
 
 /* The human-readable text of one payload: the operation's own fields (its ls_text), then the
  * common ones: message/delta content, Ollama's response… */
+/* Dimensions of a vector: an array, or Google's {"values": [...]}; 0 when it is neither. */
+static int vec_size(const cJSON *v)
+{
+    const cJSON *vals = cJSON_IsObject(v) ? J.GetObjectItemCaseSensitive(v, "values") : v;
+    return cJSON_IsArray(vals) ? J.GetArraySize(vals) : 0;
+}
+
 static void payload_text(const cJSON *j, lr_op_t op, buf_t *t, int *nemb, int *dim, int *nmodels)
 {
     const char *tok;
@@ -85,12 +93,16 @@ static void payload_text(const cJSON *j, lr_op_t op, buf_t *t, int *nemb, int *d
         if (cJSON_IsArray(e)) { (*nemb)++; *dim = J.GetArraySize(e); }
         if (J.GetObjectItemCaseSensitive(c, "object") && cJSON_IsString(J.GetObjectItemCaseSensitive(c, "id"))) (*nmodels)++;
     }
-    const cJSON *embs = J.GetObjectItemCaseSensitive(j, "embeddings");
-    for (const cJSON *c = cJSON_IsArray(embs) ? embs->child : NULL; c; c = c->next) { (*nemb)++; *dim = J.GetArraySize(c); }
+    const cJSON *embs = J.GetObjectItemCaseSensitive(j, "embeddings"), *preds = J.GetObjectItemCaseSensitive(j, "predictions");
+    for (const cJSON *c = cJSON_IsArray(embs) ? embs->child : NULL; c; c = c->next) { (*nemb)++; *dim = vec_size(c); }
+    for (const cJSON *c = cJSON_IsArray(preds) ? preds->child : NULL; c; c = c->next)
+        if (vec_size(J.GetObjectItemCaseSensitive(c, "embeddings"))) { (*nemb)++; *dim = vec_size(J.GetObjectItemCaseSensitive(c, "embeddings")); }
     const cJSON *emb = J.GetObjectItemCaseSensitive(j, "embedding");
-    if (cJSON_IsArray(emb)) { (*nemb)++; *dim = J.GetArraySize(emb); }
+    if (vec_size(emb)) { (*nemb)++; *dim = vec_size(emb); }
     const cJSON *models = J.GetObjectItemCaseSensitive(j, "models");
     if (cJSON_IsArray(models)) *nmodels += J.GetArraySize(models);
+    const cJSON *ntok = J.GetObjectItemCaseSensitive(j, "totalTokens"); /* Gemini's countTokens */
+    if (cJSON_IsNumber(ntok) && !J.GetObjectItemCaseSensitive(j, "candidates")) buf_printf(t, "[%d tokens]", (int)ntok->valuedouble);
     const cJSON *ver = J.GetObjectItemCaseSensitive(j, "version");
     if (cJSON_IsString(ver)) { buf_adds(t, "version "); add_text(t, ver); }
 }
@@ -270,6 +282,11 @@ int cmd_explain(int argc, char **argv)
         req.raw = rawbody.data ? rawbody.data : "";
         req.raw_len = rawbody.len;
     }
+    cJSON *gbody = NULL; /* Google's: the body as matched, with the model from the URL */
+    if (lr_op_info(req.op)->google) {
+        const cJSON *m = J.GetObjectItemCaseSensitive(rq, "model");
+        req.body = gbody = lr_gemini_recorded_body(req.url, cJSON_IsString(m) ? m->valuestring : NULL, body);
+    }
     bool https;
     if (!lr_url_hostport(req.url, req.host, sizeof req.host, &req.port, &https)) req.host[0] = 0;
     report_t rep = {0, 0, false};
@@ -302,6 +319,7 @@ int cmd_explain(int argc, char **argv)
     }
     buf_free(&rawbody);
     lr_store_free(s);
+    if (gbody) J.Delete(gbody);
     J.Delete(j);
     free(text);
     return rc;

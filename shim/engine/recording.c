@@ -2,6 +2,7 @@
 #include "engine/raw.h"
 #include "base/config.h"
 #include "base/log.h"
+#include "engine/gemini.h"
 #include <errno.h>
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -76,6 +77,14 @@ static void describe_invalid(const char *text, size_t len, long at, char *why, s
     snprintf(why, cap, "not valid JSON (error at line %d, column %d)", line, col);
 }
 
+/* Google's operations match a body made from the recorded one and the model (engine/gemini.c);
+ * NULL for the others, whose recorded body is matched as it is. */
+static cJSON *matched_body(lr_op_t op, const cJSON *rq)
+{
+    if (!lr_op_info(op)->google) return NULL;
+    return lr_gemini_recorded_body(str_field(rq, "url"), str_field(rq, "model"), J.GetObjectItemCaseSensitive(rq, "body"));
+}
+
 enum { F_REQUEST, F_RESPONSE, F_TEST_ID, F_MAPPING, F_COUNT };
 static const char *const top_keys[F_COUNT] = {"request", "response", "test_id", "id_normalization_mapping"};
 
@@ -141,13 +150,15 @@ lr_rec_t *lr_rec_parse(const char *path, const char *text, size_t len, const lr_
     snprintf(r->method, sizeof r->method, "%s", m ? m : "POST");
     bool https = false;
     if (!url || !lr_url_hostport(url, r->host, sizeof r->host, &r->port, &https)) r->host[0] = 0;
+    cJSON *gbody = matched_body(r->op, rq);
     const char *model = str_field(rq, "model");
     cJSON *body = J.GetObjectItemCaseSensitive(rq, "body");
     if (!body) body = J.GetObjectItemCaseSensitive(rq, "payload"); /* llama-stack's raw HTTP shape */
     lr_rec_sdk_to_wire(body);
-    r->model = strdup(model ? model : lr_body_model(body));
+    r->model = strdup(gbody ? lr_body_model(gbody) : model ? model : lr_body_model(body));
     if (f[F_TEST_ID].p && js_kind(f[F_TEST_ID]) == '"') r->test_id = js_strdup(f[F_TEST_ID]);
-    lr_match_key(r->op, r->method, body, ig, &r->h1, &r->h2);
+    lr_match_key(r->op, r->method, gbody ? gbody : body, ig, &r->h1, &r->h2);
+    if (gbody) J.Delete(gbody);
     span_t v;
     r->streaming = js_get(resp, "is_streaming", &v) && js_is_true(v);
     r->exception = js_get(resp, "is_exception", &v) && js_is_true(v);
@@ -234,9 +245,15 @@ cJSON *lr_rec_request_body(const lr_rec_t *r)
     cJSON *body = NULL;
     span_t f[F_COUNT], bs;
     char why[8];
-    if (top_fields(t, n, f, why, sizeof why) && f[F_REQUEST].p && (js_get(f[F_REQUEST], "body", &bs) || js_get(f[F_REQUEST], "payload", &bs)))
+    bool ok = top_fields(t, n, f, why, sizeof why) && f[F_REQUEST].p;
+    if (ok && lr_op_info(r->op)->google) {
+        cJSON *rq = lr_json_parse(f[F_REQUEST].p, f[F_REQUEST].n);
+        body = rq ? matched_body(r->op, rq) : NULL;
+        J.Delete(rq);
+    } else if (ok && (js_get(f[F_REQUEST], "body", &bs) || js_get(f[F_REQUEST], "payload", &bs))) {
         body = lr_json_parse(bs.p, bs.n);
-    lr_rec_sdk_to_wire(body);
+        lr_rec_sdk_to_wire(body);
+    }
     free(mapped);
     free(text);
     return body;
