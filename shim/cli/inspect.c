@@ -239,6 +239,34 @@ static char *read_input(const char *input, size_t *len)
     return buf_steal(&b, len);
 }
 
+/* What explain says of req: the recording(s) that answer it (0), or why none does (1). */
+static int explain_print(lr_store_t *s, const lr_req_t *rq, bool raw)
+{
+    const lr_rec_t *hit = lr_match(s, rq, false);
+    if (hit) {
+        printf("match: %s\n", hit->path);
+        uint64_t h1, h2;
+        lr_req_key(rq, lr_store_ignore(s), &h1, &h2);
+        int n;
+        lr_rec_t *const *recs = lr_store_find(s, h1, h2, &n);
+        if (n > 1) {
+            printf("%d recordings answer this request, in this order (the last one repeats):\n", n);
+            for (int i = 0; i < n; i++) printf("  %d. %s\n", i + 1, recs[i]->path);
+        }
+        return 0;
+    }
+    lr_nearest_t n;
+    buf_t m;
+    buf_init(&m);
+    char *near = NULL;
+    if (raw) lr_raw_miss(s, rq, &m, &near);
+    else { lr_find_nearest(s, rq, &n); lr_miss_message(rq, &n, &m); }
+    printf("%s\n", m.data ? m.data : "no match");
+    free(near);
+    buf_free(&m);
+    return 1;
+}
+
 int cmd_explain(int argc, char **argv)
 {
     int h = cli_help_or_version(argc, argv, usage_explain);
@@ -292,31 +320,7 @@ int cmd_explain(int argc, char **argv)
     report_t rep = {0, 0, false};
     lr_store_t *s = cli_store(&d, &rep);
     if (!s) return 2;
-    const lr_rec_t *hit = lr_match(s, &req, false);
-    int rc;
-    if (hit) {
-        printf("match: %s\n", hit->path);
-        uint64_t h1, h2;
-        lr_req_key(&req, lr_store_ignore(s), &h1, &h2);
-        int n;
-        lr_rec_t *const *recs = lr_store_find(s, h1, h2, &n);
-        if (n > 1) {
-            printf("%d recordings answer this request, in this order (the last one repeats):\n", n);
-            for (int i = 0; i < n; i++) printf("  %d. %s\n", i + 1, recs[i]->path);
-        }
-        rc = 0;
-    } else {
-        lr_nearest_t n;
-        buf_t m;
-        buf_init(&m);
-        char *near = NULL;
-        if (raw) lr_raw_miss(s, &req, &m, &near);
-        else { lr_find_nearest(s, &req, &n); lr_miss_message(&req, &n, &m); }
-        printf("%s\n", m.data ? m.data : "no match");
-        free(near);
-        buf_free(&m);
-        rc = 1;
-    }
+    int rc = explain_print(s, &req, raw);
     buf_free(&rawbody);
     lr_store_free(s);
     if (gbody) J.Delete(gbody);
