@@ -64,6 +64,10 @@ static void resolve(lr_libc_t *t)
     R(sendto);
     R(sendmsg);
     R(writev);
+    R(setenv);
+    R(unsetenv);
+    R(putenv);
+    R(clearenv);
 #undef R
     if (!t->fcntl64) t->fcntl64 = t->fcntl;
 }

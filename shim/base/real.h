@@ -42,6 +42,10 @@ typedef struct {
     ssize_t (*sendto)(int, const void *, size_t, int, const struct sockaddr *, socklen_t);
     ssize_t (*sendmsg)(int, const struct msghdr *, int);
     ssize_t (*writev)(int, const struct iovec *, int);
+    int (*setenv)(const char *, const char *, int);
+    int (*unsetenv)(const char *);
+    int (*putenv)(char *);
+    int (*clearenv)(void);
 } lr_libc_t;
 
 /* The table, resolved on first use (from any thread); inline: a hook's fast path to the real

@@ -3,8 +3,10 @@
 #include "base/config.h"
 #include "base/log.h"
 #include "engine/engine.h"
+#include "engine/gemini.h"
 #include "engine/index.h"
 #include "engine/match.h"
+#include "engine/raw.h"
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -52,6 +54,13 @@ static void path_text(const cJSON *j, const char *path, size_t n, buf_t *t)
 
 /* The human-readable text of one payload: the operation's own fields (its ls_text), then the
  * common ones: message/delta content, Ollama's response… */
+/* Dimensions of a vector: an array, or Google's {"values": [...]}; 0 when it is neither. */
+static int vec_size(const cJSON *v)
+{
+    const cJSON *vals = cJSON_IsObject(v) ? J.GetObjectItemCaseSensitive(v, "values") : v;
+    return cJSON_IsArray(vals) ? J.GetArraySize(vals) : 0;
+}
+
 static void payload_text(const cJSON *j, lr_op_t op, buf_t *t, int *nemb, int *dim, int *nmodels)
 {
     const char *tok;
@@ -84,12 +93,16 @@ static void payload_text(const cJSON *j, lr_op_t op, buf_t *t, int *nemb, int *d
         if (cJSON_IsArray(e)) { (*nemb)++; *dim = J.GetArraySize(e); }
         if (J.GetObjectItemCaseSensitive(c, "object") && cJSON_IsString(J.GetObjectItemCaseSensitive(c, "id"))) (*nmodels)++;
     }
-    const cJSON *embs = J.GetObjectItemCaseSensitive(j, "embeddings");
-    for (const cJSON *c = cJSON_IsArray(embs) ? embs->child : NULL; c; c = c->next) { (*nemb)++; *dim = J.GetArraySize(c); }
+    const cJSON *embs = J.GetObjectItemCaseSensitive(j, "embeddings"), *preds = J.GetObjectItemCaseSensitive(j, "predictions");
+    for (const cJSON *c = cJSON_IsArray(embs) ? embs->child : NULL; c; c = c->next) { (*nemb)++; *dim = vec_size(c); }
+    for (const cJSON *c = cJSON_IsArray(preds) ? preds->child : NULL; c; c = c->next)
+        if (vec_size(J.GetObjectItemCaseSensitive(c, "embeddings"))) { (*nemb)++; *dim = vec_size(J.GetObjectItemCaseSensitive(c, "embeddings")); }
     const cJSON *emb = J.GetObjectItemCaseSensitive(j, "embedding");
-    if (cJSON_IsArray(emb)) { (*nemb)++; *dim = J.GetArraySize(emb); }
+    if (vec_size(emb)) { (*nemb)++; *dim = vec_size(emb); }
     const cJSON *models = J.GetObjectItemCaseSensitive(j, "models");
     if (cJSON_IsArray(models)) *nmodels += J.GetArraySize(models);
+    const cJSON *ntok = J.GetObjectItemCaseSensitive(j, "totalTokens"); /* Gemini's countTokens */
+    if (cJSON_IsNumber(ntok) && !J.GetObjectItemCaseSensitive(j, "candidates")) buf_printf(t, "[%d tokens]", (int)ntok->valuedouble);
     const cJSON *ver = J.GetObjectItemCaseSensitive(j, "version");
     if (cJSON_IsString(ver)) { buf_adds(t, "version "); add_text(t, ver); }
 }
@@ -170,7 +183,9 @@ int cmd_ls(int argc, char **argv)
         lr_response_t *resp = lr_render_recording(r);
         char sum[256] = "";
         if (resp) summarize(resp, r->op, sum, sizeof sum);
-        printf("%-20s %-28s %-6s %3d  %s  %s\n", lr_op_info(r->op)->endpoint, *r->model ? r->model : "-",
+        char what[200];
+        if (!lr_op_is_raw(r->op) || !lr_raw_target(r, what, sizeof what)) snprintf(what, sizeof what, "%s", lr_op_info(r->op)->endpoint);
+        printf("%-20s %-28s %-6s %3d  %s  %s\n", what, *r->model ? r->model : "-",
                r->streaming ? "stream" : "json", r->status, sum, r->path);
         if (resp) { resp->owned = true; lr_response_free(resp); }
     }
@@ -224,6 +239,34 @@ static char *read_input(const char *input, size_t *len)
     return buf_steal(&b, len);
 }
 
+/* What explain says of req: the recording(s) that answer it (0), or why none does (1). */
+static int explain_print(lr_store_t *s, const lr_req_t *rq, bool raw)
+{
+    const lr_rec_t *hit = lr_match(s, rq, false);
+    if (hit) {
+        printf("match: %s\n", hit->path);
+        uint64_t h1, h2;
+        lr_req_key(rq, lr_store_ignore(s), &h1, &h2);
+        int n;
+        lr_rec_t *const *recs = lr_store_find(s, h1, h2, &n);
+        if (n > 1) {
+            printf("%d recordings answer this request, in this order (the last one repeats):\n", n);
+            for (int i = 0; i < n; i++) printf("  %d. %s\n", i + 1, recs[i]->path);
+        }
+        return 0;
+    }
+    lr_nearest_t n;
+    buf_t m;
+    buf_init(&m);
+    char *near = NULL;
+    if (raw) lr_raw_miss(s, rq, &m, &near);
+    else { lr_find_nearest(s, rq, &n); lr_miss_message(rq, &n, &m); }
+    printf("%s\n", m.data ? m.data : "no match");
+    free(near);
+    buf_free(&m);
+    return 1;
+}
+
 int cmd_explain(int argc, char **argv)
 {
     int h = cli_help_or_version(argc, argv, usage_explain);
@@ -242,46 +285,45 @@ int cmd_explain(int argc, char **argv)
     if (!cJSON_IsObject(rq)) rq = j;
     const cJSON *url = J.GetObjectItemCaseSensitive(rq, "url"), *ep = J.GetObjectItemCaseSensitive(rq, "endpoint");
     const cJSON *method = J.GetObjectItemCaseSensitive(rq, "method"), *body = J.GetObjectItemCaseSensitive(rq, "body");
+    if (!body) body = J.GetObjectItemCaseSensitive(rq, "payload"); /* llama-stack's raw HTTP shape */
     const char *target = endpoint ? endpoint
                        : cJSON_IsString(ep) && lr_op_of_endpoint(ep->valuestring) ? ep->valuestring
                        : cJSON_IsString(url) ? url->valuestring : NULL;
     if (endpoint) body = j;
     else if (rq != j) lr_rec_sdk_to_wire((cJSON *)body); /* a recording: the request as it went out */
-    if (!target || !lr_op_of_endpoint(target)) {
+    /* any other call to an absolute URL is a raw (wire-level) request */
+    bool raw = target && !lr_op_of_endpoint(target) && cJSON_IsString(url) && strstr(url->valuestring, "://");
+    if (!target || (!raw && !lr_op_of_endpoint(target))) {
         fprintf(stderr, "llmreplay: %s names no LLM endpoint: give \"url\" or \"endpoint\", or use --endpoint PATH\n", input);
         return 2;
     }
-    lr_req_t req = {.op = lr_op_of_endpoint(target), .method = cJSON_IsString(method) ? method->valuestring : "POST",
+    lr_req_t req = {.op = raw ? lr_op_http() : lr_op_of_endpoint(target),
+                    .method = cJSON_IsString(method) ? method->valuestring : raw ? "GET" : "POST",
                     .url = cJSON_IsString(url) ? url->valuestring : target, .body = (cJSON *)body};
+    buf_t rawbody;
+    buf_init(&rawbody);
+    const cJSON *enc = J.GetObjectItemCaseSensitive(rq, "payload_encoding");
+    if (raw && cJSON_IsString(enc) && cJSON_IsString(body)) { /* a body recorded as bytes */
+        if (!strcmp(enc->valuestring, "base64")) lr_b64_decode(body->valuestring, strlen(body->valuestring), &rawbody);
+        else buf_adds(&rawbody, body->valuestring);
+        req.body = NULL;
+        req.raw = rawbody.data ? rawbody.data : "";
+        req.raw_len = rawbody.len;
+    }
+    cJSON *gbody = NULL; /* Google's: the body as matched, with the model from the URL */
+    if (lr_op_info(req.op)->google) {
+        const cJSON *m = J.GetObjectItemCaseSensitive(rq, "model");
+        req.body = gbody = lr_gemini_recorded_body(req.url, cJSON_IsString(m) ? m->valuestring : NULL, body);
+    }
     bool https;
     if (!lr_url_hostport(req.url, req.host, sizeof req.host, &req.port, &https)) req.host[0] = 0;
     report_t rep = {0, 0, false};
     lr_store_t *s = cli_store(&d, &rep);
     if (!s) return 2;
-    const lr_rec_t *hit = lr_match(s, &req, false);
-    int rc;
-    if (hit) {
-        printf("match: %s\n", hit->path);
-        uint64_t h1, h2;
-        lr_match_key(req.op, req.method, req.body, lr_store_ignore(s), &h1, &h2);
-        int n;
-        lr_rec_t *const *recs = lr_store_find(s, h1, h2, &n);
-        if (n > 1) {
-            printf("%d recordings answer this request, in this order (the last one repeats):\n", n);
-            for (int i = 0; i < n; i++) printf("  %d. %s\n", i + 1, recs[i]->path);
-        }
-        rc = 0;
-    } else {
-        lr_nearest_t n;
-        lr_find_nearest(s, &req, &n);
-        buf_t m;
-        buf_init(&m);
-        lr_miss_message(&req, &n, &m);
-        printf("%s\n", m.data ? m.data : "no match");
-        buf_free(&m);
-        rc = 1;
-    }
+    int rc = explain_print(s, &req, raw);
+    buf_free(&rawbody);
     lr_store_free(s);
+    if (gbody) J.Delete(gbody);
     J.Delete(j);
     free(text);
     return rc;

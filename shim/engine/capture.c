@@ -1,10 +1,15 @@
 /* Capturing a live exchange as its bytes arrive, and handing it to its writer. */
 #include "engine/lsfile.h"
+#include "engine/raw.h"
+#include <ctype.h>
+#include "engine/testid.h"
+#include "engine/usage.h"
 #include "base/config.h"
 #include "base/real.h"
 #include "json/cjson_rt.h"
 #include "json/jspan.h"
 #include "base/log.h"
+#include "engine/gemini.h"
 #include "engine/pyjson.h"
 #include "base/sha256.h"
 #include <errno.h>
@@ -18,16 +23,18 @@
 #include <time.h>
 #include <unistd.h>
 
-lr_mode_t lr_mode(void) { return lr_cfg()->mode; }
-
 lr_capture_t *lr_capture_new(const char *method, const char *url)
 {
     lr_capture_t *c = calloc(1, sizeof *c);
     if (!c) return NULL;
     c->method = strdup(method ? method : "POST");
-    c->url = strdup(url ? url : "");
+    c->url = url ? lr_url_without_key(url) : NULL; /* the Gemini API key is never written */
+    if (!c->url) c->url = strdup(url ? url : "");
     c->op = lr_op_of_url(c->url);
     c->t_start = lr_now();
+    char tid[1024];
+    const char *t = lr_testid(tid, sizeof tid);
+    c->test_id = t ? strdup(t) : NULL;
     return c;
 }
 
@@ -36,9 +43,11 @@ void lr_capture_free(lr_capture_t *c)
     if (!c) return;
     free(c->method);
     free(c->url);
+    free(c->test_id);
     buf_free(&c->req);
     buf_free(&c->req_headers);
     buf_free(&c->body);
+    buf_free(&c->keep_headers);
     free(c->ends);
     free(c->ends_ms);
     free(c);
@@ -70,7 +79,26 @@ void lr_capture_header(lr_capture_t *c, const char *line, size_t n)
         const char *sp = memchr(line, ' ', n);
         if (sp) c->status = atoi(sp + 1);
         c->content_type[0] = 0; /* a new response (after 100 Continue, a redirect): start over */
-    } else if (n > 13 && !strncasecmp(line, "content-type:", 13)) {
+        c->keep_headers.len = 0;
+        c->chunked = false;
+        return;
+    }
+    const char *colon = memchr(line, ':', n);
+    if (colon && colon > line) {
+        size_t nl = (size_t)(colon - line);
+        const char *v = colon + 1, *e = line + n;
+        while (v < e && (*v == ' ' || *v == '\t')) v++;
+        while (e > v && (e[-1] == '\r' || e[-1] == '\n' || e[-1] == ' ')) e--;
+        if (nl == 17 && !strncasecmp(line, "transfer-encoding", nl) && e - v >= 7 && !strncasecmp(e - 7, "chunked", 7))
+            c->chunked = true;
+        if (lr_raw_keep_header(line, nl)) {
+            for (size_t i = 0; i < nl; i++) buf_addc(&c->keep_headers, (char)tolower((unsigned char)line[i]));
+            buf_addc(&c->keep_headers, 0);
+            buf_add(&c->keep_headers, v, (size_t)(e - v));
+            buf_addc(&c->keep_headers, 0);
+        }
+    }
+    if (n > 13 && !strncasecmp(line, "content-type:", 13)) {
         const char *v = line + 13, *e = line + n;
         while (v < e && (*v == ' ' || *v == '\t')) v++;
         while (e > v && (e[-1] == '\r' || e[-1] == '\n' || e[-1] == ' ')) e--;
@@ -182,8 +210,10 @@ void lr_capture_finish(lr_capture_t *c)
 {
     if (!c) return;
     lr_mode_t m = lr_mode();
+    lr_usage_live(c);
     if (m == MODE_TRACE) { lr_trace_write(c); lr_capture_free(c); return; }
     if (c->error[0]) lr_error("upstream call %s %s failed (%s): reported, nothing recorded", c->method, c->url, c->error);
-    else if ((m == MODE_RECORD || m == MODE_RECORD_IF_MISSING) && c->op != OP_NONE && c->status) lr_lsfile_write(c);
+    else if ((m == MODE_RECORD || m == MODE_RECORD_IF_MISSING) && c->status && !(c->op != OP_NONE && lr_op_info(c->op)->local))
+        c->op != OP_NONE ? lr_lsfile_write(c) : lr_raw_write(c); /* any other call: wire-level */
     lr_capture_free(c);
 }

@@ -1,11 +1,14 @@
 /* A live exchange as a llama-stack recording file: its fields in llama-stack's order, its file
  * name llama-stack's request hash, written atomically. */
 #include "engine/lsfile.h"
+#include "engine/usage.h"
+#include "engine/engine.h"
 #include "base/config.h"
 #include "base/real.h"
 #include "json/cjson_rt.h"
 #include "json/jspan.h"
 #include "base/log.h"
+#include "engine/gemini.h"
 #include "engine/pyjson.h"
 #include "base/sha256.h"
 #include <errno.h>
@@ -24,6 +27,7 @@
  * https://host/v1/v1/chat/completions. Rebuild it so the file names match its own. */
 static void llama_url(const lr_capture_t *c, buf_t *out)
 {
+    if (lr_op_info(c->op)->google) { buf_adds(out, c->url); return; } /* the model is in it */
     size_t plen;
     const char *path = lr_url_path(c->url, &plen);
     const char *ep = lr_op_info(c->op)->endpoint;
@@ -126,6 +130,14 @@ static void put_request(lsfile_t *f, const char *tid, const buf_t *url, const bu
     span_t mv, b = {body->data, body->len};
     if (js_kind(b) == '{' && js_get(b, "model", &mv) && js_kind(mv) == '"') model = modelbuf = js_strdup(mv);
     const char *ep = lr_op_info(c->op)->endpoint;
+    char gmodel[256], *gep = NULL;
+    if (lr_op_info(c->op)->google) { /* Google's: the path is the endpoint, the model in it */
+        size_t plen;
+        const char *path = lr_url_path(url->data, &plen);
+        ep = gep = lr_strndup(path, plen);
+        if (!ep) ep = "";
+        if (lr_gemini_url_model(url->data, gmodel, sizeof gmodel)) model = gmodel;
+    }
     buf_adds(o, "{\n  \"test_id\": ");
     if (tid) lr_pyjson_str(tid, strlen(tid), o);
     else buf_adds(o, "null");
@@ -141,6 +153,7 @@ static void put_request(lsfile_t *f, const char *tid, const buf_t *url, const bu
     lr_pyjson_str(model, strlen(model), o);
     buf_adds(o, "\n  },\n  \"response\": {\n    \"body\": ");
     free(modelbuf);
+    free(gep);
 }
 
 /* An upstream error: an exception recording, replayed with the same status and body. */
@@ -210,7 +223,7 @@ static void put_plain(lsfile_t *f)
 
 void lr_lsfile_write(const lr_capture_t *c)
 {
-    const char *dir = lr_cfg()->record_dir, *tid = lr_cfg()->test_id;
+    const char *dir = lr_cfg()->record_dir, *tid = c->test_id;
     if (!dir) { lr_error("LLMREPLAY_MODE=%s but neither LLMREPLAY_RECORD_DIR nor LLMREPLAY_DIR is set: nothing recorded", lr_mode_name(lr_mode())); return; }
     lsfile_t f = {.c = c, .resp = {c->body.data ? c->body.data : "", c->body.len}};
     buf_t url, body;
@@ -239,7 +252,13 @@ void lr_lsfile_write(const lr_capture_t *c)
     else if (!write_atomic(dir, name, &f.o, why, sizeof why))
         lr_error("cannot write the recording of %s %s (%s); the program got its answer, nothing was recorded; "
                  "make LLMREPLAY_RECORD_DIR a writable directory", c->method, c->url, why);
-    else lr_log(LR_INFO, "recorded %s %s -> %s/%s", c->method, c->url, dir, name);
+    else {
+        lr_log(LR_INFO, "recorded %s %s -> %s/%s", c->method, c->url, dir, name);
+        char path[4400];
+        snprintf(path, sizeof path, "%s/%s", dir, name);
+        lr_usage_recorded(path);
+        if (lr_mode() == MODE_RECORD && lr_cfg()->only) lr_engine_replaced(c, path);
+    }
     buf_free(&url);
     buf_free(&body);
     buf_free(&f.o);

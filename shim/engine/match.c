@@ -1,4 +1,6 @@
 #include "engine/match.h"
+#include "engine/raw.h"
+#include "engine/testid.h"
 #include "base/config.h"
 #include "base/log.h"
 #include <stdio.h>
@@ -12,7 +14,8 @@
  * group names the subset chosen, so each subset keeps its own serving order. */
 static int preferred(lr_rec_t *const *v, int n, const lr_req_t *rq, lr_rec_t **out, char *group, size_t gcap)
 {
-    const char *tid = lr_cfg()->test_id;
+    char tidbuf[1024];
+    const char *tid = lr_testid(tidbuf, sizeof tidbuf);
     int m = 0;
     group[0] = 0;
     if (tid) {
@@ -44,7 +47,7 @@ const lr_rec_t *lr_match(lr_store_t *s, const lr_req_t *rq, bool advance)
 {
     if (!s || rq->body_invalid) return NULL;
     uint64_t h1, h2;
-    lr_match_key(rq->op, rq->method, rq->body, lr_store_ignore(s), &h1, &h2);
+    lr_req_key(rq, lr_store_ignore(s), &h1, &h2);
     int ne;
     lr_rec_t *const *recs = lr_store_find(s, h1, h2, &ne);
     if (!ne) return NULL;

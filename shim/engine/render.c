@@ -1,6 +1,8 @@
 #include "engine/render.h"
+#include "engine/raw.h"
 #include "base/config.h"
 #include "base/log.h"
+#include "engine/gemini.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,7 +32,7 @@ const char *lr_reason(int s)
     }
 }
 
-static void add_event(lr_response_t *r, buf_t *b)
+void lr_response_event(lr_response_t *r, buf_t *b)
 {
     if (b->oom) { buf_free(b); return; }
     lr_event_t *ev = realloc(r->events, sizeof *ev * (size_t)(r->nevents + 1));
@@ -85,8 +87,12 @@ static void frame(lr_frame_t f, span_t data, const char *raw, buf_t *b)
 }
 
 /* An error body in the operation's dialect; code NULL writes null. */
-static void error_body(lr_op_t op, const char *type, const char *code, const char *msg, buf_t *b)
+static void error_body(lr_op_t op, int status, const char *type, const char *code, const char *msg, buf_t *b)
 {
+    if (lr_op_info(op)->errors == ERR_GOOGLE) {
+        lr_gemini_error_body(status, msg, b);
+        return;
+    }
     if (lr_op_info(op)->errors == ERR_OLLAMA) {
         buf_adds(b, "{\"error\":");
         buf_json_str(b, msg, strlen(msg));
@@ -104,7 +110,7 @@ static void error_body(lr_op_t op, const char *type, const char *code, const cha
 }
 
 /* Error body of an exception recording: the provider's own body when recorded. */
-static void exception_body(lr_op_t op, span_t resp, buf_t *b)
+static void exception_body(lr_op_t op, int status, span_t resp, buf_t *b)
 {
     span_t ed, eb, v;
     bool have_ed = js_get(resp, "exception_data", &ed) && js_kind(ed) == '{';
@@ -117,7 +123,7 @@ static void exception_body(lr_op_t op, span_t resp, buf_t *b)
     if (have_ed && js_get(ed, "message", &v) && js_kind(v) == '"') msg = js_strdup(v);
     if (!msg && js_get(resp, "exception_message", &v) && js_kind(v) == '"') msg = js_strdup(v);
     if (have_ed && js_get(ed, "type", &v) && js_kind(v) == '"') type = js_strdup(v);
-    error_body(op, type ? type : "api_error", NULL, msg ? msg : "recorded error", b);
+    error_body(op, status, type ? type : "api_error", NULL, msg ? msg : "recorded error", b);
     free(msg);
     free(type);
 }
@@ -140,13 +146,24 @@ static void render_stream(lr_response_t *o, const lr_rec_t *r, span_t resp, span
     o->content_type = f == FRAME_NDJSON ? "application/x-ndjson" : "text/event-stream; charset=utf-8";
     const char *pos = NULL;
     span_t item;
+    if (js_next(body, &pos, &item) && js_kind(item) == '"') {
+        /* llama-stack's raw HTTP stream: the lines as they came */
+        lr_raw_stream_lines(o, body, f != FRAME_NDJSON, true, b);
+        return;
+    }
+    pos = NULL;
     while (js_next(body, &pos, &item)) {
         span_t rawspan;
         char *raw = js_kind(item) == '{' && js_get(item, "llmreplay_raw", &rawspan) && js_kind(rawspan) == '"'
                         ? js_strdup(rawspan) : NULL;
-        frame(f, payload(item), raw, b);
+        buf_t w;
+        buf_init(&w);
+        span_t data = payload(item);
+        if (!raw && lr_op_info(r->op)->google && lr_gemini_answer(data, &w)) data = (span_t){w.data, w.len};
+        frame(f, data, raw, b);
+        buf_free(&w);
         free(raw);
-        add_event(o, b);
+        lr_response_event(o, b);
     }
     span_t times;
     if (js_get(resp, "chunk_times_ms", &times) && js_kind(times) == '[') {
@@ -160,15 +177,15 @@ static void render_stream(lr_response_t *o, const lr_rec_t *r, span_t resp, span
         /* The stream broke upstream: send what came, then the error, never a clean end. */
         buf_t e;
         buf_init(&e);
-        exception_body(r->op, resp, &e);
+        exception_body(r->op, r->status, resp, &e);
         frame(f, (span_t){e.data ? e.data : "{}", e.len}, NULL, b);
         buf_free(&e);
-        add_event(o, b);
+        lr_response_event(o, b);
         o->status = 200;
         o->reason = "OK";
     } else if (f == FRAME_SSE_DONE) {
         buf_adds(b, "data: [DONE]\n\n");
-        add_event(o, b);
+        lr_response_event(o, b);
     }
 }
 
@@ -177,7 +194,7 @@ static void render_plain(lr_response_t *o, const lr_rec_t *r, span_t resp, span_
 {
     o->content_type = "application/json";
     if (r->exception) {
-        exception_body(r->op, resp, b);
+        exception_body(r->op, r->status, resp, b);
     } else if (!have_body) {
         buf_adds(b, "null");
     } else if (js_kind(body) == '[') {
@@ -189,10 +206,10 @@ static void render_plain(lr_response_t *o, const lr_rec_t *r, span_t resp, span_
             js_minify(payload(item), b);
         }
         buf_adds(b, wrap ? "]}" : "]");
-    } else {
+    } else if (!(lr_op_info(r->op)->google && lr_gemini_answer(payload(body), b))) {
         js_minify(payload(body), b);
     }
-    add_event(o, b);
+    lr_response_event(o, b);
 }
 
 lr_response_t *lr_render_recording(const lr_rec_t *r)
@@ -200,7 +217,9 @@ lr_response_t *lr_render_recording(const lr_rec_t *r)
     size_t len, mlen;
     char *text = lr_read_file(r->path, lr_max_file_bytes(), &len);
     if (!text) return fail(r, "the file can no longer be read");
-    char *mapped = lr_rec_apply_id_mapping(text, len, &mlen);
+    const char *refused;
+    char *mapped = lr_rec_apply_id_mapping(text, len, &mlen, &refused);
+    if (refused) { free(text); return fail(r, refused); }
     if (mapped) { free(text); text = mapped; len = mlen; }
     span_t resp, body, raw;
     if (!lr_rec_response_span(text, len, &resp)) { free(text); return fail(r, "it changed since it was indexed"); }
@@ -212,15 +231,25 @@ lr_response_t *lr_render_recording(const lr_rec_t *r)
     bool have_body = js_get(resp, "body", &body) && !js_is_null(body);
     buf_t b;
     buf_init(&b);
-    if (r->streaming && have_body && js_kind(body) == '[') {
+    char why[200];
+    if (lr_op_is_raw(r->op)) {
+        if (!lr_raw_render(o, r, resp, &b, why, sizeof why)) {
+            buf_free(&b);
+            free(text);
+            o->owned = true;
+            lr_response_free(o);
+            return fail(r, why);
+        }
+    } else if (r->streaming && have_body && js_kind(body) == '[') {
         render_stream(o, r, resp, body, &b);
-    } else if (js_get(resp, "llmreplay_raw_body", &raw) && js_kind(raw) == '"') {
+    } else if (js_get(resp, "llmreplay_raw_body", &raw) && js_kind(raw) == '"' &&
+               !(lr_op_info(r->op)->google && lr_op_info(r->op)->listing)) { /* Google's listings: one page */
         /* recorded by llmreplay: the bytes the client saw live */
         o->content_type = "application/json";
         char *t = js_strdup(raw);
         if (t) buf_adds(&b, t);
         free(t);
-        add_event(o, &b);
+        lr_response_event(o, &b);
     } else {
         render_plain(o, r, resp, body, have_body, &b);
     }
@@ -240,8 +269,8 @@ lr_response_t *lr_render_error(lr_op_t op, int status, const char *type, const c
     o->owned = true;
     buf_t b;
     buf_init(&b);
-    error_body(op, type, code, message, &b);
-    add_event(o, &b);
+    error_body(op, status, type, code, message, &b);
+    lr_response_event(o, &b);
     /* OpenAI SDKs honour x-should-retry: a miss is final, retrying only hides it. */
     o->extra_headers = strdup("x-should-retry: false\r\n");
     return o;
@@ -254,6 +283,7 @@ void lr_response_free(lr_response_t *r)
     free(r->events);
     free(r->times_ms);
     free(r->extra_headers);
+    free(r->own_ctype);
     free(r);
 }
 

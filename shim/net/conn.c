@@ -8,6 +8,7 @@
 #include "base/real.h"
 #include "engine/engine.h"
 #include "net/http.h"
+#include "net/proxy.h"
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -145,6 +146,8 @@ static bool read_head(lr_conn_t *c, const lr_http_req_t *q, long n)
         if (lr_http_has_token(v, vl, "keep-alive")) c->keep_alive = true;
     }
     c->head_chunked = false;
+    c->chunked_body.len = 0;
+    c->dechunk = (lr_dechunk_t){0};
     c->content_length = 0;
     const char *te = lr_http_header(q, "Transfer-Encoding", &vl);
     if (te) {
@@ -168,6 +171,9 @@ static bool read_head(lr_conn_t *c, const lr_http_req_t *q, long n)
     buf_init(&u);
     if (q->tlen > 7 && (!strncasecmp(q->target, "http://", 7) || !strncasecmp(q->target, "https://", 8))) {
         buf_add(&u, q->target, q->tlen);
+    } else if (c->proxy && !c->hop[0] && lr_proxy_origin() && q->target[0] == '/') {
+        buf_adds(&u, lr_proxy_origin()); /* llmreplay serve --upstream: a base URL's requests */
+        buf_add(&u, q->target, q->tlen);
     } else {
         const char *h = lr_http_header(q, "Host", &vl);
         buf_printf(&u, "%s://", c->scheme);
@@ -181,20 +187,11 @@ static bool read_head(lr_conn_t *c, const lr_http_req_t *q, long n)
     return true;
 }
 
+/* Every request on an intercepted connection is the engine's: LLM operations, and any other
+ * call wire-level (a miss on those is the 404 "llmreplay_not_an_llm_endpoint"). */
 lr_response_t *lr_conn_reply(const char *method, const char *url, const char *body, size_t len)
 {
-    lr_response_t *r;
-    if (lr_engine_intercepts(url) == OP_NONE) {
-        char msg[1024];
-        snprintf(msg, sizeof msg,
-                 "llmreplay: %s %.600s is not an LLM API call llmreplay replays; requests to an intercepted host never "
-                 "reach the network (LLMREPLAY_HOSTS and the recordings' hosts are intercepted)",
-                 method, url);
-        r = lr_render_error(OP_CHAT, 404, "invalid_request_error", "llmreplay_not_an_llm_endpoint", msg);
-    } else {
-        r = lr_engine_serve(method, url, body, len);
-    }
-    return r;
+    return lr_engine_serve(method, url, body, len);
 }
 
 static void answer(lr_conn_t *c, const char *body, size_t len)
@@ -204,6 +201,60 @@ static void answer(lr_conn_t *c, const char *body, size_t len)
     c->served++;
     if (r) start_answer(c, r);
     else refuse(c, 500, "llmreplay: out of memory");
+}
+
+/* Hand the connection to a pass-through (net/proxy.c): the responder is done with it. */
+static void pass_on(lr_conn_t *c, const char *host, int port, size_t skip, bool tunnel)
+{
+    lr_server_unwatch(c);
+    lr_proxy_splice(c->fd, host, port, c->in.data + skip, c->in.len - skip, tunnel);
+    c->fd = -1;
+    c->dead = true;
+    c->in.len = 0;
+}
+
+/* On a proxy's connection: CONNECT, and absolute-form requests for hosts that are not
+ * intercepted (net/proxy.c decides). True when the request was answered or handed on. */
+static bool proxy_request(lr_conn_t *c, const lr_http_req_t *q)
+{
+    bool tunnel = !strcmp(c->method, "CONNECT");
+    char host[120], why[600];
+    int port;
+    if (!tunnel && (q->tlen < 7 || strncasecmp(q->target, "http://", 7))) { /* a base URL's request */
+        if (c->hop[0]) { pass_on(c, c->hop, c->hop_port, 0, false); return true; } /* not for us: the real proxy's */
+        if (lr_cfg()->mode == MODE_REPLAY || lr_proxy_origin()) return false;
+        refuse(c, 502, "llmreplay: a base-URL request outside replay mode needs llmreplay serve --upstream URL (where it goes)");
+        return true;
+    }
+    if (!lr_proxy_target(q->target, q->tlen, !tunnel, host, sizeof host, &port)) {
+        if (tunnel) refuse(c, 400, "llmreplay: CONNECT needs a host:port target");
+        return tunnel;
+    }
+    lr_route_t r = lr_proxy_route(host, port, c->hop[0] != 0, why, sizeof why);
+    if (r == LR_ROUTE_REFUSE) { refuse(c, 403, why); return true; }
+    if (r == LR_ROUTE_PASS) {
+        /* to the real proxy (the shim's, or this server's own HTTPS_PROXY) as sent, else directly */
+        int hport = c->hop_port;
+        bool hop = c->hop[0] || lr_proxy_chain(tunnel, host, c->hop, sizeof c->hop, &hport);
+        pass_on(c, hop ? c->hop : host, hop ? hport : port, tunnel && !hop ? (size_t)c->head_len : 0, tunnel && !hop);
+        return true;
+    }
+    if (!tunnel) return false; /* an intercepted host's plain HTTP: answered below */
+    /* a tunnel to an intercepted host: answered here, then served as a new connection to it */
+    memmove(c->in.data, c->in.data + c->head_len, c->in.len - (size_t)c->head_len);
+    c->in.len -= (size_t)c->head_len;
+    c->have_head = false;
+    if (c->in.len) { refuse(c, 400, "llmreplay: the client sent data before the answer to its CONNECT"); return true; }
+    buf_adds(&c->out, "HTTP/1.1 200 Connection established\r\n\r\n");
+    c->proxy = false;
+    c->hop[0] = 0;
+    c->sniffed = false;
+    c->hello = 0;
+    c->scheme = "http";
+    snprintf(c->name, sizeof c->name, "%s", host);
+    if (strchr(host, ':')) snprintf(c->host, sizeof c->host, "[%s]:%d", host, port);
+    else snprintf(c->host, sizeof c->host, "%s:%d", host, port);
+    return true;
 }
 
 /* Parse and answer as many complete requests as the input holds, one answer at a time. */
@@ -220,22 +271,22 @@ static void process(lr_conn_t *c)
             if (n < 0) { refuse(c, 400, "llmreplay: malformed HTTP request"); return; }
             if (n > MAX_HEAD) { refuse(c, 413, "llmreplay: request head too large"); return; }
             if (!read_head(c, &q, n)) return;
+            if (c->proxy && proxy_request(c, &q)) return;
         }
         size_t avail = c->in.len - (size_t)c->head_len, consumed;
         buf_t body;
         buf_init(&body);
         if (c->head_chunked) {
-            long r = lr_http_dechunk(c->in.data + c->head_len, avail, &body, c->max_request);
+            long r = lr_http_dechunk(c->in.data + c->head_len, avail, &c->chunked_body, c->max_request, &c->dechunk);
             if (r == -1) {
-                bool big = body.len >= c->max_request || avail > c->max_request;
-                buf_free(&body);
+                bool big = c->chunked_body.len >= c->max_request || avail > c->max_request;
+                buf_free(&c->chunked_body);
                 refuse(c, big ? 413 : 400, "llmreplay: malformed or too large chunked body");
                 return;
             }
-            if (r == -2) {
-                buf_free(&body);
-                goto need_more;
-            }
+            if (r == -2) goto need_more;
+            body = c->chunked_body; /* the request's now */
+            buf_init(&c->chunked_body);
             consumed = (size_t)c->head_len + (size_t)r;
         } else {
             if (avail < c->content_length) goto need_more;
@@ -329,6 +380,7 @@ void lr_conn_free(lr_conn_t *c)
     lr_h2_free(c->h2);
     buf_free(&c->in);
     buf_free(&c->out);
+    buf_free(&c->chunked_body);
     buf_free(&c->fwd_headers);
     free(c->url);
     pthread_mutex_destroy(&c->lock);

@@ -8,6 +8,7 @@
 #include "engine/render.h"
 #include "net/h2.h"
 #include <pthread.h>
+#include "net/http.h"
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -27,6 +28,8 @@ typedef struct lr_conn {
     /* the request being read */
     bool have_head, sent_continue, head_chunked, expect_continue, keep_alive, head_only;
     long head_len;
+    buf_t chunked_body;     /* a chunked body decoded so far: each byte once, not on every read */
+    lr_dechunk_t dechunk;
     size_t content_length;
     char method[16];
     char *url;
@@ -50,6 +53,9 @@ typedef struct lr_conn {
     int refs;
     bool gone, inline_logged;
     unsigned long long id;
+    bool proxy;         /* a proxy's connection: CONNECT and absolute-form are routed (net/proxy.c) */
+    char hop[128];      /* …standing for the real proxy at hop:hop_port (the shim); "": llmreplay's own */
+    int hop_port;
 } lr_conn_t;
 
 /* conn.c: the HTTP side */

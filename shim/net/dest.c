@@ -1,4 +1,5 @@
 #include "net/dest.h"
+#include "net/proxy.h"
 #include "base/config.h"
 #include "base/log.h"
 #include "base/real.h"
@@ -82,7 +83,7 @@ static void parse_hosts(rules_t *rs, const char *spec)
 static const char *const provider_hosts[] = {
     "api.openai.com", "*.openai.azure.com", "*.cognitiveservices.azure.com", "*.services.ai.azure.com",
     "api.anthropic.com", "generativelanguage.googleapis.com", "aiplatform.googleapis.com",
-    "*-aiplatform.googleapis.com", "api.mistral.ai", "api.groq.com", "api.together.xyz", "api.together.ai",
+    "*-aiplatform.googleapis.com", "oauth2.googleapis.com", "api.mistral.ai", "api.groq.com", "api.together.xyz", "api.together.ai",
     "api.fireworks.ai", "openrouter.ai", "api.deepseek.com", "api.x.ai", "api.cohere.com", "api.cohere.ai",
     "*.ml.cloud.ibm.com", "bedrock-runtime.*.amazonaws.com", "bedrock.*.amazonaws.com",
     "bedrock-agent-runtime.*.amazonaws.com", "*:11434",
@@ -150,6 +151,7 @@ bool lr_dest_fake_name(const char *name)
     if (l && h[l - 1] == '.') h[l - 1] = 0;
     /* local names and literals resolve without the network: their connects are matched */
     if (is_local_name(h) || is_literal(h)) return false;
+    if (lr_proxy_is_hop(h, 0)) return true; /* the client's proxy: answered in-process too */
     pthread_once(&fixed_once, load_fixed_rules);
     for (int i = 0; i < fixed.n; i++)
         if (names_host(&fixed.v[i], h)) return true;
@@ -281,7 +283,9 @@ bool lr_dest_intercepts(const struct sockaddr *sa, socklen_t len, char *host, si
             return true;
         }
     }
-    return false;
+    const char *hop = lr_proxy_is_hop(lit, *port) ? lit : local && lr_proxy_is_hop("localhost", *port) ? "localhost" : NULL;
+    if (hop) snprintf(host, hostcap, "%s", hop);
+    return hop != NULL;
 }
 
 void lr_dest_format(const struct sockaddr *sa, char *out, size_t cap)
@@ -311,4 +315,20 @@ bool lr_dest_egress_denied(const struct sockaddr *sa, socklen_t len)
     if (!seen) lr_warn("LLMREPLAY_EGRESS=deny: refused a connection to %s (not a recorded LLM host); "
                        "add it to LLMREPLAY_HOSTS if it should be answered from recordings", d);
     return true;
+}
+
+bool lr_dest_names(const char *name, int port)
+{
+    if (!name || !*name) return false;
+    char h[256];
+    snprintf(h, sizeof h, "%s", name);
+    lower(h);
+    ensure_rules();
+    bool local = is_local_name(h);
+    for (int i = 0; i < all.n; i++) {
+        const rule_t *r = &all.v[i];
+        if (r->port && r->port != port) continue;
+        if (!strcmp(r->host, "*") || host_is(r->host, h) || (local && is_local_name(r->host))) return true;
+    }
+    return false;
 }

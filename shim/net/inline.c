@@ -41,7 +41,7 @@ static bool mode_allows(void)
 
 static bool idle_http1(const lr_conn_t *c)
 {
-    return !c->gone && !c->dead && !c->closing && !c->eof && c->sniffed && !c->helper && !c->h2 && c->served > 0 &&
+    return !c->gone && !c->dead && !c->closing && !c->eof && c->sniffed && !c->helper && !c->proxy && !c->h2 && c->served > 0 &&
            !c->resp && c->out_off >= c->out.len && !lr_conn_upstream_busy(c);
 }
 

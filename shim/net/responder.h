@@ -3,9 +3,17 @@
 #define LR_RESPONDER_H
 #include <stdbool.h>
 
+/* A connection of the responder, as the write hooks find it again (net/inline.c). */
+typedef struct { void *conn; unsigned long long id; } lr_conn_ref_t;
+
 /* Serve the server end fd of a socketpair; host and port are where the client connected,
  * scheme is "http" (or "https" for TLS seen in plaintext). Starts the loop on first use (again
- * in a forked child). Takes ownership of fd. *conn and *id name the connection for
+ * in a forked child). Takes ownership of fd. ref (may be NULL) names the connection for
  * net/inline.c (lr_inline_write). */
-bool lr_responder_add(int fd, const char *host, int port, const char *scheme, void **conn, unsigned long long *id);
+bool lr_responder_add(int fd, const char *host, int port, const char *scheme, lr_conn_ref_t *ref);
+/* The same for a proxy's client (llmreplay serve; or, with hop, the shim answering for the real
+ * proxy hop:hop_port): CONNECT and absolute-form requests are routed by net/proxy.c. */
+bool lr_responder_add_proxy(int fd, const char *host, int port, const char *hop, int hop_port);
+/* Upstream calls (record, live, trace) still running, their recordings not yet written. */
+unsigned lr_responder_busy(void);
 #endif

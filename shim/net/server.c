@@ -9,6 +9,7 @@
 #include "net/hello.h"
 #include "net/tls_term.h"
 #include <errno.h>
+#include <stdio.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
@@ -100,7 +101,8 @@ static lr_conn_t **snapshot(int *k)
 /* Milliseconds until the next paced event is due; -1 when no stream is paced. */
 static int next_timeout(void)
 {
-    double now = lr_now(), best = -1;
+    double now = lr_now(), best = 0;
+    bool any = false; /* not best < 0: an overdue stream's time left is negative */
     pthread_mutex_lock(&resp_lock);
     for (int i = 0; i < nconns; i++) {
         lr_conn_t *c = conns[i];
@@ -108,14 +110,18 @@ static int next_timeout(void)
         if (pthread_mutex_trylock(&c->lock) != 0) continue;
         if (c->resp && c->pace_ms != 0 && c->next_ev < c->resp->nevents && !c->want_out) {
             double left = c->due - now;
-            if (best < 0 || left < best) best = left;
+            if (!any || left < best) best = left;
+            any = true;
         }
-        double due = c->want_out ? -1 : lr_conn_h2_due(c);
-        if (due >= 0 && (best < 0 || due - now < best)) best = due - now;
+        double due = c->want_out ? -1 : lr_conn_h2_due(c); /* < 0: no h2 stream waits */
+        if (due >= 0 && (!any || due - now < best)) {
+            best = due - now;
+            any = true;
+        }
         pthread_mutex_unlock(&c->lock);
     }
     pthread_mutex_unlock(&resp_lock);
-    if (best < 0) return -1;
+    if (!any) return -1;
     return best <= 0 ? 0 : (int)(best * 1000) + 1;
 }
 
@@ -236,15 +242,19 @@ static bool register_conn(lr_conn_t *c)
     return ok;
 }
 
-bool lr_responder_add(int fd, const char *host, int port, const char *scheme, void **conn, unsigned long long *id)
+static bool add(int fd, const char *host, int port, const char *scheme, bool proxy, const char *hop, int hop_port,
+                lr_conn_ref_t *ref)
 {
     static unsigned long long next_id;
     lr_tls_term_prepare();
     lr_hello_ack(); /* made now: a connection made before a fork is acknowledged alike */
     lr_conn_t *c = lr_conn_new(fd, host, port, scheme);
     if (!c) return false;
-    *conn = c;
-    *id = c->id = __atomic_add_fetch(&next_id, 1, __ATOMIC_RELAXED);
+    c->id = __atomic_add_fetch(&next_id, 1, __ATOMIC_RELAXED);
+    if (ref) *ref = (lr_conn_ref_t){c, c->id};
+    c->proxy = proxy;
+    snprintf(c->hop, sizeof c->hop, "%s", hop ? hop : "");
+    c->hop_port = hop_port;
     lr_fcntl(fd, F_SETFL, lr_fcntl(fd, F_GETFL, 0) | O_NONBLOCK);
     bool ok = register_conn(c);
     struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP, .data.ptr = c};
@@ -257,4 +267,14 @@ bool lr_responder_add(int fd, const char *host, int port, const char *scheme, vo
         lr_conn_free(c);
     }
     return ok;
+}
+
+bool lr_responder_add(int fd, const char *host, int port, const char *scheme, lr_conn_ref_t *ref)
+{
+    return add(fd, host, port, scheme, false, NULL, 0, ref);
+}
+
+bool lr_responder_add_proxy(int fd, const char *host, int port, const char *hop, int hop_port)
+{
+    return add(fd, host, port, "http", true, hop, hop_port, NULL);
 }

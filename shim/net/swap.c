@@ -6,6 +6,7 @@
 #include "base/real.h"
 #include "net/dest.h"
 #include "net/fdtable.h"
+#include "net/proxy.h"
 #include "net/responder.h"
 #include <dirent.h>
 #include <errno.h>
@@ -125,14 +126,15 @@ static int swap_in(int fd, const struct sockaddr *sa, socklen_t len, const char 
         struct epoll_event ev = {.events = regs[i].events, .data.u64 = regs[i].data};
         epoll_ctl(regs[i].epfd, EPOLL_CTL_ADD, fd, &ev);
     }
-    void *conn;
-    unsigned long long id;
-    if (!lr_responder_add(sv[1], host, port, "http", &conn, &id)) {
+    /* the client's configured proxy: its CONNECTs to recorded hosts are answered (net/proxy.c) */
+    bool hop = lr_proxy_is_hop(host, port);
+    lr_conn_ref_t ref = {NULL, 0};
+    if (!(hop ? lr_responder_add_proxy(sv[1], host, port, host, port) : lr_responder_add(sv[1], host, port, "http", &ref))) {
         real.close(sv[1]);
         errno = ECONNREFUSED;
         return -1;
     }
-    lr_fdt_set_conn(fd, conn, id);
+    if (ref.conn) lr_fdt_set_conn(fd, ref.conn, ref.id); /* a proxy hop is never answered inline */
     lr_debug("connect to %s:%d on fd %d answered in-process", host, port, fd);
     return 0;
 }

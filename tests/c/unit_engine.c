@@ -804,7 +804,8 @@ static void test_render(void)
     }
     const char *nomap = dq("{'a':1}");
     size_t ml;
-    check(lr_rec_apply_id_mapping(nomap, strlen(nomap), &ml) == NULL, "render.id_mapping.none", "mapped without a mapping");
+    const char *refused;
+    check(lr_rec_apply_id_mapping(nomap, strlen(nomap), &ml, &refused) == NULL, "render.id_mapping.none", "mapped without a mapping");
 
     /* A recording that vanished after indexing: a 500 saying so, not a crash. */
     path = write_text("gone.json", REC("POST", CHAT_URL, "/v1/chat/completions", "{'model':'m1','messages':[4]}",

@@ -278,6 +278,14 @@ static const chunked_t chunked[] = {
 };
 #define NCHUNKED (sizeof chunked / sizeof chunked[0])
 
+/* One chunked body decoded from its start: out cleared, a fresh decode state. */
+static long dechunk(const char *buf, size_t len, buf_t *out, size_t max)
+{
+    lr_dechunk_t st = {0};
+    out->len = 0;
+    return lr_http_dechunk(buf, len, out, max, &st);
+}
+
 /* The body decodes completely, with the next request after it too; every strict prefix asks
  * for more. */
 static void test_chunked_prefixes(void)
@@ -292,17 +300,17 @@ static void test_chunked_prefixes(void)
         current = name;
         int bad = 0;
         for (size_t k = 0; k < len; k++) {
-            long n = lr_http_dechunk(guard_put(&G, in, k), k, &out, 1 << 20);
+            long n = dechunk(guard_put(&G, in, k), k, &out, 1 << 20);
             if (n != -2 && !bad++) snprintf(why, sizeof why, "prefix of %zu bytes gave %ld, not -2", k, n);
         }
-        buf_adds(&out, "stale"); /* out is cleared first */
-        long n = lr_http_dechunk(guard_put(&G, in, len), len, &out, 1 << 20);
+        buf_adds(&out, "stale"); /* a fresh decode clears out first */
+        long n = dechunk(guard_put(&G, in, len), len, &out, 1 << 20);
         size_t blen = strlen(chunked[i].body);
         if ((n != (long)len || out.len != blen || memcmp(out.data ? out.data : "", chunked[i].body, blen)) && !bad++)
             snprintf(why, sizeof why, "the whole body gave %ld and %zu bytes", n, out.len);
         char more[512];
         snprintf(more, sizeof more, "%sPOST / HTTP/1.1\r\n", in);
-        n = lr_http_dechunk(guard_put(&G, more, strlen(more)), strlen(more), &out, 1 << 20);
+        n = dechunk(guard_put(&G, more, strlen(more)), strlen(more), &out, 1 << 20);
         if (n != (long)len && !bad++) snprintf(why, sizeof why, "with a request after it gave %ld, not %zu", n, len);
         check(!bad, name, "%d bad, first: %s", bad, why);
     }
@@ -317,9 +325,11 @@ static long feed_bytewise(const char *in, size_t len, buf_t *out, size_t max)
     char *acc = malloc(len ? len : 1);
     if (!acc) return -1;
     long done = 0;
+    lr_dechunk_t st = {0}; /* the incremental API: each call goes on where the last stopped */
+    out->len = 0;
     for (size_t k = 1; k <= len && !done; k++) {
         acc[k - 1] = in[k - 1];
-        long n = lr_http_dechunk(guard_put(&G, acc, k), k, out, max);
+        long n = lr_http_dechunk(guard_put(&G, acc, k), k, out, max, &st);
         if (n == -1) { done = -1; break; }
         if (n >= 0) done = (long)k;
     }
@@ -390,10 +400,10 @@ static void test_chunked_malformed(void)
         snprintf(name, sizeof name, "http.chunked.malformed[%zu]", i);
         current = name;
         int bad = 0;
-        long n = lr_http_dechunk(guard_put(&G, in, len), len, &out, 1 << 20);
+        long n = dechunk(guard_put(&G, in, len), len, &out, 1 << 20);
         if (n != -1 && !bad++) snprintf(why, sizeof why, "gave %ld, not -1", n);
         for (size_t k = 0; k < len; k++) {
-            n = lr_http_dechunk(guard_put(&G, in, k), k, &out, 1 << 20);
+            n = dechunk(guard_put(&G, in, k), k, &out, 1 << 20);
             if (n != -1 && n != -2 && !bad++) snprintf(why, sizeof why, "prefix of %zu bytes gave %ld", k, n);
         }
         check(!bad, name, "%s: %s", in, why);
@@ -401,9 +411,9 @@ static void test_chunked_malformed(void)
     /* over the limit, in one chunk or across several */
     current = "http.chunked.limit";
     const char *one = "5\r\nhello\r\n0\r\n\r\n", *two = "3\r\nabc\r\n3\r\ndef\r\n0\r\n\r\n";
-    check(lr_http_dechunk(guard_put(&G, one, strlen(one)), strlen(one), &out, 4) == -1 &&
-              lr_http_dechunk(guard_put(&G, two, strlen(two)), strlen(two), &out, 5) == -1 &&
-              lr_http_dechunk(guard_put(&G, two, strlen(two)), strlen(two), &out, 6) == (long)strlen(two),
+    check(dechunk(guard_put(&G, one, strlen(one)), strlen(one), &out, 4) == -1 &&
+              dechunk(guard_put(&G, two, strlen(two)), strlen(two), &out, 5) == -1 &&
+              dechunk(guard_put(&G, two, strlen(two)), strlen(two), &out, 6) == (long)strlen(two),
           "http.chunked.limit", "a body over max was not refused, or one at max was");
     buf_free(&out);
 }
@@ -424,7 +434,7 @@ static void test_chunked_mutations(void)
             for (size_t s = 0; s < sizeof subst; s++) {
                 memcpy(m, chunked[i].in, len);
                 m[at] = (char)subst[s];
-                long n = lr_http_dechunk(guard_put(&G, m, len), len, &out, 1 << 20);
+                long n = dechunk(guard_put(&G, m, len), len, &out, 1 << 20);
                 if ((n < -2 || n == 0 || n > (long)len || (n > 0 && out.len > (size_t)n)) && !bad++)
                     snprintf(why, sizeof why, "body %zu, byte %zu = 0x%02x gave %ld", i, at, subst[s], n);
             }
