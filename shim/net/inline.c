@@ -3,10 +3,10 @@
  * answer is in the socket pair when the client reads (no trip to the responder thread and
  * back). The bytes go straight into the connection's input, never through the pair.
  *
- * The loop and the hook never work on a connection at once: each holds its lock. The hook
- * first takes what the pair already holds (bytes written by a path no hook sees), so the
- * order of the client's bytes is kept. Only replay without pacing (or faults) is answered
- * here, and only on a connection that is idle, speaks HTTP/1 (plain, or hooked TLS) and has
+ * The loop and the hook never work on a connection at once: each holds its lock. When the
+ * pair already holds bytes (written by a path no hook sees) or the client shut its side down,
+ * the bytes go the real way, after them, and the loop reads them all: the client's order and
+ * EPIPE are kept. Only replay without pacing is answered here, and only on a connection that is idle, speaks HTTP/1 (plain, or hooked TLS) and has
  * had a first request answered by the loop (which tells HELLO, ClientHello, h2 and HTTP/1
  * apart). Whatever the answer leaves to do (a large answer waiting for the client to read, a
  * connection to close) goes back to the loop. */
@@ -26,7 +26,8 @@
 
 static unsigned long long answered; /* requests answered in callers' threads (debug, tests) */
 
-/* Replay, unpaced, no fault rule: decided once (the settings never change). */
+/* Replay, unpaced: decided once (the settings never change). Fault injection, when there is
+ * any, must go through the loop too. */
 static bool mode_allows(void)
 {
     static int ok = -1;
