@@ -34,6 +34,12 @@ typedef struct {
     const char *lib;          /* LLMREPLAY_LIB (the CLI's) */
     bool cache;               /* LLMREPLAY_CACHE (off: no persistent index) */
     const char *cache_dir;    /* LLMREPLAY_CACHE_DIR, else $XDG_CACHE_HOME/llmreplay, else ~/.cache/llmreplay */
+    const char *faults;       /* LLMREPLAY_FAULTS: fault rules (engine/faults.c parses them) */
+    const char *fault_log;    /* LLMREPLAY_FAULT_LOG */
+    const char *fault_file;   /* LLMREPLAY__FAULT_FILE: fired rules, for llmreplay run --strict */
+    unsigned long long seed;  /* LLMREPLAY_SEED */
+    bool seed_set;
+    double speed;             /* LLMREPLAY_SPEED: pacing divided by it; 0: none */
 } lr_config_t;
 
 /* The settings of this process, read on first use (cheap: no I/O). Never NULL. */

@@ -58,16 +58,19 @@ static void start_answer(lr_conn_t *c, lr_response_t *r)
         h.len -= 2; /* reopen the head for one more header */
         buf_adds(&h, "Connection: close\r\n\r\n");
     }
-    buf_add(&c->out, h.data, h.len);
-    buf_free(&h);
     c->pace_ms = r->stream ? lr_pace_setting() : 0; /* -1: the recorded timing */
     c->due = 0;
+    if (c->head_only) c->fault.on = false;
+    if (c->fault.on) lr_conn_fault_start(c, &h); /* takes the head */
+    else buf_add(&c->out, h.data, h.len);
+    buf_free(&h);
     if (c->head_only) c->next_ev = r->nevents;
 }
 
 /* Queue events that are due; each is written on its own so a client sees them one by one. */
 static bool pump(lr_conn_t *c)
 {
+    if (c->fault.on && c->resp) return lr_conn_fault_pump(c);
     while (c->resp) {
         lr_response_t *r = c->resp;
         if (c->next_ev < r->nevents) {
@@ -187,7 +190,7 @@ static void answer(lr_conn_t *c, const char *body, size_t len)
                  c->method, c->url);
         r = lr_render_error(OP_CHAT, 404, "invalid_request_error", "llmreplay_not_an_llm_endpoint", msg);
     } else {
-        r = lr_engine_serve(c->method, c->url, body, len);
+        r = lr_fault_serve(c->method, c->url, body, len, &c->fault);
     }
     if (r) start_answer(c, r);
     else refuse(c, 500, "llmreplay: out of memory");
@@ -297,6 +300,7 @@ lr_conn_t *lr_conn_new(int fd, const char *host, int port, const char *scheme)
     lr_conn_t *c = calloc(1, sizeof *c);
     if (!c) return NULL;
     c->fd = fd;
+    c->client_fd = -1;
     c->scheme = scheme;
     c->max_request = lr_cfg()->max_request_bytes;
     c->upstream_ca = lr_cfg()->upstream_ca;
@@ -310,6 +314,8 @@ void lr_conn_free(lr_conn_t *c)
 {
     if (c->fd >= 0) lr_close(c->fd);
     lr_response_free(c->resp);
+    lr_fault_plan_free(&c->fault);
+    buf_free(&c->fault_head);
     buf_free(&c->in);
     buf_free(&c->out);
     buf_free(&c->fwd_headers);

@@ -5,6 +5,7 @@
 #ifndef LR_CONN_H
 #define LR_CONN_H
 #include "base/util.h"
+#include "engine/faults.h"
 #include "engine/render.h"
 #include <stdbool.h>
 #include <stddef.h>
@@ -37,6 +38,14 @@ typedef struct lr_conn {
     int minor;          /* HTTP/1.minor of the request being answered */
     buf_t fwd_headers;  /* its headers, for an upstream call */
     int upstream;       /* an upstream call owns the connection's output (atomic) */
+    /* fault injection (conn_fault.c) */
+    int client_fd;          /* the application's end, to reset the connection (-1: unknown) */
+    unsigned long client_ino;
+    lr_fplan_t fault;       /* the fault rule applied to the answer being written */
+    double fault_pace;      /* the pacing in force (c->pace_ms only marks the connection as timed) */
+    buf_t fault_head;       /* the head, held back until the fault lets it go */
+    int fault_break;        /* LR_FS_RESET or LR_FS_EOF once the queued bytes are out; 0: none */
+    bool fault_stuck;       /* stalled until the client gives up */
 } lr_conn_t;
 
 /* conn.c: the HTTP side */
@@ -49,6 +58,11 @@ void lr_conn_service(lr_conn_t *c);
 /* Write what is queued; false when the connection is gone. */
 bool lr_conn_flush(lr_conn_t *c);
 static inline bool lr_conn_upstream_busy(const lr_conn_t *c) { return __atomic_load_n(&c->upstream, __ATOMIC_ACQUIRE) != 0; }
+
+/* conn_fault.c: an answer under a fault rule. start takes the head (h); pump replaces conn.c's
+ * pump while c->fault.on; false when the connection is gone. */
+void lr_conn_fault_start(lr_conn_t *c, buf_t *h);
+bool lr_conn_fault_pump(lr_conn_t *c);
 
 /* hello.c: what comes first on a connection; false while HELLO is incomplete. */
 bool lr_hello_sniff(lr_conn_t *c);

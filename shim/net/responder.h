@@ -5,6 +5,7 @@
 
 /* Serve the server end fd of a socketpair; host and port are where the client connected,
  * scheme is "http" (or "https" for TLS seen in plaintext). Starts the loop on first use (again
- * in a forked child). Takes ownership of fd. */
-bool lr_responder_add(int fd, const char *host, int port, const char *scheme);
+ * in a forked child). Takes ownership of fd. client_fd and client_ino name the application's
+ * end (its descriptor number and inode), which a fault rule's reset needs; -1 and 0: unknown. */
+bool lr_responder_add(int fd, const char *host, int port, const char *scheme, int client_fd, unsigned long client_ino);
 #endif

@@ -205,12 +205,14 @@ static bool register_conn(lr_conn_t *c)
     return ok;
 }
 
-bool lr_responder_add(int fd, const char *host, int port, const char *scheme)
+bool lr_responder_add(int fd, const char *host, int port, const char *scheme, int client_fd, unsigned long client_ino)
 {
     lr_tls_term_prepare();
     lr_hello_ack(); /* made now: a connection made before a fork is acknowledged alike */
     lr_conn_t *c = lr_conn_new(fd, host, port, scheme);
     if (!c) return false;
+    c->client_fd = client_fd;
+    c->client_ino = client_ino;
     lr_fcntl(fd, F_SETFL, lr_fcntl(fd, F_GETFL, 0) | O_NONBLOCK);
     bool ok = register_conn(c);
     struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP, .data.ptr = c};

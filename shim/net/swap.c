@@ -125,7 +125,7 @@ static int swap_in(int fd, const struct sockaddr *sa, socklen_t len, const char 
         struct epoll_event ev = {.events = regs[i].events, .data.u64 = regs[i].data};
         epoll_ctl(regs[i].epfd, EPOLL_CTL_ADD, fd, &ev);
     }
-    if (!lr_responder_add(sv[1], host, port, "http")) {
+    if (!lr_responder_add(sv[1], host, port, "http", fd, (unsigned long)st.st_ino)) {
         real.close(sv[1]);
         errno = ECONNREFUSED;
         return -1;
