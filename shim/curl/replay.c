@@ -196,7 +196,7 @@ bool send_headers(shadow_t *s, xfer_t *x)
     s->status = r->status;
     s->content_type = r->content_type;
     s->content_length = r->stream ? -1 : (curl_off_t)r->body_len;
-    s->t_first = x->pace_ms != 0 ? elapsed(s) : 0;
+    s->t_first = x->pace_ms != 0 || x->fault.on ? elapsed(s) : 0;
     if (s->failonerror && r->status >= 400) {
         set_error(s, "The requested URL returned error: %d", r->status);
         x->result = CURLE_HTTP_RETURNED_ERROR;

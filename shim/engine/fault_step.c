@@ -74,6 +74,11 @@ static int head_step(lr_fplan_t *p, lr_fstep_t *st)
         st->wait_ms = p->delay_ms;
         return LR_FS_STALL;
     }
+    if (p->stall_head && !p->stalled) {
+        p->stalled = true;
+        st->wait_ms = p->stall_ms;
+        return LR_FS_STALL;
+    }
     if (p->reset_head) return LR_FS_RESET;
     st->data = NULL;
     st->len = st->chunk_len = 0;

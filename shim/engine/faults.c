@@ -20,7 +20,7 @@ const char lr_fault_grammar[] =
     "RULE is FIELD[:FIELD]... (rules separated by commas); selectors: an operation (chat, completions, "
     "embeddings, models, responses, messages, generate, ollama), model=GLOB, path=GLOB, host=GLOB, nth=N, "
     "every=N, first=N, p=0..1; actions: status=CODE [retry-after=S], reset, reset-after=N, "
-    "reset-after-bytes=N, stall-after=N [stall-for=DUR], truncate, malformed[=N], error-after=N, "
+    "reset-after-bytes=N, stall, stall-after=N [stall-for=DUR], truncate, malformed[=N], error-after=N, "
     "delay=DUR, event-delay=DUR, jitter=DUR (DUR: 250, 250ms or 2s)";
 
 typedef struct {
@@ -89,6 +89,7 @@ static bool bare_field(rule_t *r, const char *f, bool *action)
     *action = true;
     if (!strcmp(f, "reset")) r->plan.reset_head = true;
     else if (!strcmp(f, "truncate")) r->plan.truncate = true;
+    else if (!strcmp(f, "stall")) r->plan.stall_head = true;
     else if (!strcmp(f, "malformed")) r->plan.malformed = 1;
     else return false;
     return true;
@@ -142,13 +143,14 @@ static void rule_free(rule_t *r)
 static const char *conflict(const rule_t *r)
 {
     const lr_fplan_t *p = &r->plan;
-    bool stream = p->reset_head || p->reset_after >= 0 || p->reset_bytes >= 0 || p->stall_after >= 0 ||
+    bool stream = p->reset_head || p->stall_head || p->reset_after >= 0 || p->reset_bytes >= 0 || p->stall_after >= 0 ||
                   p->truncate || p->malformed || p->error_after >= 0;
     bool timing = p->delay_ms > 0 || p->event_ms > 0 || p->jitter_ms > 0;
     if (r->status && stream) return "status= cannot be combined with a stream action";
     if (!r->status && !stream && !timing) return "no action";
     if (r->retry_after >= 0 && !r->status) return "retry-after= needs status=";
-    if (p->stall_ms > 0 && p->stall_after < 0) return "stall-for= needs stall-after=";
+    if (p->stall_ms > 0 && p->stall_after < 0 && !p->stall_head) return "stall-for= needs stall or stall-after=";
+    if (p->stall_head && p->stall_after >= 0) return "stall and stall-after= are one stall each: use one";
     return NULL;
 }
 

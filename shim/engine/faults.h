@@ -14,9 +14,10 @@ typedef struct {
     bool on;            /* a rule fired */
     int op;             /* lr_op_t of the request: whose error shapes */
     bool reset_head;    /* reset before any byte of the answer */
+    bool stall_head;    /* stall before any byte of the answer */
     int reset_after;    /* reset after this many events (-1: no) */
     long reset_bytes;   /* reset after this many body bytes (-1: no) */
-    int stall_after;    /* stop after this many events (-1: no) */
+    int stall_after;    /* stop after the head and this many events (-1: no) */
     double stall_ms;    /* for that long (0: until the client gives up) */
     bool truncate;      /* the last event cut in half, then the connection closes (EOF) */
     int malformed;      /* this event (1-based) is sent as broken JSON (0: no) */
