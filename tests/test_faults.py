@@ -212,3 +212,51 @@ def test_speed_delay_and_event_delay():
     first, _ = total(LLMREPLAY_FAULTS="chat:delay=400ms")
     assert first >= 0.35, first
     assert total(LLMREPLAY_FAULTS="chat:event-delay=30:jitter=10")[1] > 0.6
+
+
+ASAN_RULES = [  # rule, the libcurl result of each of 4 identical requests
+    ("chat:every=2:reset-after=3", [0, 56, 0, 56]),
+    ("chat:first=1:truncate", [18, 0, 0, 0]),
+    ("chat:malformed=2:event-delay=2:jitter=2", [0, 0, 0, 0]),
+    ("chat:error-after=1", [0, 0, 0, 0]),
+    ("chat:nth=3:status=429", [0, 0, 0, 0]),
+    ("chat:reset-after-bytes=333", [56, 56, 56, 56]),
+    ("chat:stall-after=1:stall-for=30", [0, 0, 0, 0]),
+    ("chat:delay=5:reset", [56, 56, 56, 56]),
+]
+
+
+def _asan_client(mode, rule, tmp):
+    from lib import TESTS, asan_env
+    body = os.path.join(tmp, "body.json")
+    with open(body, "w") as f:
+        f.write(request_body(load(SEED)))
+    jf = os.path.join(tmp, "jobs")
+    with open(jf, "w") as f:
+        for k in range(4):
+            f.write(f"POST\thttps://api.openai.com/v1/chat/completions\t{body}\t{tmp}/out{k}\n")
+    env = asan_env(shim_env(SEED_DIR, LLMREPLAY_FAULTS=rule))
+    r = run([os.path.join(TESTS, "asan_replay_client"), mode, jf], env=env, timeout=120)
+    assert r.returncode in (0, 1), (mode, rule, r.returncode, r.stderr.decode()[-3000:])
+    rcs = []
+    for k in range(4):
+        data = open(f"{tmp}/out{k}", "rb").read()
+        rcs.append(int(data[data.rindex(b"END "):].split()[1]))
+    return rcs
+
+
+def test_faults_under_asan_libcurl_easy_multi_and_sockets():
+    tmp = tmpdir()
+    try:
+        for rule, want in ASAN_RULES:
+            assert _asan_client("easy", rule, tmp) == want, ("easy", rule)
+            assert sorted(_asan_client("multi", rule, tmp)) == sorted(want), ("multi", rule)
+        from lib import asan_env
+        for rule in ("chat:reset-after=3", "chat:truncate", "chat:malformed", "chat:stall-after=1:stall-for=20",
+                     "status=529", "chat:error-after=2:event-delay=1:jitter=1"):
+            env = asan_env(shim_env(SEED_DIR, LLMREPLAY_FAULTS=rule))
+            r = run(_unshare() + [PY, "-c", PY_STREAM, "requests", "http://api.openai.com/v1/chat/completions",
+                                  json.dumps(SEED_BODY)], env=env, timeout=60)
+            assert r.returncode == 0 and b"ERROR: AddressSanitizer" not in r.stderr, (rule, r.stderr.decode()[-3000:])
+    finally:
+        rmtree(tmp)

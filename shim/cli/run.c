@@ -40,7 +40,7 @@ static const char *const usage_run =
     "NODE_EXTRA_CA_CERTS to its ca.pem, and SSL_CERT_FILE, REQUESTS_CA_BUNDLE and CURL_CA_BUNDLE to\n"
     "ca-bundle.pem (the system CAs plus llmreplay's); one already set names a copy of its file with\n"
     "llmreplay's CA appended (see llmreplay ca).\n"
-    "Exit status: CMD's; with --strict and misses, CMD's if non-zero, else 3.\n";
+    "Exit status: CMD's; with --strict and misses (or a fault rule that never fired), CMD's if non-zero, else 3.\n";
 
 static char *find_library(void)
 {

@@ -85,7 +85,7 @@ static int next_timeout(void)
     pthread_mutex_lock(&resp_lock);
     for (int i = 0; i < nconns; i++) {
         lr_conn_t *c = conns[i];
-        if (c->resp && c->pace_ms != 0 && c->next_ev < c->resp->nevents && !c->want_out) {
+        if (c->resp && c->pace_ms != 0 && (c->next_ev < c->resp->nevents || c->fault.on) && !c->want_out) {
             double left = c->due - now;
             if (best < 0 || left < best) best = left;
         }
