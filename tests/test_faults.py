@@ -113,6 +113,7 @@ CURL_CASES = [  # rule, extra curl options, exit status
     ("chat:truncate", [], 18),
     ("chat:stall-after=2", ["-m", "1"], 28),
     ("chat:stall", ["-m", "1"], 28),
+    ("chat:stall-after=1", ["-y", "1", "-Y", "1"], 28),  # curl --speed-time: gives up on its own
     ("chat:error-after=2", [], 0),
     ("chat:malformed", [], 0),
 ]

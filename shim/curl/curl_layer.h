@@ -76,6 +76,7 @@ typedef struct shadow {
     void *debug_data;
     char *errorbuffer;
     long timeout_ms;
+    long low_speed_limit, low_speed_time; /* CURLOPT_LOW_SPEED_*: a fault's stall ends the transfer */
     struct curl_slist *headers; /* CURLOPT_HTTPHEADER (the application keeps it alive) */
     void *tee;                  /* an upstream transfer running in a multi handle */
     int in_cb;                  /* inside one of the application's callbacks for a replay */
@@ -106,7 +107,9 @@ struct xfer {
     size_t body_len;
     lr_fplan_t fault;  /* a fault rule's plan for this answer (curl/fault.c) */
     lr_fstep_t fstep;  /* the fault step being delivered (a paused write resumes it) */
-    bool fstep_open, fault_stuck;
+    bool fstep_open;
+    double stall_until; /* inside a fault's stall until then (0: not stalled) */
+    double stall_start;
 };
 
 typedef struct mshadow {

@@ -1,7 +1,8 @@
 /* A replay under a fault rule, with the results libcurl gives for the same server failure:
  * a reset is CURLE_RECV_ERROR ("Recv failure: Connection reset by peer"), a close mid-body
  * CURLE_PARTIAL_FILE, a stall CURLE_OPERATION_TIMEDOUT once the program's CURLOPT_TIMEOUT(_MS)
- * passes (with none, it waits as libcurl would: until the program gives up). */
+ * passes or below its CURLOPT_LOW_SPEED_LIMIT for CURLOPT_LOW_SPEED_TIME (with neither, it waits
+ * as libcurl would: until the program gives up, e.g. from its progress callback). */
 #include "curl/curl_layer.h"
 #include <string.h>
 
@@ -51,19 +52,45 @@ static bool deliver(xfer_t *x)
     return true;
 }
 
+/* Inside a stall (or the delay before the head): true while it lasts. libcurl calls the progress
+ * callback about once a second while nothing arrives, so a program can give up from there. */
+static bool stalled(xfer_t *x)
+{
+    double now = lr_now();
+    shadow_t *s = x->sh;
+    if (!x->stall_until) return false;
+    if (now >= x->stall_until) { x->stall_until = 0; return false; }
+    if (!progress(s, x)) { x->done = true; return true; }
+    /* nothing arrives: below any CURLOPT_LOW_SPEED_LIMIT, for CURLOPT_LOW_SPEED_TIME seconds */
+    if (s->low_speed_limit > 0 && s->low_speed_time > 0 && now - x->stall_start >= (double)s->low_speed_time) {
+        set_error(s, "Operation too slow. Less than %ld bytes/sec transferred the last %ld seconds", s->low_speed_limit,
+                  s->low_speed_time);
+        x->result = CURLE_OPERATION_TIMEDOUT;
+        x->done = true;
+        s->t_total = elapsed(s);
+        return true;
+    }
+    double next = x->stall_until < now + 1 ? x->stall_until : now + 1;
+    if (s->low_speed_limit > 0 && s->low_speed_time > 0 && x->stall_start + (double)s->low_speed_time < next)
+        next = x->stall_start + (double)s->low_speed_time;
+    wait_until(x, next);
+    return true;
+}
+
 void xfer_fault_step(xfer_t *x)
 {
     shadow_t *s = x->sh;
     if (s->timeout_ms > 0 && elapsed(s) * 1000 >= (double)s->timeout_ms) { fail(x, CURLE_OPERATION_TIMEDOUT); return; }
-    if (x->fault_stuck) { wait_until(x, lr_now() + 3600); return; }
+    if (stalled(x)) return;
     if (x->fstep_open) {
         if (!deliver(x) || ends(x, x->fstep.then)) return;
     } else {
         lr_fstep_t st;
         int i = x->next, k = lr_fault_step(&x->fault, x->resp, i, &st);
         if (k == LR_FS_STALL) {
-            if (st.wait_ms <= 0) x->fault_stuck = true;
-            wait_until(x, lr_now() + (st.wait_ms > 0 ? st.wait_ms / 1000 : 3600));
+            x->stall_start = lr_now();
+            x->stall_until = st.wait_ms > 0 ? x->stall_start + st.wait_ms / 1000 : 1e300; /* 0: until the program gives up */
+            stalled(x);
             return;
         }
         if (ends(x, k)) return;

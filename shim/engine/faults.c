@@ -40,6 +40,11 @@ static pthread_once_t rules_once = PTHREAD_ONCE_INIT;
 static rule_t *rules;
 static int nrules;
 
+/* A fork while another thread decides leaves the child a usable lock. */
+static void fork_prepare(void) { pthread_mutex_lock(&rules_lock); }
+static void fork_release(void) { pthread_mutex_unlock(&rules_lock); }
+__attribute__((constructor)) static void faults_init(void) { pthread_atfork(fork_prepare, fork_release, fork_release); }
+
 static const struct { const char *name; unsigned ops; } op_names[] = {
     {"chat", 1u << OP_CHAT | 1u << OP_OLLAMA_CHAT},
     {"completions", 1u << OP_COMPLETIONS},
