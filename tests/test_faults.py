@@ -261,3 +261,28 @@ def test_faults_under_asan_libcurl_easy_multi_and_sockets():
             assert r.returncode == 0 and b"ERROR: AddressSanitizer" not in r.stderr, (rule, r.stderr.decode()[-3000:])
     finally:
         rmtree(tmp)
+
+
+def test_run_speed_scales_the_recorded_timing():
+    rec = load(SEED)
+    n = len(rec["response"]["body"])
+    rec["response"]["chunk_times_ms"] = [i * 60.0 for i in range(n)]  # recorded 60 ms apart
+    tmp = tmpdir()
+    try:
+        with open(os.path.join(tmp, "timed.json"), "w") as f:
+            json.dump(rec, f)
+        def total(*opts):
+            cmd = [CLI, "run", "-d", tmp, *opts, "--"] + _unshare() + [
+                "curl", "-sS", "-o", "/dev/null", "-w", "%{time_total}", "https://api.openai.com/v1/chat/completions",
+                "-d", request_body(rec)]
+            r = run(cmd, env=shim_env())
+            assert r.returncode == 0, r.stderr
+            return float(r.stdout)
+        recorded = (n - 1) * 0.060
+        assert total("--speed", "1") >= recorded * 0.9
+        assert total("--speed", "4") < recorded / 2
+        assert total("--speed=0") < recorded / 4
+        r = run([CLI, "run", "-d", tmp, "--speed", "fast", "--", "true"], env=shim_env())
+        assert r.returncode == 2 and "--speed fast is not valid" in r.stderr.decode(), r.stderr
+    finally:
+        rmtree(tmp)
