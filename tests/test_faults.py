@@ -67,16 +67,17 @@ def test_anthropic_sdk_retries_a_529_overloaded():
 PY_STREAM = r'''
 import json, sys
 client, url, body = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+timeout = float(sys.argv[4]) if len(sys.argv) > 4 else 10
 lines, err = 0, None
 try:
     if client == "requests":
         import requests
-        with requests.post(url, json=body, stream=True, timeout=10) as r:
+        with requests.post(url, json=body, stream=True, timeout=timeout) as r:
             for line in r.iter_lines():
                 lines += line.startswith(b"data:")
     else:
         import httpx
-        with httpx.stream("POST", url, json=body, timeout=10) as r:
+        with httpx.stream("POST", url, json=body, timeout=timeout) as r:
             for line in r.iter_lines():
                 lines += line.startswith("data:")
 except Exception as e:
@@ -89,9 +90,9 @@ def test_python_requests_and_httpx_see_the_reset_and_the_truncated_stream():
     for client in ("requests", "httpx"):
         for url in ("http://api.openai.com/v1/chat/completions", "https://api.openai.com/v1/chat/completions"):
             got = {}
-            for rule in ("chat:reset-after=3", "chat:truncate", "chat:delay=50"):
+            for rule in ("chat:reset-after=3", "chat:truncate", "chat:delay=50", "chat:stall-after=2"):
                 env = shim_env(SEED_DIR, LLMREPLAY_FAULTS=rule)
-                r = run(_unshare() + [PY, "-c", PY_STREAM, client, url, json.dumps(SEED_BODY)], env=env, timeout=60)
+                r = run(_unshare() + [PY, "-c", PY_STREAM, client, url, json.dumps(SEED_BODY), "0.7"], env=env, timeout=60)
                 got[rule] = json.loads(r.stdout)
             where = (client, url)
             assert got["chat:delay=50"] == {"lines": 24, "error": None}, (where, got)
@@ -102,6 +103,8 @@ def test_python_requests_and_httpx_see_the_reset_and_the_truncated_stream():
             trunc = got["chat:truncate"]
             assert trunc["error"] and trunc["lines"] >= 21, (where, got)
             assert "reset" not in trunc["error"].lower(), (where, got)  # an EOF mid-chunk, not a reset
+            stall = got["chat:stall-after=2"]  # the client's read timeout gives up
+            assert stall["lines"] == 2 and "timed out" in stall["error"].lower(), (where, got)
 
 
 CURL_CASES = [  # rule, extra curl options, exit status
