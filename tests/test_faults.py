@@ -124,10 +124,14 @@ CURL_CASES = [  # rule, extra curl options, exit status
 
 def test_curl_exit_codes_through_the_libcurl_and_socket_layers():
     body = request_body(load(SEED))
-    layers = [("curl,sockets,tls", "https"), ("sockets", "http"), ("sockets,tls", "https")]
+    CA = run([CLI, "ca", "--bundle"], env=shim_env(), check=True).stdout.decode().strip()
+    # the libcurl layer; the socket layer; hooked TLS; TLS terminated by the helper
+    layers = [("curl,sockets,tls", "https"), ("sockets", "http"), ("sockets,tls", "https"), ("sockets", "https")]
     for lay, scheme in layers:
         for rule, opts, want in CURL_CASES:
-            env = shim_env(SEED_DIR, LLMREPLAY_FAULTS=rule, LLMREPLAY_LAYERS=lay)
+            env = shim_env(SEED_DIR, LLMREPLAY_FAULTS=rule, LLMREPLAY_LAYERS=lay, LLMREPLAY_BIN=CLI)
+            if lay == "sockets" and scheme == "https":
+                opts = [*opts, "--cacert", CA]
             cmd = ["curl", "-sS", "-N", *opts, f"{scheme}://api.openai.com/v1/chat/completions",
                    "-H", "Content-Type: application/json", "-d", body]
             r = run(_unshare() + cmd, env=env, timeout=60)

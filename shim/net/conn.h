@@ -41,6 +41,7 @@ typedef struct lr_conn {
     /* fault injection (conn_fault.c) */
     int client_fd;          /* the application's end, to reset the connection (-1: unknown) */
     unsigned long client_ino;
+    bool tls_helper;        /* TLS terminated by the helper: c->fd carries its plaintext */
     lr_fplan_t fault;       /* the fault rule applied to the answer being written */
     double fault_pace;      /* the pacing in force (c->pace_ms only marks the connection as timed) */
     buf_t fault_head;       /* the head, held back until the fault lets it go */

@@ -2,13 +2,15 @@
  * server gives them. A reset is a real ECONNRESET on the client's socketpair end (a socket
  * closed with unread input resets its peer, so one byte is queued to it from the client's end
  * first); EOF is a close mid-body (in the middle of a chunk); a stall writes nothing, for a
- * time or until the client hangs up. Through terminated TLS both are the helper's close. */
+ * time or until the client hangs up. Through terminated TLS the helper does the same to the
+ * TLS side: it gets the client's end, passed with the last plaintext byte (cli/tlsd.c). */
 #include "net/conn.h"
 #include "base/real.h"
 #include "base/util.h"
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 
@@ -25,6 +27,22 @@ void lr_conn_fault_start(lr_conn_t *c, buf_t *h)
     c->fault_stuck = false;
 }
 
+/* The TLS helper resets the TLS side itself: it gets the client's end with a last byte. */
+static void pass_to_helper(lr_conn_t *c, int d)
+{
+    union { struct cmsghdr h; char b[CMSG_SPACE(sizeof(int))]; } cm;
+    memset(&cm, 0, sizeof cm);
+    struct iovec iov = {"!", 1};
+    struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cm.b, .msg_controllen = sizeof cm.b};
+    struct cmsghdr *h = CMSG_FIRSTHDR(&m);
+    h->cmsg_level = SOL_SOCKET;
+    h->cmsg_type = SCM_RIGHTS;
+    h->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(h), &d, sizeof d);
+    ssize_t w = sendmsg(c->fd, &m, MSG_DONTWAIT | MSG_NOSIGNAL);
+    (void)w;
+}
+
 /* Make the client's next read after the queued bytes fail with ECONNRESET: the client's end
  * (checked by inode: the number may have been reused) sends us one byte we never read. */
 static void arm_reset(lr_conn_t *c)
@@ -34,8 +52,11 @@ static void arm_reset(lr_conn_t *c)
     if (d < 0) return;
     struct stat st;
     if (fstat(d, &st) == 0 && (unsigned long)st.st_ino == c->client_ino) {
-        ssize_t w = send(d, "!", 1, MSG_DONTWAIT | MSG_NOSIGNAL);
-        (void)w;
+        if (c->tls_helper) pass_to_helper(c, d);
+        else {
+            ssize_t w = send(d, "!", 1, MSG_DONTWAIT | MSG_NOSIGNAL);
+            (void)w;
+        }
     }
     lr_close(d);
 }

@@ -54,7 +54,7 @@ bool lr_hello_sniff(lr_conn_t *c)
             int fd = lr_tls_terminate(c->fd, c->name);
             c->sniffed = true;
             c->scheme = "https";
-            c->client_fd = -1; /* its end now speaks TLS with the helper: a reset is the helper's close */
+            c->tls_helper = true; /* a reset is the helper's: the client's end goes to it (conn_fault.c) */
             lr_server_watch(c, fd);
             return false; /* the plaintext arrives on the new descriptor */
         }

@@ -23,6 +23,7 @@ try {
   }
   console.log(JSON.stringify({ text: parts.join(""), chunks: parts.length, requests }));
 } catch (e) {
-  console.log(JSON.stringify({ error: e.constructor.name, message: String(e.message), status: e.status ?? null,
+  const cause = e.cause ? `${e.cause.code ?? ""} ${e.cause.message ?? ""}`.trim() : null;
+  console.log(JSON.stringify({ error: e.constructor.name, message: String(e.message), status: e.status ?? null, cause,
                                chunks: parts.length, requests }));
 }
