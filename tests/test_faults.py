@@ -293,3 +293,26 @@ def test_run_speed_scales_the_recorded_timing():
         assert r.returncode == 2 and "--speed fast is not valid" in r.stderr.decode(), r.stderr
     finally:
         rmtree(tmp)
+
+
+def test_each_provider_gets_its_own_error_shapes():
+    def curl(rec_name, url, rule, *opts):
+        rec = load(os.path.join(EXAMPLES, rec_name))
+        env = shim_env(EXAMPLES, LLMREPLAY_FAULTS=rule)
+        r = run(_unshare() + ["curl", "-sS", "-i", *opts, url, "-H", "Content-Type: application/json",
+                              "-d", request_body(rec)], env=env, timeout=30)
+        assert r.returncode == 0, r.stderr
+        return r.stdout.decode()
+    out = curl("ollama-chat.json", "http://localhost:11434/api/chat", "ollama:status=503")
+    assert out.startswith("HTTP/1.1 503") and out.endswith('{"error":"server busy, please try again.  maximum pending requests exceeded"}'), out
+    out = curl("anthropic-messages-stream.json", "https://api.anthropic.com/v1/messages", "messages:status=429:retry-after=3")
+    assert "retry-after: 3" in out and "anthropic-ratelimit-requests-remaining: 0" in out, out
+    assert out.rstrip().endswith('"type":"rate_limit_error","message":"Number of requests has exceeded your rate limit (injected by llmreplay)."}}'), out
+    out = curl("anthropic-messages-stream.json", "https://api.anthropic.com/v1/messages", "status=529")
+    assert out.startswith("HTTP/1.1 529 Overloaded") and '"type":"overloaded_error"' in out, out
+    out = curl("responses-stream.json", "https://api.openai.com/v1/responses", "responses:error-after=1", "-N")
+    assert out.count("event: ") == 2 and "event: error\ndata: {\"type\":\"error\",\"code\":\"server_error\"" in out, out
+    out = curl("openai-chat.json", "https://api.openai.com/v1/chat/completions", "path=/v1/chat/*:model=gpt-4*:status=500")
+    assert out.startswith("HTTP/1.1 500") and '"type":"server_error"' in out and "x-request-id: " in out, out
+    out = curl("openai-chat.json", "https://api.openai.com/v1/chat/completions", "host=api.anthropic.com:status=500")
+    assert out.startswith("HTTP/1.1 200"), out  # the host selector did not match
