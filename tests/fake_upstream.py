@@ -2,13 +2,14 @@
 """A small OpenAI- and Ollama-like upstream for the record-mode tests: deterministic answers,
 streams with delays, recorded errors, a slow first byte; plain HTTP or HTTPS (test CA).
 
-usage: fake_upstream.py [--tls CERT KEY] [--delay-ms N]   (prints the port, serves until killed)"""
+usage: fake_upstream.py [--tls CERT KEY] [--delay-ms N] [--port N]   (prints the port, serves until killed)"""
 import argparse, json, ssl, sys, threading, time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 A = argparse.ArgumentParser()
 A.add_argument("--tls", nargs=2)
 A.add_argument("--delay-ms", type=int, default=20)
+A.add_argument("--port", type=int, default=0)
 ARGS = A.parse_args()
 COUNT = {"n": 0}
 
@@ -80,7 +81,7 @@ class H(BaseHTTPRequestHandler):
                              "usage": {"prompt_tokens": 5, "completion_tokens": len(text), "total_tokens": 5 + len(text)}})
 
 
-srv = ThreadingHTTPServer(("127.0.0.1", 0), H)
+srv = ThreadingHTTPServer(("127.0.0.1", ARGS.port), H)
 if ARGS.tls:
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(*ARGS.tls)

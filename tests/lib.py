@@ -141,11 +141,26 @@ def request_url(rec, base="http://localhost:8000"):
     return base + ep
 
 
+def wire_body(rec):
+    """The body an OpenAI SDK sends for the arguments llama-stack recorded: extra_body merged
+    into the top level (its keys win), extra_headers and extra_query sent elsewhere."""
+    body = rec["request"]["body"]
+    if not isinstance(body, dict):
+        return body
+    body = dict(body)
+    extra = body.pop("extra_body", None)
+    body.pop("extra_headers", None)
+    body.pop("extra_query", None)
+    if isinstance(extra, dict):
+        body.update(extra)
+    return body
+
+
 def request_body(rec):
     ep = endpoint_of(rec)
     if ep in ("/v1/models", "/api/tags", "/api/ps", "/api/version"):
         return None
-    return compact(rec["request"]["body"])
+    return compact(wire_body(rec))
 
 
 def supported(rec):
@@ -195,11 +210,12 @@ def _url(rec):
 
 
 def _key(rec):
+    """What tells requests apart: the endpoint asked (recordings of the same body under chat
+    and completions each answer their own endpoint), the wire body, the host."""
     ep = endpoint_of(rec)
-    cls = {"/v1/completions": "/v1/chat/completions", "/api/embeddings": "/api/embed"}.get(ep, ep)
     listing = ep in ("/v1/models", "/api/tags", "/api/ps", "/api/version")
-    body = None if listing else json.dumps(canon(rec["request"]["body"]), sort_keys=True)
-    return (cls, body, hostport(rec["request"].get("url", "")) or "http://localhost:8000")
+    body = None if listing else json.dumps(canon(wire_body(rec)), sort_keys=True)
+    return (ep, body, hostport(rec["request"].get("url", "")) or "http://localhost:8000")
 
 
 def distinct_requests(files):

@@ -162,28 +162,30 @@ s = ctx.wrap_socket(socket.create_connection(("api.openai.com", 443)), server_ho
 print(s.selected_alpn_protocol())
 '''
 
-H2_NODE = r'''
-const http2 = require("node:http2");
-const s = http2.connect("https://api.openai.com");
+ALPN_NODE = r'''
+const tls = require("node:tls");
+const s = tls.connect({ host: "api.openai.com", port: 443, servername: "api.openai.com", ALPNProtocols: process.argv[1].split(",") });
 s.on("error", (e) => { console.log("error " + e.code); process.exit(0); });
-s.on("connect", () => { console.log("connected"); process.exit(1); });
+s.on("secureConnect", () => { console.log("selected " + s.alpnProtocol); s.end(); });
 '''
 
 
-def test_h2_only_clients_get_a_clear_error():
+def test_alpn_selects_http11_else_h2_and_refuses_others():
+    """HTTP/1.1 whenever offered, h2 when only it is (the responder then speaks h2), and a
+    clear refusal for a list with neither: hooked TLS (Python) and terminated TLS (Node)."""
     env = shim_env(EXAMPLES)
-    r = run(_unshare() + [PY, "-c", H2_PY, "h2"], env=env)
+    for offer, want in (("h2", b"h2"), ("h2,http/1.1", b"http/1.1")):
+        r = run(_unshare() + [PY, "-c", H2_PY, offer], env=env, check=True)
+        assert r.stdout.strip() == want, (offer, r.stdout)
+    r = run(_unshare() + [PY, "-c", H2_PY, "spdy/3.1"], env=env)
     err = r.stderr.decode()
     assert r.returncode != 0 and "NO_APPLICATION_PROTOCOL" in err, err[-1500:]
-    assert "offered only h2 (ALPN); llmreplay answers HTTP/1.1 only" in err, err[-1500:]
-    # offering HTTP/1.1 too is fine: it is the protocol selected
-    r = run(_unshare() + [PY, "-c", H2_PY, "h2,http/1.1"], env=env, check=True)
-    assert r.stdout.strip() == b"http/1.1", r.stdout
-    # Node (terminated TLS): the helper refuses the handshake and says why
+    assert "offered only spdy/3.1 (ALPN); llmreplay answers HTTP/1.1 and h2 only" in err, err[-1500:]
     env["NODE_EXTRA_CA_CERTS"] = _ca_file(env)
-    r = run(_unshare() + ["node", "-e", H2_NODE], env=env, check=True)
-    assert r.stdout.startswith(b"error"), r.stdout
-    assert b"offered only h2 (ALPN)" in r.stderr, r.stderr[-1500:]
+    for offer, want in (("h2", b"selected h2"), ("h2,http/1.1", b"selected http/1.1"), ("spdy/3.1", b"error")):
+        r = run(_unshare() + ["node", "-e", ALPN_NODE, offer], env=env, check=True)
+        assert r.stdout.startswith(want), (offer, r.stdout)
+    assert b"offered only spdy/3.1 (ALPN)" in r.stderr, r.stderr[-1500:]
 
 
 LOCAL_TLS = r'''

@@ -1,5 +1,5 @@
-"""The C unit tests of the engine (tests/c/unit_engine.c) and of the HTTP parser
-(tests/c/unit_http.c), one sub-result per check line, in the
+"""The C unit tests of the engine (tests/c/unit_engine.c, tests/c/unit_ops.c) and of the HTTP
+parser (tests/c/unit_http.c), one sub-result per check line, in the
 plain build and in the ASan+UBSan build with leak checking on."""
 import os, subprocess
 from lib import ROOT, TESTS
@@ -50,5 +50,16 @@ def test_unit_http():
 
 def test_unit_http_asan():
     yield from _unit("asan_unit_http",
+                     _env(ASAN_OPTIONS="detect_leaks=1:abort_on_error=0",
+                          UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"))
+
+
+def test_unit_ops():
+    # tests/c/unit_ops.c: a made-up operation added as one table row; stable keys; index rebuilt.
+    yield from _unit("unit_ops", _env())
+
+
+def test_unit_ops_asan():
+    yield from _unit("asan_unit_ops",
                      _env(ASAN_OPTIONS="detect_leaks=1:abort_on_error=0",
                           UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"))

@@ -49,6 +49,7 @@ static const setting_t settings[] = {
     {"LLMREPLAY_SPEED", K_MS, F(speed), "1", "a factor >= 0 such as 2 or 0.5 (0: no pacing)", false},
     {"LLMREPLAY__STRICT_FILE", K_STR, F(strict_file), NULL, "a file", true},
     {"LLMREPLAY__FAULT_FILE", K_STR, F(fault_file), NULL, "a file", true},
+    {"LLMREPLAY__RUN", K_STR, F(run), NULL, "1", true},
 };
 #define NSET (sizeof settings / sizeof settings[0])
 

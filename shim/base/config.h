@@ -16,6 +16,7 @@ typedef struct {
     const char *redact;       /* LLMREPLAY_REDACT */
     const char *miss_log;     /* LLMREPLAY_MISS_LOG */
     const char *strict_file;  /* LLMREPLAY__STRICT_FILE: set by llmreplay run --strict */
+    const char *run;          /* LLMREPLAY__RUN: set by llmreplay run (the CA variables are exported) */
     double pace_ms;           /* LLMREPLAY_PACE_MS */
     bool pace_recorded;       /* LLMREPLAY_PACE=recorded */
     int log_level;            /* LLMREPLAY_LOG, as LR_QUIET..LR_DEBUG */

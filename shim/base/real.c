@@ -16,7 +16,7 @@ void *lr_real(const char *name, void *self, const char *const *libs)
 {
     void *f = dlsym(RTLD_NEXT, name);
     for (int i = 0; !f && libs && libs[i]; i++) {
-        void *h = dlopen(libs[i], RTLD_LAZY | RTLD_NOLOAD);
+        void *h = lr_dlopen(libs[i], RTLD_LAZY | RTLD_NOLOAD); /* libc's: resolve() passes no libs */
         if (h) {
             f = dlsym(h, name);
             dlclose(h); /* NOLOAD took a reference: give it back, the library stays loaded */
@@ -32,11 +32,12 @@ void *lr_real(const char *name, void *self, const char *const *libs)
 }
 
 static lr_libc_t libc;
-static pthread_once_t once = PTHREAD_ONCE_INIT;
+static bool ready;
+static pthread_mutex_t publish_lock = PTHREAD_MUTEX_INITIALIZER;
 
-static void resolve(void)
+static void resolve(lr_libc_t *t)
 {
-#define R(f) *(void **)&libc.f = lr_real(#f, NULL, NULL)
+#define R(f) *(void **)&t->f = lr_real(#f, NULL, NULL)
     R(connect);
     R(close);
     R(dup);
@@ -54,12 +55,24 @@ static void resolve(void)
     R(gethostbyname2);
     R(gethostbyname_r);
     R(gethostbyname2_r);
+    R(dlopen);
 #undef R
-    if (!libc.fcntl64) libc.fcntl64 = libc.fcntl;
+    if (!t->fcntl64) t->fcntl64 = t->fcntl;
 }
 
+/* Resolved without holding a lock of ours across dlsym (which takes the loader's lock): a thread
+ * inside dlopen whose constructor calls a hook (or the shim's own dlopen) would otherwise wait
+ * for a thread that waits for the loader. Racing threads compute the same table; one publishes. */
 const lr_libc_t *lr_libc(void)
 {
-    pthread_once(&once, resolve);
+    if (__atomic_load_n(&ready, __ATOMIC_ACQUIRE)) return &libc;
+    lr_libc_t t;
+    resolve(&t);
+    pthread_mutex_lock(&publish_lock);
+    if (!ready) {
+        libc = t;
+        __atomic_store_n(&ready, true, __ATOMIC_RELEASE);
+    }
+    pthread_mutex_unlock(&publish_lock);
     return &libc;
 }

@@ -34,11 +34,13 @@ typedef struct {
     struct hostent *(*gethostbyname2)(const char *, int);
     int (*gethostbyname_r)(const char *, struct hostent *, char *, size_t, struct hostent **, int *);
     int (*gethostbyname2_r)(const char *, int, struct hostent *, char *, size_t, struct hostent **, int *);
+    void *(*dlopen)(const char *, int); /* sock/hook_dl.c */
 } lr_libc_t;
 
 /* The table, resolved on first use (from any thread; pthread_once). */
 const lr_libc_t *lr_libc(void);
 static inline int lr_close(int fd) { return lr_libc()->close(fd); }
+static inline void *lr_dlopen(const char *file, int mode) { return lr_libc()->dlopen(file, mode); }
 #define lr_fcntl(fd, cmd, arg) (lr_libc()->fcntl((fd), (cmd), (arg)))
 static inline int lr_getsockopt(int fd, int level, int opt, void *v, socklen_t *l)
 {

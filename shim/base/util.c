@@ -173,14 +173,15 @@ bool lr_has_suffix(const char *s, size_t n, const char *suffix)
 
 
 
-bool lr_alpn_h11(const unsigned char *p, unsigned n, char *list, size_t cap)
+const char *lr_alpn_select(const unsigned char *p, unsigned n, char *list, size_t cap)
 {
-    bool h11 = false;
+    bool h11 = false, h2 = false;
     size_t at = 0;
     list[0] = 0;
     for (unsigned i = 0; i < n && i + 1u + p[i] <= n; i += 1u + p[i]) {
         unsigned l = p[i];
         if (l == 8 && !memcmp(p + i + 1, "http/1.1", 8)) h11 = true;
+        if (l == 2 && !memcmp(p + i + 1, "h2", 2)) h2 = true;
         if (at && at + 2 < cap) list[at++] = ',', list[at++] = ' ';
         for (unsigned k = 0; k < l && at + 1 < cap; k++) {
             unsigned char ch = p[i + 1 + k];
@@ -188,5 +189,6 @@ bool lr_alpn_h11(const unsigned char *p, unsigned n, char *list, size_t cap)
         }
         list[at] = 0;
     }
-    return h11;
+    /* HTTP/1.1 whenever offered: the plainer protocol, and what every client expects from us */
+    return h11 ? "http/1.1" : h2 ? "h2" : NULL;
 }

@@ -38,9 +38,10 @@ bool lr_list_next(const char **p, const char **tok, size_t *len);
 bool lr_list_has(const char *list, const char *name, size_t n);
 char *lr_strndup(const char *s, size_t n);
 bool lr_has_suffix(const char *s, size_t n, const char *suffix);
-/* A TLS client's ALPN list (wire format): does it offer "http/1.1"? list receives the offered
- * names, printable, for LR_ALPN_REFUSED (host, list) when it does not. */
-bool lr_alpn_h11(const unsigned char *p, unsigned n, char *list, size_t cap);
+/* The protocol to select from a TLS client's ALPN list (wire format): "http/1.1" when offered,
+ * else "h2" when offered, else NULL. list receives the offered names, printable, for
+ * LR_ALPN_REFUSED (host, list) when it is NULL. */
+const char *lr_alpn_select(const unsigned char *p, unsigned n, char *list, size_t cap);
 #define LR_ALPN_REFUSED \
-    "a TLS client of %s offered only %s (ALPN); llmreplay answers HTTP/1.1 only: turn HTTP/2-only mode off in the client"
+    "a TLS client of %s offered only %s (ALPN); llmreplay answers HTTP/1.1 and h2 only: offer one of them in the client"
 #endif

@@ -34,9 +34,29 @@ static void add_text(buf_t *t, const cJSON *v)
     if (cJSON_IsString(v) && v->valuestring) buf_adds(t, v->valuestring);
 }
 
-/* The human-readable text of one payload: message/delta content, Ollama's response… */
-static void payload_text(const cJSON *j, buf_t *t, int *nemb, int *dim, int *nmodels)
+/* The strings at a dotted path of a payload ("results.*.text": * is every array item). */
+static void path_text(const cJSON *j, const char *path, size_t n, buf_t *t)
 {
+    if (!j || !n) { add_text(t, j); return; }
+    const char *dot = memchr(path, '.', n);
+    size_t l = dot ? (size_t)(dot - path) : n, rn = dot ? n - l - 1 : 0;
+    const char *rest = dot ? dot + 1 : path + n;
+    if (l == 1 && *path == '*') {
+        for (const cJSON *c = cJSON_IsArray(j) ? j->child : NULL; c; c = c->next) path_text(c, rest, rn, t);
+        return;
+    }
+    char key[128];
+    snprintf(key, sizeof key, "%.*s", (int)(l < sizeof key ? l : sizeof key - 1), path);
+    if (cJSON_IsObject(j)) path_text(J.GetObjectItemCaseSensitive(j, key), rest, rn, t);
+}
+
+/* The human-readable text of one payload: the operation's own fields (its ls_text), then the
+ * common ones: message/delta content, Ollama's response… */
+static void payload_text(const cJSON *j, lr_op_t op, buf_t *t, int *nemb, int *dim, int *nmodels)
+{
+    const char *tok;
+    size_t l;
+    for (const char *p = lr_op_info(op)->ls_text; p && lr_list_next(&p, &tok, &l);) path_text(j, tok, l, t);
     const cJSON *choices = J.GetObjectItemCaseSensitive(j, "choices");
     for (const cJSON *c = cJSON_IsArray(choices) ? choices->child : NULL; c; c = c->next) {
         const cJSON *m = J.GetObjectItemCaseSensitive(c, "message");
@@ -75,7 +95,7 @@ static void payload_text(const cJSON *j, buf_t *t, int *nemb, int *dim, int *nmo
 }
 
 /* Summary of an answer: its first words, or what it holds. */
-static void summarize(const lr_response_t *r, char *out, size_t cap)
+static void summarize(const lr_response_t *r, lr_op_t op, char *out, size_t cap)
 {
     buf_t t;
     buf_init(&t);
@@ -87,7 +107,7 @@ static void summarize(const lr_response_t *r, char *out, size_t cap)
         if (d && d < end) p = d + 6;
         const char *e = memchr(p, '\n', (size_t)(end - p));
         cJSON *j = lr_json_parse(p, e ? (size_t)(e - p) : (size_t)(end - p));
-        if (j) { payload_text(j, &t, &nemb, &dim, &nmodels); J.Delete(j); }
+        if (j) { payload_text(j, op, &t, &nemb, &dim, &nmodels); J.Delete(j); }
         if (t.len > 200) break;
     }
     if (nemb) snprintf(out, cap, "[%d embedding%s of %d dims]", nemb, nemb == 1 ? "" : "s", dim);
@@ -125,11 +145,11 @@ static lr_store_t *cli_store(dirs_t *d, report_t *rep)
     report_t quiet = *rep;
     quiet.print = false;
     lr_store_t *s = lr_store_open(d->dirs, d->n, lr_ignore_env(), report_cb, &quiet, true);
-    if (s && s->from_cache && lr_store_stale(s)) {
+    if (s && lr_store_info(s).from_cache && lr_store_stale(s)) {
         lr_store_free(s);
         s = lr_store_open(d->dirs, d->n, lr_ignore_env(), report_cb, rep, false);
     } else if (s) {
-        for (int i = 0; i < s->nbadlist; i++) report_cb(rep, s->badlist[i].path, s->badlist[i].why, s->badlist[i].unsupported);
+        lr_store_report(s, report_cb, rep);
     }
     return s;
 }
@@ -149,7 +169,7 @@ int cmd_ls(int argc, char **argv)
         lr_rec_t *r = all[i];
         lr_response_t *resp = lr_render_recording(r);
         char sum[256] = "";
-        if (resp) summarize(resp, sum, sizeof sum);
+        if (resp) summarize(resp, r->op, sum, sizeof sum);
         printf("%-20s %-28s %-6s %3d  %s  %s\n", lr_op_info(r->op)->endpoint, *r->model ? r->model : "-",
                r->streaming ? "stream" : "json", r->status, sum, r->path);
         if (resp) { resp->owned = true; lr_response_free(resp); }
@@ -226,6 +246,7 @@ int cmd_explain(int argc, char **argv)
                        : cJSON_IsString(ep) && lr_op_of_endpoint(ep->valuestring) ? ep->valuestring
                        : cJSON_IsString(url) ? url->valuestring : NULL;
     if (endpoint) body = j;
+    else if (rq != j) lr_rec_sdk_to_wire((cJSON *)body); /* a recording: the request as it went out */
     if (!target || !lr_op_of_endpoint(target)) {
         fprintf(stderr, "llmreplay: %s names no LLM endpoint: give \"url\" or \"endpoint\", or use --endpoint PATH\n", input);
         return 2;
@@ -242,11 +263,12 @@ int cmd_explain(int argc, char **argv)
     if (hit) {
         printf("match: %s\n", hit->path);
         uint64_t h1, h2;
-        lr_match_key(req.op, req.method, req.body, &s->ig, &h1, &h2);
-        lr_entry_t *e = lr_store_find(s, h1, h2);
-        if (e && e->n > 1) {
-            printf("%d recordings answer this request, in this order (the last one repeats):\n", e->n);
-            for (int i = 0; i < e->n; i++) printf("  %d. %s\n", i + 1, e->recs[i]->path);
+        lr_match_key(req.op, req.method, req.body, lr_store_ignore(s), &h1, &h2);
+        int n;
+        lr_rec_t *const *recs = lr_store_find(s, h1, h2, &n);
+        if (n > 1) {
+            printf("%d recordings answer this request, in this order (the last one repeats):\n", n);
+            for (int i = 0; i < n; i++) printf("  %d. %s\n", i + 1, recs[i]->path);
         }
         rc = 0;
     } else {
@@ -290,7 +312,7 @@ int cmd_index(int argc, char **argv)
     long long size = stat(file, &st) == 0 ? (long long)st.st_size : -1;
     if (size < 0) fprintf(stderr, "llmreplay: could not write %s (is the cache directory writable?)\n", file);
     printf("indexed %d recordings (%d problems, %d unsupported) from %d director%s in %.1f ms\n", lr_store_size(s),
-           s->nbad, s->nunsupported, d.n, d.n == 1 ? "y" : "ies", ms);
+           lr_store_info(s).nbad, lr_store_info(s).nunsupported, d.n, d.n == 1 ? "y" : "ies", ms);
     if (size >= 0) printf("index: %s (%lld bytes)\n", file, size);
     lr_store_free(s);
     free(file);

@@ -5,6 +5,7 @@
 #include "base/util.h"
 #include "engine/faults.h"
 #include <elf.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -39,7 +40,8 @@ static const char *const usage_run =
     "CMD trusts llmreplay's local CA, for the HTTPS llmreplay answers itself (Node, static TLS): run sets\n"
     "NODE_EXTRA_CA_CERTS to its ca.pem, and SSL_CERT_FILE, REQUESTS_CA_BUNDLE and CURL_CA_BUNDLE to\n"
     "ca-bundle.pem (the system CAs plus llmreplay's); one already set names a copy of its file with\n"
-    "llmreplay's CA appended (see llmreplay ca).\n"
+    "llmreplay's CA appended (see llmreplay ca). With a JDK (JAVA_HOME or java on PATH), JAVA_TOOL_OPTIONS\n"
+    "names a PKCS12 trust store: the JDK's cacerts (or the trustStore already set there) plus the CA.\n"
     "Exit status: CMD's; with --strict and misses (or a fault rule that never fired), CMD's if non-zero, else 3.\n";
 
 static char *find_library(void)
@@ -244,7 +246,28 @@ static int parse_run(int argc, char **argv, run_opts_t *o)
     return 0;
 }
 
-/* Replay reads the -d directories, so a missing one is a mistake; the record modes create it. */
+/* Does dir hold a *.json file at any depth (hidden entries skipped, as the scan does)? */
+static bool holds_recording(const char *dir, int depth)
+{
+    DIR *d = depth < 32 ? opendir(dir) : NULL;
+    if (!d) return false;
+    bool found = false;
+    for (struct dirent *e; !found && (e = readdir(d));) {
+        if (e->d_name[0] == '.') continue;
+        size_t n = strlen(e->d_name);
+        if (e->d_type == DT_REG && lr_has_suffix(e->d_name, n, ".json")) found = true;
+        else if (e->d_type == DT_DIR || e->d_type == DT_UNKNOWN || e->d_type == DT_LNK) {
+            char sub[4096];
+            snprintf(sub, sizeof sub, "%s/%s", dir, e->d_name);
+            found = holds_recording(sub, depth + 1);
+        }
+    }
+    closedir(d);
+    return found;
+}
+
+/* Replay reads the -d directories, so a missing one is a mistake (the record modes create
+ * it), and an empty one is worth a warning: every request to it will miss. */
 static int check_dirs(const run_opts_t *o)
 {
     bool replay = o->mode ? !strcmp(o->mode, "replay") : lr_cfg()->mode == MODE_REPLAY;
@@ -253,6 +276,10 @@ static int check_dirs(const run_opts_t *o)
         size_t l = strcspn(p, ":");
         char *d = lr_strndup(p, l);
         int r = cli_dir_exists(d);
+        struct stat st;
+        if (!r && stat(d, &st) == 0 && S_ISDIR(st.st_mode) && !holds_recording(d, 0))
+            fprintf(stderr, "llmreplay: warning: %s holds no recording (*.json): every request will miss; "
+                            "check the -d path\n", d);
         free(d);
         if (r) return -1;
         p += l + (p[l] == ':');
@@ -303,6 +330,7 @@ static int child_env(run_opts_t *o, const char *cmd)
     add_preload(lib);
     free(lib);
     warn_unhookable(cmd);
+    setenv("LLMREPLAY__RUN", "1", 1); /* the TLS helper's hints know the CA variables are set */
     cli_export_ca();
     return 0;
 }

@@ -4,6 +4,7 @@
  * bounded buffers, so a slow side holds the other back instead of growing memory. */
 #include "cli/tlsd.h"
 #include "tls/cert.h"
+#include "base/config.h"
 #include "base/log.h"
 #include "base/util.h"
 #include <errno.h>
@@ -60,15 +61,16 @@ static int on_servername(SSL *ssl, int *alert, void *arg)
     return SSL_TLSEXT_ERR_OK;
 }
 
-/* http/1.1 when offered; a client that offers only others (h2) is refused with a reason,
- * since it would not understand our answers; no ALPN at all means HTTP/1.1. */
+/* http/1.1 when offered, else h2 (the responder speaks it to a client that starts with its
+ * preface); a client offering neither is refused with a reason; no ALPN at all means HTTP/1.1. */
 static int on_alpn(SSL *ssl, const unsigned char **out, unsigned char *outlen, const unsigned char *in, unsigned inlen,
                    void *arg)
 {
     char list[256];
-    if (lr_alpn_h11(in, inlen, list, sizeof list)) {
-        *out = (const unsigned char *)"http/1.1";
-        *outlen = 8;
+    const char *sel = lr_alpn_select(in, inlen, list, sizeof list);
+    if (sel) {
+        *out = (const unsigned char *)sel;
+        *outlen = (unsigned char)strlen(sel);
         return SSL_TLSEXT_ERR_OK;
     }
     if (!inlen) return SSL_TLSEXT_ERR_NOACK;
@@ -110,10 +112,14 @@ static void say_handshake_failure(conn_t *c, int ssl_err)
     bool eof = !e && (ssl_err == SSL_ERROR_ZERO_RETURN || ssl_err == SSL_ERROR_SYSCALL);
     if (eof) why = "the client closed the connection";
     if (!why) why = "unknown error";
-    if (is_cert_alert(e) || eof)
+    const char *distrust = eof ? "if the client does not trust llmreplay's CA" : "the client does not trust llmreplay's CA";
+    if ((is_cert_alert(e) || eof) && lr_cfg()->run) /* run exported every variable it knows */
+        lr_error("TLS handshake with a client of %s failed: %s; %s, which `llmreplay run` exported in NODE_EXTRA_CA_CERTS, "
+                 "SSL_CERT_FILE and JAVA_TOOL_OPTIONS: a client with a trust store of its own (GnuTLS, NSS, a pinned "
+                 "bundle) must be given %s/ca.pem (see `llmreplay ca`)", c->host, why, distrust, ca_dir);
+    else if (is_cert_alert(e) || eof)
         lr_error("TLS handshake with a client of %s failed: %s; %s: use `llmreplay run` or set "
-                 "NODE_EXTRA_CA_CERTS/SSL_CERT_FILE to %s/ca.pem (see `llmreplay ca`)", c->host, why,
-                 eof ? "if the client does not trust llmreplay's CA" : "the client does not trust llmreplay's CA", ca_dir);
+                 "NODE_EXTRA_CA_CERTS/SSL_CERT_FILE to %s/ca.pem (see `llmreplay ca`)", c->host, why, distrust, ca_dir);
     else lr_error("TLS handshake with a client of %s failed: %s", c->host, why);
 }
 

@@ -1,6 +1,7 @@
 /* llmreplay's local CA: `llmreplay ca`, and the CA variables `llmreplay run` gives its child
  * (the TLS llmreplay terminates is signed by this CA). */
 #include "cli/cli.h"
+#include "cli/java_trust.h"
 #include "base/config.h"
 #include "base/util.h"
 #include "tls/cert.h"
@@ -40,6 +41,7 @@ void cli_export_ca(void)
     if (ensure_ca(dir, sizeof dir, err, sizeof err)) {
         snprintf(ca, sizeof ca, "%s/ca.pem", dir);
         snprintf(bundle, sizeof bundle, "%s/ca-bundle.pem", dir);
+        lr_java_trust(dir, ca);
         static const char *vars[] = {"NODE_EXTRA_CA_CERTS", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"};
         for (size_t i = 0; i < 4; i++) {
             const char *mine = i == 0 ? ca : bundle, *user = getenv(vars[i]);

@@ -14,7 +14,6 @@
 
 static pthread_mutex_t render_lock = PTHREAD_MUTEX_INITIALIZER; /* first render of a recording */
 static pthread_mutex_t miss_lock = PTHREAD_MUTEX_INITIALIZER;   /* the misses seen so far */
-static unsigned misses;
 
 /* Take every engine lock around fork(), so a child forked mid-request can still serve. */
 static void fork_prepare(void)
@@ -32,6 +31,13 @@ static void fork_release(void)
 __attribute__((constructor)) static void engine_init(void)
 {
     pthread_atfork(fork_prepare, fork_release, fork_release);
+}
+
+const lr_hostport_t *lr_engine_hosts(int *n)
+{
+    lr_store_t *s = lr_store_global();
+    *n = 0;
+    return s ? lr_store_hosts(s, n) : NULL;
 }
 
 lr_op_t lr_engine_intercepts(const char *url)
@@ -82,8 +88,6 @@ bool lr_engine_upstream(const char *method, const char *url, const char *body, s
     if (m != MODE_RECORD_IF_MISSING) return true;
     return !lr_engine_has(method, url, body, body_len);
 }
-
-unsigned lr_engine_misses(void) { return __atomic_load_n(&misses, __ATOMIC_RELAXED); }
 
 static lr_response_t *cached_render(lr_rec_t *r)
 {
@@ -137,9 +141,7 @@ static void log_miss(const lr_req_t *rq, const char *nearest, const char *body, 
     if (!logp && !strict) return;
     buf_t b;
     buf_init(&b);
-    const char *model = "";
-    const cJSON *mj = rq->body ? J.GetObjectItemCaseSensitive(rq->body, "model") : NULL;
-    if (cJSON_IsString(mj) && mj->valuestring) model = mj->valuestring;
+    const char *model = lr_body_model(rq->body);
     buf_printf(&b, "{\"time\":%ld,\"pid\":%d,\"operation\":\"%s\",\"method\":", (long)time(NULL), (int)getpid(),
                lr_op_info(rq->op)->endpoint);
     buf_json_str(&b, rq->method ? rq->method : "POST", strlen(rq->method ? rq->method : "POST"));
@@ -176,7 +178,7 @@ lr_response_t *lr_engine_serve(const char *method, const char *url, const char *
     lr_store_t *s = lr_store_global();
     static int told;
     /* said here, when an LLM call is served, not when some other name is resolved */
-    if (s && !s->ndirs && lr_mode() == MODE_REPLAY && !__atomic_exchange_n(&told, 1, __ATOMIC_RELAXED))
+    if (s && !lr_store_info(s).ndirs && lr_mode() == MODE_REPLAY && !__atomic_exchange_n(&told, 1, __ATOMIC_RELAXED))
         lr_warn("LLMREPLAY_DIR is not set: no recordings loaded; set it to your recordings directory (or use llmreplay run -d DIR)");
     const lr_rec_t *hit = lookup(&s, &rq, true);
     if (hit) {
@@ -185,9 +187,8 @@ lr_response_t *lr_engine_serve(const char *method, const char *url, const char *
         lr_response_t *r = cached_render((lr_rec_t *)hit);
         return r ? r : &oom;
     }
-    __atomic_fetch_add(&misses, 1, __ATOMIC_RELAXED);
     uint64_t h1, h2;
-    lr_match_key(rq.op, rq.method, rq.body, s ? &s->ig : NULL, &h1, &h2);
+    lr_match_key(rq.op, rq.method, rq.body, s ? lr_store_ignore(s) : NULL, &h1, &h2);
     if (rq.body_invalid) h1 ^= lr_hash64(body, body_len, 7);
     pthread_mutex_lock(&miss_lock);
     miss_t *known = miss_find(h1);

@@ -37,7 +37,7 @@ static const shape_t *shape(const shape_t *t, int status)
 }
 
 static bool is_anthropic(lr_op_t op) { return op == OP_MESSAGES; }
-static bool is_ollama(lr_op_t op) { return lr_op_info(op)->frame == FRAME_NDJSON && op != OP_NONE; }
+static bool is_ollama(lr_op_t op) { return op != OP_NONE && lr_op_info(op)->errors == ERR_OLLAMA; }
 
 static void openai_error(buf_t *b, const shape_t *s)
 {

@@ -18,14 +18,14 @@
 
 const char lr_fault_grammar[] =
     "RULE is FIELD[:FIELD]... (rules separated by commas); selectors: an operation (chat, completions, "
-    "embeddings, models, responses, messages, generate, ollama), model=GLOB, path=GLOB, host=GLOB, nth=N, "
+    "embeddings, models, responses, messages, generate, ollama, or a name such as ollama.show), model=GLOB, path=GLOB, host=GLOB, nth=N, "
     "every=N, first=N, p=0..1; actions: status=CODE [retry-after=S], reset, reset-after=N, "
     "reset-after-bytes=N, stall, stall-after=N [stall-for=DUR], truncate, malformed[=N], error-after=N, "
     "delay=DUR, event-delay=DUR, jitter=DUR (DUR: 250, 250ms or 2s)";
 
 typedef struct {
     char *text, *action; /* the rule as written; its actions alone, for the log */
-    unsigned ops;        /* bits of lr_op_t; 0: any */
+    char *ops;           /* operation names and aliases, comma separated; NULL: any */
     char *model, *path, *host;
     long nth, every, first;
     double p;            /* < 0: no probability */
@@ -45,16 +45,46 @@ static void fork_prepare(void) { pthread_mutex_lock(&rules_lock); }
 static void fork_release(void) { pthread_mutex_unlock(&rules_lock); }
 __attribute__((constructor)) static void faults_init(void) { pthread_atfork(fork_prepare, fork_release, fork_release); }
 
-static const struct { const char *name; unsigned ops; } op_names[] = {
-    {"chat", 1u << OP_CHAT | 1u << OP_OLLAMA_CHAT},
-    {"completions", 1u << OP_COMPLETIONS},
-    {"embeddings", 1u << OP_EMBEDDINGS | 1u << OP_OLLAMA_EMBED | 1u << OP_OLLAMA_EMBEDDINGS},
-    {"models", 1u << OP_MODELS | 1u << OP_OLLAMA_TAGS},
-    {"responses", 1u << OP_RESPONSES},
-    {"messages", 1u << OP_MESSAGES},
-    {"generate", 1u << OP_OLLAMA_GENERATE},
-    {"ollama", ((1u << OP_COUNT) - 1) & ~((1u << OP_OLLAMA_GENERATE) - 1)},
+/* Selector words beyond the operations' own names (ops.c): the Ollama call of the same kind
+ * goes with the OpenAI one; "ollama" is every Ollama call. */
+static const struct { const char *word, *names; } op_aliases[] = {
+    {"chat", "chat,ollama.chat"},
+    {"embeddings", "embeddings,ollama.embed,ollama.embeddings"},
+    {"models", "models,ollama.tags"},
+    {"generate", "ollama.generate"},
 };
+
+static bool op_word(const char *w, size_t n)
+{
+    if (n == 6 && !strncmp(w, "ollama", 6)) return true;
+    for (size_t i = 0; i < sizeof op_aliases / sizeof *op_aliases; i++)
+        if (strlen(op_aliases[i].word) == n && !strncmp(w, op_aliases[i].word, n)) return true;
+    char name[64];
+    snprintf(name, sizeof name, "%.*s", (int)(n < 63 ? n : 63), w);
+    return n < 63 && lr_op_named(name) != OP_NONE;
+}
+
+/* Does the selector word w name operation op? */
+static bool op_selected(const char *w, size_t n, lr_op_t op)
+{
+    const char *name = lr_op_info(op)->name;
+    if (n == 6 && !strncmp(w, "ollama", 6)) return !strncmp(name, "ollama.", 7);
+    for (size_t i = 0; i < sizeof op_aliases / sizeof *op_aliases; i++)
+        if (strlen(op_aliases[i].word) == n && !strncmp(w, op_aliases[i].word, n))
+            return lr_list_has(op_aliases[i].names, name, strlen(name));
+    return strlen(name) == n && !strncmp(w, name, n);
+}
+
+static bool add_op(rule_t *r, const char *w)
+{
+    if (!op_word(w, strlen(w))) return false;
+    size_t had = r->ops ? strlen(r->ops) : 0;
+    char *v = realloc(r->ops, had + strlen(w) + 2);
+    if (!v) return false;
+    snprintf(v + had, strlen(w) + 2, "%s%s", had ? "," : "", w);
+    r->ops = v;
+    return true;
+}
 
 static uint64_t splitmix(uint64_t *s)
 {
@@ -89,8 +119,7 @@ static bool parse_dur(const char *v, double *ms)
 /* A field without '=': an operation or a bare action. */
 static bool bare_field(rule_t *r, const char *f, bool *action)
 {
-    for (size_t i = 0; i < sizeof op_names / sizeof *op_names; i++)
-        if (!strcmp(f, op_names[i].name)) { r->ops |= op_names[i].ops; return true; }
+    if (add_op(r, f)) return true;
     *action = true;
     if (!strcmp(f, "reset")) r->plan.reset_head = true;
     else if (!strcmp(f, "truncate")) r->plan.truncate = true;
@@ -140,7 +169,7 @@ static bool kv_field(rule_t *r, const char *k, const char *v, bool *action, cons
 
 static void rule_free(rule_t *r)
 {
-    free(r->text); free(r->action); free(r->model); free(r->path); free(r->host);
+    free(r->text); free(r->action); free(r->ops); free(r->model); free(r->path); free(r->host);
     memset(r, 0, sizeof *r);
 }
 
@@ -278,7 +307,13 @@ static bool host_matches(const char *glob, const char *hostport)
 
 static bool selects(const rule_t *r, const freq_t *q)
 {
-    if (r->ops && !(r->ops & (1u << q->op))) return false;
+    if (r->ops) {
+        bool any = false;
+        const char *w;
+        size_t n;
+        for (const char *p = r->ops; !any && lr_list_next(&p, &w, &n);) any = op_selected(w, n, q->op);
+        if (!any) return false;
+    }
     if (r->model && fnmatch(r->model, q->model, 0)) return false;
     if (r->host && !host_matches(r->host, q->host)) return false;
     if (r->path) {
@@ -328,7 +363,7 @@ static void log_fault(const rule_t *r, unsigned long nth, const char *method, co
     buf_json_str(&b, method, strlen(method));
     buf_adds(&b, ",\"url\":");
     buf_json_str(&b, url, strlen(url));
-    buf_printf(&b, ",\"operation\":\"%s\",\"model\":", lr_op_info(q->op)->endpoint);
+    buf_printf(&b, ",\"operation\":\"%s\",\"model\":", lr_op_info(q->op)->name);
     buf_json_str(&b, q->model, strlen(q->model));
     buf_adds(&b, "},\"action\":");
     buf_json_str(&b, r->action, strlen(r->action));

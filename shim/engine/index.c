@@ -1,9 +1,9 @@
 #include "engine/index.h"
 #include "base/real.h"
 #include "base/config.h"
+#include "base/fs.h"
 #include "base/log.h"
 #include "engine/ops.h"
-#include "engine/store.h"
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -18,6 +18,7 @@ typedef struct {
     uint32_t version, header_size;
     uint64_t file_size, checksum, key, meta_checksum; /* checksum: after the header; meta: dirs+bad */
     uint32_t ndirs, nrecs, nbad, rec_size, nhosts, pad;
+    uint64_t ops_digest; /* the operation table it was made with */
     uint64_t dirs_off, recs_off, bad_off, hosts_off, strings_off, strings_size;
     double build_ms;
 } header_t;
@@ -86,8 +87,8 @@ static uint64_t rec_checksum(const lr_index_t *ix, const lr_ixrec_t *r)
     lr_ixrec_t c = *r;
     c.check = 0;
     uint64_t h = lr_checksum(&c, sizeof c);
-    uint32_t offs[4] = {r->path, r->model, r->test_id, r->host};
-    for (int i = 0; i < 4; i++) {
+    uint32_t offs[5] = {r->path, r->model, r->test_id, r->host, r->op};
+    for (int i = 0; i < 5; i++) {
         const char *str = lr_ixstr(ix, offs[i]);
         h = h * 31 + lr_hash64(str, strnlen(str, ix->strings_size - offs[i]), 0);
     }
@@ -100,10 +101,9 @@ bool lr_index_rec_ok(const lr_index_t *ix, uint32_t i)
     const lr_ixrec_t *r = &ix->recs[i];
     uint64_t ss = ix->strings_size;
     if (!str_ok(r->path, ss) || !str_ok(r->model, ss) || !str_ok(r->test_id, ss) || !str_ok(r->host, ss) ||
-        r->op == 0 || r->op >= OP_COUNT || r->dir >= ix->ndirs || r->order >= ix->nrecs ||
-        !memchr(r->method, 0, sizeof r->method))
+        !str_ok(r->op, ss) || r->dir >= ix->ndirs || r->order >= ix->nrecs || !memchr(r->method, 0, sizeof r->method))
         return false;
-    return rec_checksum(ix, r) == r->check;
+    return rec_checksum(ix, r) == r->check && lr_op_named(lr_ixstr(ix, r->op)) != OP_NONE;
 }
 
 bool lr_index_verify_all(lr_index_t *ix, char *why, size_t cap)
@@ -138,6 +138,7 @@ lr_index_t *lr_index_open(const char *path, uint64_t key, char *why, size_t cap)
     if (h->version != LR_INDEX_VERSION || h->header_size != sizeof *h || h->rec_size != sizeof(lr_ixrec_t))
         BAD("index format %u, this version writes %u", h->version, LR_INDEX_VERSION);
     if (h->key != key) BAD("index of other directories");
+    if (h->ops_digest != lr_ops_digest()) BAD("made with another operation table");
     if (h->file_size != ix->size) BAD("truncated or extended (%zu bytes, header says %llu)", ix->size, (unsigned long long)h->file_size);
     uint64_t end = ix->size;
     if (h->dirs_off > end || h->ndirs > (end - h->dirs_off) / sizeof(lr_ixdir_t) ||
@@ -203,97 +204,103 @@ static int cmp_rec(const void *a, const void *b)
     return (int)x->order - (int)y->order;
 }
 
-bool lr_index_write(const lr_store_t *s, const char *path, uint64_t key)
+/* The sections of an index, built from src: arrays whose strings are offsets in strings. */
+typedef struct {
+    lr_ixdir_t *dirs;
+    lr_ixrec_t *recs;
+    lr_ixbad_t *bad;
+    lr_ixhost_t *hosts;
+    buf_t strings;
+} sections_t;
+
+static void sections_free(sections_t *x)
 {
-    int n;
-    lr_rec_t **all = lr_store_all((lr_store_t *)s, &n);
-    buf_t strings, body;
-    buf_init(&strings);
-    buf_init(&body);
-    buf_addc(&strings, 0);
-    lr_ixdir_t *dirs = calloc((size_t)s->nsdirs + 1, sizeof *dirs);
-    lr_ixrec_t *recs = calloc((size_t)n + 1, sizeof *recs);
-    lr_ixbad_t *bad = calloc((size_t)s->nbadlist + 1, sizeof *bad);
-    lr_ixhost_t *hosts = calloc((size_t)s->nhosts + 1, sizeof *hosts);
-    bool ok = false;
-    if (!dirs || !recs || !bad || !hosts) goto out;
-    for (int i = 0; i < s->nhosts; i++) hosts[i] = (lr_ixhost_t){addstr(&strings, s->hosts[i].host), (uint32_t)s->hosts[i].port};
-    for (int i = 0; i < s->nsdirs; i++)
-        dirs[i] = (lr_ixdir_t){addstr(&strings, s->sdirs[i].path), s->sdirs[i].top, s->sdirs[i].mtime_ns};
-    for (int i = 0; i < n; i++) {
-        const lr_rec_t *r = all[i];
-        lr_ixrec_t *x = &recs[i];
-        x->h1 = r->h1;
-        x->h2 = r->h2;
-        x->mtime_ns = r->mtime_ns;
-        x->size = r->size;
-        x->path = addstr(&strings, r->path);
-        x->model = addstr(&strings, r->model);
-        x->test_id = r->test_id ? addstr(&strings, r->test_id) : 0;
-        x->host = addstr(&strings, r->host);
-        x->dir = (uint32_t)r->dir;
-        x->order = (uint32_t)i;
-        x->op = (uint16_t)r->op;
-        x->status = (uint16_t)r->status;
-        x->port = (uint16_t)r->port;
-        x->streaming = r->streaming;
-        x->exception = r->exception;
-        snprintf(x->method, sizeof x->method, "%s", r->method);
-    }
-    qsort(recs, (size_t)n, sizeof *recs, cmp_rec);
-    for (int i = 0; i < s->nbadlist; i++)
-        bad[i] = (lr_ixbad_t){addstr(&strings, s->badlist[i].path), addstr(&strings, s->badlist[i].why),
-                              s->badlist[i].unsupported, 0};
+    free(x->dirs);
+    free(x->recs);
+    free(x->bad);
+    free(x->hosts);
+    buf_free(&x->strings);
+}
+
+static lr_ixrec_t ixrec(const lr_rec_t *r, uint32_t order, buf_t *strings)
+{
+    lr_ixrec_t x = {.h1 = r->h1, .h2 = r->h2, .mtime_ns = r->mtime_ns, .size = r->size,
+                    .path = addstr(strings, r->path), .model = addstr(strings, r->model),
+                    .test_id = r->test_id ? addstr(strings, r->test_id) : 0, .host = addstr(strings, r->host),
+                    .op = addstr(strings, lr_op_info(r->op)->name), .dir = (uint32_t)r->dir, .order = order,
+                    .status = (uint16_t)r->status, .port = (uint16_t)r->port, .streaming = r->streaming,
+                    .exception = r->exception};
+    snprintf(x.method, sizeof x.method, "%s", r->method);
+    return x;
+}
+
+static bool sections(const lr_ixsrc_t *src, sections_t *x)
+{
+    memset(x, 0, sizeof *x);
+    buf_init(&x->strings);
+    buf_addc(&x->strings, 0);
+    x->dirs = calloc((size_t)src->ndirs + 1, sizeof *x->dirs);
+    x->recs = calloc((size_t)src->nrecs + 1, sizeof *x->recs);
+    x->bad = calloc((size_t)src->nbad + 1, sizeof *x->bad);
+    x->hosts = calloc((size_t)src->nhosts + 1, sizeof *x->hosts);
+    if (!x->dirs || !x->recs || !x->bad || !x->hosts) return false;
+    buf_t *st = &x->strings;
+    for (int i = 0; i < src->nhosts; i++)
+        x->hosts[i] = (lr_ixhost_t){addstr(st, src->hosts[i].host), (uint32_t)src->hosts[i].port};
+    for (int i = 0; i < src->ndirs; i++)
+        x->dirs[i] = (lr_ixdir_t){addstr(st, src->dirs[i].path), (uint32_t)src->dirs[i].top, src->dirs[i].mtime_ns};
+    for (int i = 0; i < src->nrecs; i++) x->recs[i] = ixrec(src->recs[i], (uint32_t)i, st);
+    qsort(x->recs, (size_t)src->nrecs, sizeof *x->recs, cmp_rec);
+    for (int i = 0; i < src->nbad; i++)
+        x->bad[i] = (lr_ixbad_t){addstr(st, src->bad[i].path), addstr(st, src->bad[i].why), src->bad[i].unsupported, 0};
+    return !st->oom && st->len <= UINT32_MAX;
+}
+
+/* Header and body of the file: sections laid out, then checksummed in their final place. */
+static bool lay_out(const lr_ixsrc_t *src, const sections_t *x, uint64_t key, header_t *h, buf_t *body)
+{
+    *h = (header_t){.version = LR_INDEX_VERSION, .header_size = sizeof *h, .key = key, .rec_size = sizeof(lr_ixrec_t),
+                    .ndirs = (uint32_t)src->ndirs, .nrecs = (uint32_t)src->nrecs, .nbad = (uint32_t)src->nbad,
+                    .nhosts = (uint32_t)src->nhosts, .ops_digest = lr_ops_digest(), .build_ms = src->build_ms};
+    memcpy(h->magic, MAGIC, sizeof MAGIC);
+    h->dirs_off = sizeof *h;
+    buf_add(body, x->dirs, sizeof *x->dirs * (size_t)src->ndirs);
+    h->recs_off = sizeof *h + body->len;
+    buf_add(body, x->recs, sizeof *x->recs * (size_t)src->nrecs);
+    h->bad_off = sizeof *h + body->len;
+    buf_add(body, x->bad, sizeof *x->bad * (size_t)src->nbad);
+    h->hosts_off = sizeof *h + body->len;
+    buf_add(body, x->hosts, sizeof *x->hosts * (size_t)src->nhosts);
+    while (body->len % 8) buf_addc(body, 0);
+    h->strings_off = sizeof *h + body->len;
+    h->strings_size = x->strings.len;
+    buf_add(body, x->strings.data, x->strings.len);
+    if (body->oom) return false;
+    h->file_size = sizeof *h + body->len;
+    /* record checksums cover their strings: compute them against the final layout */
+#define AT(off) (body->data + ((off) - sizeof *h))
+    lr_index_t view = {.strings = AT(h->strings_off), .strings_size = h->strings_size,
+                       .dirs = (const lr_ixdir_t *)(const void *)AT(h->dirs_off), .ndirs = h->ndirs,
+                       .bad = (const lr_ixbad_t *)(const void *)AT(h->bad_off), .nbad = h->nbad,
+                       .hosts = (const lr_ixhost_t *)(const void *)AT(h->hosts_off), .nhosts = h->nhosts};
+    lr_ixrec_t *rv = (lr_ixrec_t *)(void *)AT(h->recs_off);
+#undef AT
+    for (uint32_t i = 0; i < h->nrecs; i++) rv[i].check = rec_checksum(&view, &rv[i]);
+    h->meta_checksum = meta_checksum(&view);
+    h->checksum = lr_checksum(body->data, body->len);
+    return true;
+}
+
+bool lr_index_write(const lr_ixsrc_t *src, const char *path, uint64_t key)
+{
+    sections_t x;
     header_t h;
-    memset(&h, 0, sizeof h);
-    memcpy(h.magic, MAGIC, sizeof MAGIC);
-    h.version = LR_INDEX_VERSION;
-    h.header_size = sizeof h;
-    h.key = key;
-    h.rec_size = sizeof(lr_ixrec_t);
-    h.ndirs = (uint32_t)s->nsdirs;
-    h.nrecs = (uint32_t)n;
-    h.nbad = (uint32_t)s->nbadlist;
-    h.nhosts = (uint32_t)s->nhosts;
-    h.build_ms = s->build_ms;
-    h.dirs_off = sizeof h;
-    buf_add(&body, dirs, sizeof *dirs * (size_t)s->nsdirs);
-    h.recs_off = sizeof h + body.len;
-    buf_add(&body, recs, sizeof *recs * (size_t)n);
-    h.bad_off = sizeof h + body.len;
-    buf_add(&body, bad, sizeof *bad * (size_t)s->nbadlist);
-    h.hosts_off = sizeof h + body.len;
-    buf_add(&body, hosts, sizeof *hosts * (size_t)s->nhosts);
-    while (body.len % 8) buf_addc(&body, 0);
-    h.strings_off = sizeof h + body.len;
-    h.strings_size = strings.len;
-    buf_add(&body, strings.data, strings.len);
-    if (body.oom || strings.oom || strings.len > UINT32_MAX) { errno = ENOMEM; goto out; }
-    h.file_size = sizeof h + body.len;
-    {
-        /* record checksums cover their strings: compute them against the final layout */
-        lr_index_t view = {0};
-        view.strings = body.data + (h.strings_off - sizeof h);
-        view.strings_size = h.strings_size;
-        view.dirs = (const lr_ixdir_t *)(const void *)body.data;
-        view.ndirs = h.ndirs;
-        view.bad = (const lr_ixbad_t *)(const void *)(body.data + (h.bad_off - sizeof h));
-        view.nbad = h.nbad;
-        view.hosts = (const lr_ixhost_t *)(const void *)(body.data + (h.hosts_off - sizeof h));
-        view.nhosts = h.nhosts;
-        lr_ixrec_t *rv = (lr_ixrec_t *)(void *)(body.data + (h.recs_off - sizeof h));
-        for (uint32_t i = 0; i < h.nrecs; i++) rv[i].check = rec_checksum(&view, &rv[i]);
-        h.meta_checksum = meta_checksum(&view);
-    }
-    h.checksum = lr_checksum(body.data, body.len);
-    /* readers see the old index or the new one, never half of one */
-    ok = lr_write_atomic(path, 0644, &h, sizeof h, body.data, body.len);
-out:
-    free(dirs);
-    free(recs);
-    free(bad);
-    free(hosts);
-    buf_free(&strings);
+    buf_t body;
+    buf_init(&body);
+    bool ok = sections(src, &x) && lay_out(src, &x, key, &h, &body);
+    if (!ok) errno = ENOMEM;
+    else ok = lr_write_atomic(path, 0644, &h, sizeof h, body.data, body.len); /* old or new, never half */
+    sections_free(&x);
     buf_free(&body);
     return ok;
 }

@@ -6,8 +6,9 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include "engine/recording.h"
 
-#define LR_INDEX_VERSION 3
+#define LR_INDEX_VERSION 5 /* 5: recorded extra_body merged into the match key */ /* 4: operations by name, the operation table's digest in the header */
 
 typedef struct {
     uint32_t path;   /* offset in the string blob */
@@ -19,9 +20,9 @@ typedef struct {
     uint64_t h1, h2;
     int64_t mtime_ns;
     uint64_t size;
-    uint32_t path, model, test_id, host; /* string offsets; test_id 0: none */
+    uint32_t path, model, test_id, host, op; /* string offsets; test_id 0: none; op: its name */
     uint32_t dir, order;
-    uint16_t op, status, port;
+    uint16_t status, port;
     uint8_t streaming, exception;
     char method[12];
     uint64_t check; /* checksum of this record (check = 0) and its strings */
@@ -51,7 +52,30 @@ typedef struct lr_index {
     int verified; /* 0 not yet, 1 whole file verified, -1 found corrupt */
 } lr_index_t;
 
-struct lr_store;
+/* What an index holds, as plain arrays the store hands over. */
+typedef struct {
+    char *path;
+    int64_t mtime_ns; /* -1: missing */
+    int top;          /* a LLMREPLAY_DIR entry itself */
+} lr_sdir_t;
+
+typedef struct {
+    char *path, *why;
+    bool unsupported;
+} lr_bad_t;
+
+typedef struct {
+    lr_rec_t *const *recs; /* in scan order */
+    int nrecs;
+    const lr_sdir_t *dirs; /* every directory scanned */
+    int ndirs;
+    const lr_bad_t *bad;   /* files that could not be used */
+    int nbad;
+    const lr_hostport_t *hosts;
+    int nhosts;
+    double build_ms;
+} lr_ixsrc_t;
+
 /* Identity of an index: the directories (absolute), the ignore list, the format. */
 uint64_t lr_index_key(char *const *dirs, int n, const char *ignore);
 /* Where the index of key lives; NULL when the cache is off or has no home. */
@@ -66,7 +90,7 @@ bool lr_index_rec_ok(const lr_index_t *ix, uint32_t i);
 bool lr_index_verify_all(lr_index_t *ix, char *why, size_t cap);
 /* Are all scanned directories as they were? */
 bool lr_index_dirs_fresh(const lr_index_t *ix);
-/* Write s atomically (temporary file, then rename); false with errno on failure. */
-bool lr_index_write(const struct lr_store *s, const char *path, uint64_t key);
+/* Write src atomically (temporary file, then rename); false with errno on failure. */
+bool lr_index_write(const lr_ixsrc_t *src, const char *path, uint64_t key);
 static inline const char *lr_ixstr(const lr_index_t *ix, uint32_t off) { return ix->strings + off; }
 #endif

@@ -20,37 +20,6 @@
 #include <unistd.h>
 
 
-/* ---- llama-stack's object type names -------------------------------------------------- */
-
-static const char *type_name(lr_op_t op, bool chunk, span_t data)
-{
-    span_t obj;
-    bool chat_chunk = js_kind(data) == '{' && js_get(data, "object", &obj) && js_trim(obj).n == 22 &&
-                      !memcmp(js_trim(obj).p, "\"chat.completion.chunk\"", 22);
-    switch (op) {
-    case OP_CHAT: return chunk ? "openai.types.chat.chat_completion_chunk.ChatCompletionChunk"
-                               : "openai.types.chat.chat_completion.ChatCompletion";
-    case OP_COMPLETIONS: return chat_chunk ? "openai.types.chat.chat_completion_chunk.ChatCompletionChunk"
-                                           : "openai.types.completion.Completion";
-    case OP_EMBEDDINGS: return "openai.types.create_embedding_response.CreateEmbeddingResponse";
-    case OP_MODELS: return "openai.types.model.Model";
-    case OP_RESPONSES: return chunk ? "openai.types.responses.response_stream_event.ResponseStreamEvent"
-                                    : "openai.types.responses.response.Response";
-    case OP_MESSAGES: return chunk ? "anthropic.types.raw_message_stream_event.RawMessageStreamEvent"
-                                   : "anthropic.types.message.Message";
-    case OP_OLLAMA_GENERATE: return "ollama._types.GenerateResponse";
-    case OP_OLLAMA_CHAT: return "ollama._types.ChatResponse";
-    case OP_OLLAMA_EMBED: case OP_OLLAMA_EMBEDDINGS: return "ollama._types.EmbedResponse";
-    case OP_OLLAMA_TAGS: return "ollama._types.ListResponse";
-    case OP_OLLAMA_PS: return "ollama._types.ProcessResponse";
-    case OP_OLLAMA_PULL: return "ollama._types.ProgressResponse";
-    case OP_OLLAMA_SHOW: return "ollama._types.ShowResponse";
-    default: return "dict";
-    }
-}
-
-/* ---- the recording file ------------------------------------------------------------------ */
-
 /* llama-stack records base_url + endpoint: for a client at https://host/v1 that is
  * https://host/v1/v1/chat/completions. Rebuild it so the file names match its own. */
 static void llama_url(const lr_capture_t *c, buf_t *out)
@@ -127,7 +96,7 @@ static void add_item(lsfile_t *f, bool chunk, span_t data, bool first)
     buf_t *o = &f->o;
     if (!first) buf_adds(o, ",\n");
     buf_adds(o, "      {\"__type__\": ");
-    const char *t = type_name(f->c->op, chunk, data);
+    const char *t = lr_op_type_name(f->c->op, chunk, data);
     lr_pyjson_str(t, strlen(t), o);
     buf_adds(o, ", \"__data__\": ");
     put_data(o, data, f->hex);
@@ -216,7 +185,7 @@ static void put_listing(lsfile_t *f)
     buf_adds(&f->o, "[\n");
     buf_t ids;
     buf_init(&ids);
-    if (js_get(f->resp, "data", &data)) {
+    if (js_get(f->resp, lr_op_info(f->c->op)->record_items, &data)) {
         const char *pos = NULL;
         span_t item, id;
         for (int i = 0; js_next(data, &pos, &item); i++) {
@@ -232,7 +201,7 @@ static void put_listing(lsfile_t *f)
 static void put_plain(lsfile_t *f)
 {
     buf_adds(&f->o, "{\"__type__\": ");
-    const char *t = type_name(f->c->op, false, f->resp);
+    const char *t = lr_op_type_name(f->c->op, false, f->resp);
     lr_pyjson_str(t, strlen(t), &f->o);
     buf_adds(&f->o, ", \"__data__\": ");
     put_data(&f->o, f->resp, f->hex);
@@ -257,7 +226,7 @@ void lr_lsfile_write(const lr_capture_t *c)
     put_request(&f, tid, &url, &body);
     if (c->status >= 400) put_exception(&f);
     else if (streaming) put_stream(&f);
-    else if (listing && c->op == OP_MODELS && js_kind(f.resp) == '{') put_listing(&f);
+    else if (lr_op_info(c->op)->record_items && js_kind(f.resp) == '{') put_listing(&f);
     else put_plain(&f);
     /* the exact bytes, when they are not the compact JSON a replay would rebuild from __data__
      * (pretty-printed answers, non-JSON errors): llama-stack ignores the field */

@@ -6,10 +6,11 @@
 #include <string.h>
 #include <strings.h>
 
-/* Among equal candidates, prefer the caller's test id and host: a recording made against the
- * host the client talks to is the better answer, but any host may answer. group names the
- * subset chosen, so each subset keeps its own serving order. */
-static int preferred(lr_rec_t **v, int n, const lr_req_t *rq, lr_rec_t **out, char *group, size_t gcap)
+/* Among equal candidates, prefer the caller's test id, then the same endpoint (chat and
+ * completions, which match as one, each get their own answer), then the host: a recording
+ * made against the host the client talks to is the better answer, but any host may answer.
+ * group names the subset chosen, so each subset keeps its own serving order. */
+static int preferred(lr_rec_t *const *v, int n, const lr_req_t *rq, lr_rec_t **out, char *group, size_t gcap)
 {
     const char *tid = lr_cfg()->test_id;
     int m = 0;
@@ -18,6 +19,14 @@ static int preferred(lr_rec_t **v, int n, const lr_req_t *rq, lr_rec_t **out, ch
         for (int i = 0; i < n; i++)
             if (v[i]->test_id && !strcmp(v[i]->test_id, tid)) out[m++] = v[i];
         if (m) { v = out; n = m; snprintf(group, gcap, "%s", tid); }
+    }
+    m = 0;
+    for (int i = 0; i < n; i++)
+        if (v[i]->op == rq->op) out[m++] = v[i];
+    if (m && m < n) {
+        v = out, n = m;
+        size_t l = strlen(group);
+        snprintf(group + l, gcap - l, "#%s", lr_op_info(rq->op)->name);
     }
     int k = 0;
     for (int i = 0; i < n; i++)
@@ -35,13 +44,14 @@ const lr_rec_t *lr_match(lr_store_t *s, const lr_req_t *rq, bool advance)
 {
     if (!s || rq->body_invalid) return NULL;
     uint64_t h1, h2;
-    lr_match_key(rq->op, rq->method, rq->body, &s->ig, &h1, &h2);
-    lr_entry_t *e = lr_store_find(s, h1, h2);
-    if (!e || !e->n) return NULL;
-    lr_rec_t *stackv[16], **cand = e->n <= 16 ? stackv : malloc(sizeof *cand * (size_t)e->n);
-    if (!cand) return e->recs[0];
+    lr_match_key(rq->op, rq->method, rq->body, lr_store_ignore(s), &h1, &h2);
+    int ne;
+    lr_rec_t *const *recs = lr_store_find(s, h1, h2, &ne);
+    if (!ne) return NULL;
+    lr_rec_t *stackv[16], **cand = ne <= 16 ? stackv : malloc(sizeof *cand * (size_t)ne);
+    if (!cand) return recs[0];
     char group[300];
-    int n = preferred(e->recs, e->n, rq, cand, group, sizeof group);
+    int n = preferred(recs, ne, rq, cand, group, sizeof group);
     /* Several recordings of one request answer in order; the last then repeats. */
     unsigned i = lr_store_count(s, h1 ^ lr_hash64(group, strlen(group), 1), advance);
     const lr_rec_t *r = cand[i < (unsigned)n ? i : (unsigned)n - 1];
@@ -54,10 +64,8 @@ void lr_find_nearest(lr_store_t *s, const lr_req_t *rq, lr_nearest_t *out)
     memset(out, 0, sizeof *out);
     out->diff.count = -1;
     if (!s) return;
-    int cls = lr_op_class(rq->op);
-    const char *model = "";
-    const cJSON *mj = rq->body ? J.GetObjectItemCaseSensitive(rq->body, "model") : NULL;
-    if (cJSON_IsString(mj) && mj->valuestring) model = mj->valuestring;
+    lr_op_t cls = lr_op_class(rq->op);
+    const char *model = lr_body_model(rq->body);
     /* Two passes: recordings of the same model first, then the rest, with a cap so a miss
      * against a huge set stays cheap (each candidate's request is read from its file). */
     int budget = 1000, nall;
@@ -72,7 +80,7 @@ void lr_find_nearest(lr_store_t *s, const lr_req_t *rq, lr_nearest_t *out)
             budget--;
             cJSON *b = lr_rec_request_body(r);
             lr_diff_t d;
-            lr_diff(rq->body, b, &s->ig, &d);
+            lr_diff(rq->body, b, lr_store_ignore(s), &d);
             if (strcasecmp(r->method, rq->method ? rq->method : "POST") && !lr_op_info(rq->op)->listing) d.count++;
             if (b) J.Delete(b);
             if (out->diff.count < 0 || d.count < out->diff.count) {
@@ -86,9 +94,7 @@ void lr_find_nearest(lr_store_t *s, const lr_req_t *rq, lr_nearest_t *out)
 
 void lr_miss_message(const lr_req_t *rq, const lr_nearest_t *n, buf_t *out)
 {
-    const char *model = "";
-    const cJSON *mj = rq->body ? J.GetObjectItemCaseSensitive(rq->body, "model") : NULL;
-    if (cJSON_IsString(mj) && mj->valuestring) model = mj->valuestring;
+    const char *model = lr_body_model(rq->body);
     size_t plen;
     const char *path = lr_url_path(rq->url, &plen);
     buf_printf(out, "llmreplay: no recording matches %s %.*s (operation %s, model \"%s\")",

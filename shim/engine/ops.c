@@ -1,28 +1,136 @@
 #include "engine/ops.h"
+#include "base/util.h"
 #include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
 
-static const lr_opinfo_t infos[OP_COUNT] = {
-    [OP_NONE] = {"", false, FRAME_SSE_DONE},
-    [OP_CHAT] = {"/v1/chat/completions", false, FRAME_SSE_DONE},
-    [OP_COMPLETIONS] = {"/v1/completions", false, FRAME_SSE_DONE},
-    [OP_EMBEDDINGS] = {"/v1/embeddings", false, FRAME_SSE_DONE},
-    [OP_MODELS] = {"/v1/models", true, FRAME_SSE_DONE},
-    [OP_RESPONSES] = {"/v1/responses", false, FRAME_SSE_EVENTS},
-    [OP_MESSAGES] = {"/v1/messages", false, FRAME_SSE_EVENTS},
-    [OP_OLLAMA_GENERATE] = {"/api/generate", false, FRAME_NDJSON},
-    [OP_OLLAMA_CHAT] = {"/api/chat", false, FRAME_NDJSON},
-    [OP_OLLAMA_EMBED] = {"/api/embed", false, FRAME_NDJSON},
-    [OP_OLLAMA_EMBEDDINGS] = {"/api/embeddings", false, FRAME_NDJSON},
-    [OP_OLLAMA_TAGS] = {"/api/tags", true, FRAME_NDJSON},
-    [OP_OLLAMA_PS] = {"/api/ps", true, FRAME_NDJSON},
-    [OP_OLLAMA_PULL] = {"/api/pull", false, FRAME_NDJSON},
-    [OP_OLLAMA_SHOW] = {"/api/show", false, FRAME_NDJSON},
-    [OP_OLLAMA_VERSION] = {"/api/version", true, FRAME_NDJSON},
+#define OAI "openai.types."
+#define OLL "ollama._types."
+/* One row per operation. Adding one: a row (at the end or anywhere: rows are known by name). */
+static const lr_opinfo_t builtin[] = {
+    [OP_NONE] = {.name = "", .endpoint = ""},
+    [OP_CHAT] = {.name = "chat", .endpoint = "/v1/chat/completions", .tail = "chat/completions",
+                 .aliases = "/chat/completions", .type = OAI "chat.chat_completion.ChatCompletion",
+                 .chunk_type = OAI "chat.chat_completion_chunk.ChatCompletionChunk"},
+    [OP_COMPLETIONS] = {.name = "completions", .endpoint = "/v1/completions", .tail = "completions",
+                        .parent = PARENT_API, .aliases = "/completions", .match_as = "chat",
+                        .type = OAI "completion.Completion", .chunk_type = OAI "completion.Completion",
+                        .alt_object = "chat.completion.chunk",
+                        .alt_type = OAI "chat.chat_completion_chunk.ChatCompletionChunk"},
+    [OP_EMBEDDINGS] = {.name = "embeddings", .endpoint = "/v1/embeddings", .tail = "embeddings",
+                       .parent = PARENT_API, .aliases = "/embeddings",
+                       .type = OAI "create_embedding_response.CreateEmbeddingResponse",
+                       .chunk_type = OAI "create_embedding_response.CreateEmbeddingResponse"},
+    [OP_MODELS] = {.name = "models", .endpoint = "/v1/models", .tail = "models", .parent = PARENT_API,
+                   .aliases = "/models", .listing = true, .type = OAI "model.Model",
+                   .chunk_type = OAI "model.Model", .list_wrap = "{\"object\":\"list\",\"data\":[",
+                   .record_items = "data", .hash_shared = "/v1/models,/v1/openai/v1/models"},
+    [OP_RESPONSES] = {.name = "responses", .endpoint = "/v1/responses", .tail = "responses",
+                      .parent = PARENT_API, .frame = FRAME_SSE_EVENTS, .type = OAI "responses.response.Response",
+                      .chunk_type = OAI "responses.response_stream_event.ResponseStreamEvent"},
+    [OP_MESSAGES] = {.name = "messages", .endpoint = "/v1/messages", .tail = "messages", .parent = PARENT_API,
+                     .frame = FRAME_SSE_EVENTS, .type = "anthropic.types.message.Message",
+                     .chunk_type = "anthropic.types.raw_message_stream_event.RawMessageStreamEvent"},
+    [OP_OLLAMA_GENERATE] = {.name = "ollama.generate", .endpoint = "/api/generate", .tail = "api/generate",
+                            .frame = FRAME_NDJSON, .errors = ERR_OLLAMA, .type = OLL "GenerateResponse",
+                            .chunk_type = OLL "GenerateResponse"},
+    [OP_OLLAMA_CHAT] = {.name = "ollama.chat", .endpoint = "/api/chat", .tail = "api/chat", .frame = FRAME_NDJSON,
+                        .errors = ERR_OLLAMA, .type = OLL "ChatResponse", .chunk_type = OLL "ChatResponse"},
+    [OP_OLLAMA_EMBED] = {.name = "ollama.embed", .endpoint = "/api/embed", .tail = "api/embed",
+                         .frame = FRAME_NDJSON, .errors = ERR_OLLAMA, .type = OLL "EmbedResponse",
+                         .chunk_type = OLL "EmbedResponse"},
+    [OP_OLLAMA_EMBEDDINGS] = {.name = "ollama.embeddings", .endpoint = "/api/embeddings", .tail = "api/embeddings",
+                              .match_as = "ollama.embed", .frame = FRAME_NDJSON, .errors = ERR_OLLAMA,
+                              .type = OLL "EmbedResponse", .chunk_type = OLL "EmbedResponse"},
+    [OP_OLLAMA_TAGS] = {.name = "ollama.tags", .endpoint = "/api/tags", .tail = "api/tags", .listing = true,
+                        .frame = FRAME_NDJSON, .errors = ERR_OLLAMA, .type = OLL "ListResponse",
+                        .chunk_type = OLL "ListResponse", .list_wrap = "{\"models\":[", .hash_shared = "/api/tags"},
+    [OP_OLLAMA_PS] = {.name = "ollama.ps", .endpoint = "/api/ps", .tail = "api/ps", .listing = true,
+                      .frame = FRAME_NDJSON, .errors = ERR_OLLAMA, .type = OLL "ProcessResponse",
+                      .chunk_type = OLL "ProcessResponse", .list_wrap = "{\"models\":["},
+    [OP_OLLAMA_PULL] = {.name = "ollama.pull", .endpoint = "/api/pull", .tail = "api/pull", .frame = FRAME_NDJSON,
+                        .errors = ERR_OLLAMA, .type = OLL "ProgressResponse", .chunk_type = OLL "ProgressResponse"},
+    [OP_OLLAMA_SHOW] = {.name = "ollama.show", .endpoint = "/api/show", .tail = "api/show", .frame = FRAME_NDJSON,
+                        .errors = ERR_OLLAMA, .type = OLL "ShowResponse", .chunk_type = OLL "ShowResponse"},
+    [OP_OLLAMA_VERSION] = {.name = "ollama.version", .endpoint = "/api/version", .tail = "api/version",
+                           .listing = true, .frame = FRAME_NDJSON, .errors = ERR_OLLAMA},
 };
+#define NBUILTIN ((int)(sizeof builtin / sizeof builtin[0]))
+_Static_assert(NBUILTIN >= OP_NAMED, "every named operation has a row");
 
-const lr_opinfo_t *lr_op_info(lr_op_t op) { return &infos[op < OP_COUNT ? op : OP_NONE]; }
+static const lr_opinfo_t *rows = builtin;
+static int nrows = NBUILTIN;
+
+const lr_opinfo_t *lr_op_info(lr_op_t op) { return &rows[op > OP_NONE && (int)op < nrows ? op : OP_NONE]; }
+int lr_op_count(void) { return nrows; }
+
+const lr_opinfo_t *lr_ops_builtin(int *n)
+{
+    *n = NBUILTIN;
+    return builtin;
+}
+
+void lr_ops_use(const lr_opinfo_t *r, int n)
+{
+    rows = r && n > 0 ? r : builtin;
+    nrows = r && n > 0 ? n : NBUILTIN;
+}
+
+lr_op_t lr_op_named(const char *name)
+{
+    if (!name || !*name) return OP_NONE;
+    for (int i = 1; i < nrows; i++)
+        if (!strcmp(rows[i].name, name)) return (lr_op_t)i;
+    return OP_NONE;
+}
+
+lr_op_t lr_op_class(lr_op_t op)
+{
+    const char *as = lr_op_info(op)->match_as;
+    lr_op_t c = as ? lr_op_named(as) : OP_NONE;
+    return c ? c : op;
+}
+
+uint64_t lr_ops_digest(void)
+{
+    buf_t b;
+    buf_init(&b);
+    for (int i = 1; i < nrows; i++)
+        buf_printf(&b, "%s>%s%c|", rows[i].name, lr_op_info(lr_op_class((lr_op_t)i))->name, rows[i].listing ? 'L' : '-');
+    uint64_t h = lr_hash64(b.data ? b.data : "", b.len, 11);
+    buf_free(&b);
+    return h;
+}
+
+/* Is [p, p+n) one of the comma-separated items of list (exact, case-sensitive)? */
+static bool in_list(const char *list, const char *p, size_t n)
+{
+    const char *tok;
+    size_t l;
+    for (const char *q = list ? list : ""; lr_list_next(&q, &tok, &l);)
+        if (l == n && !memcmp(tok, p, n)) return true;
+    return false;
+}
+
+const char *lr_op_type_name(lr_op_t op, bool chunk, span_t payload)
+{
+    const lr_opinfo_t *o = lr_op_info(op);
+    span_t obj;
+    if (o->alt_object && js_kind(payload) == '{' && js_get(payload, "object", &obj) && js_kind(obj) == '"') {
+        span_t t = js_trim(obj);
+        size_t n = strlen(o->alt_object);
+        if (t.n == n + 2 && !memcmp(t.p + 1, o->alt_object, n)) return o->alt_type;
+    }
+    const char *t = chunk ? o->chunk_type : o->type;
+    return t ? t : "dict";
+}
+
+bool lr_op_hash_shared(const char *p, size_t n)
+{
+    for (int i = 1; i < nrows; i++)
+        if (in_list(rows[i].hash_shared, p, n)) return true;
+    return false;
+}
 
 const char *lr_url_path(const char *url, size_t *len)
 {
@@ -64,49 +172,52 @@ static int last_segments(const char *p, size_t n, seg_t *out, int k)
 
 static bool seg_is(seg_t s, const char *w) { return s.n == strlen(w) && !memcmp(s.s, w, s.n); }
 
+/* Is the segment before the tail API-ish: /v1/…, /openai/…, /serving-endpoints/…,
+ * /deployments/NAME/…? */
+static bool api_parent(const seg_t *sg, int k, int at)
+{
+    if (at >= k) return false;
+    return version_seg(sg[at].s, sg[at].n) || seg_is(sg[at], "openai") || seg_is(sg[at], "serving-endpoints") ||
+           (at + 1 < k && seg_is(sg[at + 1], "deployments"));
+}
+
+/* Do the last segments of the path spell tail ("chat/completions")? Returns its segment count. */
+static int tail_matches(const seg_t *sg, int k, const char *tail)
+{
+    seg_t t[4];
+    int nt = last_segments(tail, strlen(tail), t, 4);
+    if (!nt || nt > k) return 0;
+    for (int i = 0; i < nt; i++)
+        if (sg[i].n != t[i].n || memcmp(sg[i].s, t[i].s, t[i].n)) return 0;
+    return nt;
+}
+
 lr_op_t lr_op_of_url(const char *url)
 {
     size_t n;
     const char *p = lr_url_path(url, &n);
-    seg_t sg[3];
-    int k = last_segments(p, n, sg, 3);
+    seg_t sg[6];
+    int k = last_segments(p, n, sg, 6);
     if (k < 1) return OP_NONE;
-    seg_t last = sg[0];
-    if (k >= 2 && seg_is(sg[1], "api")) {
-        static const struct { const char *w; lr_op_t op; } ol[] = {
-            {"generate", OP_OLLAMA_GENERATE}, {"chat", OP_OLLAMA_CHAT}, {"embed", OP_OLLAMA_EMBED},
-            {"embeddings", OP_OLLAMA_EMBEDDINGS}, {"tags", OP_OLLAMA_TAGS}, {"ps", OP_OLLAMA_PS},
-            {"pull", OP_OLLAMA_PULL}, {"show", OP_OLLAMA_SHOW}, {"version", OP_OLLAMA_VERSION},
-        };
-        for (size_t i = 0; i < sizeof ol / sizeof ol[0]; i++)
-            if (seg_is(last, ol[i].w)) return ol[i].op;
-        return OP_NONE;
+    for (int i = 1; i < nrows; i++) {
+        const lr_opinfo_t *o = &rows[i];
+        int nt = o->tail ? tail_matches(sg, k, o->tail) : 0;
+        if (!nt) continue;
+        if (o->parent == PARENT_API && !api_parent(sg, k, nt)) continue;
+        return (lr_op_t)i;
     }
-    /* ".../chat/completions" is distinctive wherever it sits (Azure deployments, gateways). */
-    if (k >= 2 && seg_is(last, "completions") && seg_is(sg[1], "chat")) return OP_CHAT;
-    /* The generic names need an API-ish parent: /v1/…, /openai/…, /deployments/NAME/…,
-     * /serving-endpoints/…, so that an unrelated "/models" or "/messages" passes untouched. */
-    bool apiish = k >= 2 && (version_seg(sg[1].s, sg[1].n) || seg_is(sg[1], "openai") ||
-                             seg_is(sg[1], "serving-endpoints") || (k >= 3 && seg_is(sg[2], "deployments")));
-    if (!apiish) return OP_NONE;
-    if (seg_is(last, "completions")) return OP_COMPLETIONS;
-    if (seg_is(last, "embeddings")) return OP_EMBEDDINGS;
-    if (seg_is(last, "models")) return OP_MODELS;
-    if (seg_is(last, "responses")) return OP_RESPONSES;
-    if (seg_is(last, "messages")) return OP_MESSAGES;
     return OP_NONE;
 }
 
 lr_op_t lr_op_of_endpoint(const char *endpoint)
 {
     if (!endpoint || !*endpoint) return OP_NONE;
-    for (int i = 1; i < OP_COUNT; i++)
-        if (!strcmp(endpoint, infos[i].endpoint)) return (lr_op_t)i;
-    /* Older recordings: "/chat/completions", "/v1/openai/v1/models"… */
-    if (!strcmp(endpoint, "/chat/completions")) return OP_CHAT;
-    if (!strcmp(endpoint, "/completions")) return OP_COMPLETIONS;
-    if (!strcmp(endpoint, "/embeddings")) return OP_EMBEDDINGS;
-    if (!strcmp(endpoint, "/models")) return OP_MODELS;
+    size_t n = strlen(endpoint);
+    for (int i = 1; i < nrows; i++)
+        if (!strcmp(endpoint, rows[i].endpoint)) return (lr_op_t)i;
+    /* older recordings: "/chat/completions", "/v1/openai/v1/models"… */
+    for (int i = 1; i < nrows; i++)
+        if (in_list(rows[i].aliases, endpoint, n)) return (lr_op_t)i;
     return lr_op_of_url(endpoint);
 }
 

@@ -96,54 +96,66 @@ static int cmp_member(const void *a, const void *b)
     return c ? c : (x->klen > y->klen) - (x->klen < y->klen);
 }
 
+static bool dump(span_t v, buf_t *out, int depth);
+
+/* An object with its keys sorted, as json.dumps(sort_keys=True) writes it. */
+static bool dump_object(span_t v, buf_t *out, int depth)
+{
+    member_t *m = NULL;
+    int n = 0, cap = 0;
+    const char *p = v.p + 1, *end = v.p + v.n;
+    bool ok = true;
+    for (;;) {
+        while (p < end && strchr(" \t\r\n,", *p)) p++;
+        if (p >= end || *p == '}') break;
+        const char *ke = js_skip(p, end);
+        if (!ke) { ok = false; break; }
+        span_t ks = {p, (size_t)(ke - p)};
+        p = ke;
+        while (p < end && (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n' || *p == ':')) p++;
+        const char *ve = js_skip(p, end);
+        if (!ve) { ok = false; break; }
+        char *key = js_strdup(ks);
+        if (!key) { ok = false; break; }
+        /* a repeated key keeps its last value (json.loads) */
+        int at = -1;
+        for (int i = 0; i < n; i++)
+            if (!strcmp(m[i].key, key)) { at = i; break; }
+        if (at >= 0) { free(key); m[at].val = (span_t){p, (size_t)(ve - p)}; }
+        else {
+            if (n == cap) {
+                int ncap = cap ? cap * 2 : 8;
+                member_t *nm = realloc(m, sizeof *m * (size_t)ncap);
+                if (!nm) { free(key); ok = false; break; }
+                m = nm;
+                cap = ncap;
+            }
+            m[n++] = (member_t){key, strlen(key), {p, (size_t)(ve - p)}};
+        }
+        p = ve;
+    }
+    if (ok) {
+        qsort(m, (size_t)n, sizeof *m, cmp_member);
+        buf_addc(out, '{');
+        for (int i = 0; i < n && ok; i++) {
+            if (i) buf_adds(out, ", ");
+            lr_pyjson_str(m[i].key, m[i].klen, out);
+            buf_adds(out, ": ");
+            ok = dump(m[i].val, out, depth + 1);
+        }
+        buf_addc(out, '}');
+    }
+    for (int i = 0; i < n; i++) free(m[i].key);
+    free(m);
+    return ok;
+}
+
 static bool dump(span_t v, buf_t *out, int depth)
 {
     v = js_trim(v);
     if (!v.n || depth > 400) return false;
     char k = v.p[0];
-    if (k == '{') {
-        member_t *m = NULL;
-        int n = 0, cap = 0;
-        const char *p = v.p + 1, *end = v.p + v.n;
-        bool ok = true;
-        for (;;) {
-            while (p < end && strchr(" \t\r\n,", *p)) p++;
-            if (p >= end || *p == '}') break;
-            const char *ke = js_skip(p, end);
-            if (!ke) { ok = false; break; }
-            span_t ks = {p, (size_t)(ke - p)};
-            p = ke;
-            while (p < end && (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n' || *p == ':')) p++;
-            const char *ve = js_skip(p, end);
-            if (!ve) { ok = false; break; }
-            char *key = js_strdup(ks);
-            if (!key) { ok = false; break; }
-            /* a repeated key keeps its last value (json.loads) */
-            int at = -1;
-            for (int i = 0; i < n; i++)
-                if (!strcmp(m[i].key, key)) { at = i; break; }
-            if (at >= 0) { free(key); m[at].val = (span_t){p, (size_t)(ve - p)}; }
-            else {
-                if (n == cap) { cap = cap ? cap * 2 : 8; m = realloc(m, sizeof *m * (size_t)cap); }
-                m[n++] = (member_t){key, strlen(key), {p, (size_t)(ve - p)}};
-            }
-            p = ve;
-        }
-        if (ok) {
-            qsort(m, (size_t)n, sizeof *m, cmp_member);
-            buf_addc(out, '{');
-            for (int i = 0; i < n && ok; i++) {
-                if (i) buf_adds(out, ", ");
-                lr_pyjson_str(m[i].key, m[i].klen, out);
-                buf_adds(out, ": ");
-                ok = dump(m[i].val, out, depth + 1);
-            }
-            buf_addc(out, '}');
-        }
-        for (int i = 0; i < n; i++) free(m[i].key);
-        free(m);
-        return ok;
-    }
+    if (k == '{') return dump_object(v, out, depth);
     if (k == '[') {
         const char *pos = NULL;
         span_t item;
@@ -199,9 +211,7 @@ void lr_llama_hash(const char *method, const char *url, span_t body, const char 
     snprintf(m, sizeof m, "%s", method ? method : "POST");
     for (char *c = m; *c; c++) if (*c >= 'a' && *c <= 'z') *c = (char)(*c - 32);
     lr_pyjson_str(m, strlen(m), &b);
-    bool listing = (plen == 14 && !memcmp(path, "/v1/models", 10)) || (plen == 9 && !memcmp(path, "/api/tags", 9)) ||
-                   (plen == 20 && !memcmp(path, "/v1/openai/v1/models", 20)) || (plen == 10 && !memcmp(path, "/v1/models", 10));
-    if (!listing) {
+    if (!lr_op_hash_shared(path, plen)) {
         buf_adds(&b, ", \"test_id\": ");
         if (test_id) lr_pyjson_str(test_id, strlen(test_id), &b);
         else buf_adds(&b, "null");

@@ -14,13 +14,28 @@ size_t lr_max_file_bytes(void)
     return lr_cfg()->max_file_bytes;
 }
 
-int lr_op_class(lr_op_t op)
+const char *lr_body_model(const cJSON *body)
 {
-    switch (op) {
-    case OP_COMPLETIONS: return OP_CHAT;
-    case OP_OLLAMA_EMBEDDINGS: return OP_OLLAMA_EMBED;
-    default: return op;
+    const cJSON *m = cJSON_IsObject(body) ? J.GetObjectItemCaseSensitive(body, "model") : NULL;
+    return cJSON_IsString(m) && m->valuestring ? m->valuestring : "";
+}
+
+/* The request an OpenAI SDK puts on the wire for the arguments llama-stack recorded: the
+ * extra_body argument merged into the top level (its keys win, as in the SDKs), extra_headers
+ * and extra_query (sent as headers and query) gone. */
+void lr_rec_sdk_to_wire(cJSON *body)
+{
+    if (!cJSON_IsObject(body)) return;
+    cJSON *extra = J.DetachItemFromObjectCaseSensitive(body, "extra_body");
+    for (cJSON *e = cJSON_IsObject(extra) ? extra->child : NULL, *next; e; e = next) {
+        next = e->next;
+        const char *k = e->string;
+        J.DeleteItemFromObjectCaseSensitive(body, k);
+        J.AddItemToObject(body, k, J.DetachItemViaPointer(extra, e));
     }
+    if (extra) J.Delete(extra);
+    J.DeleteItemFromObjectCaseSensitive(body, "extra_headers");
+    J.DeleteItemFromObjectCaseSensitive(body, "extra_query");
 }
 
 void lr_match_key(lr_op_t op, const char *method, const cJSON *body, const lr_ignore_t *ig,
@@ -28,7 +43,7 @@ void lr_match_key(lr_op_t op, const char *method, const cJSON *body, const lr_ig
 {
     buf_t b;
     buf_init(&b);
-    buf_printf(&b, "%d ", lr_op_class(op));
+    buf_printf(&b, "%s ", lr_op_info(lr_op_class(op))->name); /* a stable name, never the row number */
     if (!lr_op_info(op)->listing) {
         for (const char *m = method && *method ? method : "POST"; *m; m++)
             buf_addc(&b, (char)(*m >= 'a' && *m <= 'z' ? *m - 32 : *m));
@@ -116,9 +131,9 @@ lr_rec_t *lr_rec_parse(const char *path, const char *text, size_t len, const lr_
     bool https = false;
     if (!url || !lr_url_hostport(url, r->host, sizeof r->host, &r->port, &https)) r->host[0] = 0;
     const char *model = str_field(rq, "model");
-    const cJSON *body = J.GetObjectItemCaseSensitive(rq, "body");
-    if (!model && cJSON_IsObject(body)) model = str_field(body, "model");
-    r->model = strdup(model ? model : "");
+    cJSON *body = J.GetObjectItemCaseSensitive(rq, "body");
+    lr_rec_sdk_to_wire(body);
+    r->model = strdup(model ? model : lr_body_model(body));
     if (f[F_TEST_ID].p && js_kind(f[F_TEST_ID]) == '"') r->test_id = js_strdup(f[F_TEST_ID]);
     lr_match_key(r->op, r->method, body, ig, &r->h1, &r->h2);
     span_t v;
@@ -202,6 +217,7 @@ cJSON *lr_rec_request_body(const lr_rec_t *r)
     char why[8];
     if (top_fields(t, n, f, why, sizeof why) && f[F_REQUEST].p && js_get(f[F_REQUEST], "body", &bs))
         body = lr_json_parse(bs.p, bs.n);
+    lr_rec_sdk_to_wire(body);
     free(mapped);
     free(text);
     return body;

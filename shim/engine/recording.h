@@ -10,6 +10,12 @@
 
 struct lr_response;
 
+/* A destination recordings were made against. */
+typedef struct {
+    char host[128];
+    int port;
+} lr_hostport_t;
+
 typedef struct lr_rec {
     char *path;
     int dir;       /* index of the LLMREPLAY_DIR entry it came from: first entries win ties */
@@ -29,13 +35,15 @@ typedef struct lr_rec {
     struct lr_response *resp; /* rendered answer: built on first use, then shared read-only */
 } lr_rec_t;
 
-/* Matching treats these operations as one: the body tells them apart (llama-stack recorded
- * chat calls under /v1/completions, and Ollama's embed() under /api/embeddings). */
-int lr_op_class(lr_op_t op);
-/* Key of a request: class, method (except for listings), canonical body. */
+/* The "model" of a request body, "" when none: the one place that reads it. */
+const char *lr_body_model(const cJSON *body);
+/* Key of a request: class name, method (except for listings), canonical body. */
 void lr_match_key(lr_op_t op, const char *method, const cJSON *body, const lr_ignore_t *ig,
                   uint64_t *h1, uint64_t *h2);
 
+/* The body an OpenAI SDK sends for recorded arguments: extra_body merged, extra_headers and
+ * extra_query dropped (in place). */
+void lr_rec_sdk_to_wire(cJSON *body);
 /* Parse a recording from its text. On failure returns NULL and writes a reason. */
 lr_rec_t *lr_rec_parse(const char *path, const char *text, size_t len, const lr_ignore_t *ig,
                        char *why, size_t whycap);

@@ -84,7 +84,24 @@ static void frame(lr_frame_t f, span_t data, const char *raw, buf_t *b)
     }
 }
 
-static bool is_ollama(lr_op_t op) { return lr_op_info(op)->frame == FRAME_NDJSON; }
+/* An error body in the operation's dialect; code NULL writes null. */
+static void error_body(lr_op_t op, const char *type, const char *code, const char *msg, buf_t *b)
+{
+    if (lr_op_info(op)->errors == ERR_OLLAMA) {
+        buf_adds(b, "{\"error\":");
+        buf_json_str(b, msg, strlen(msg));
+        buf_addc(b, '}');
+        return;
+    }
+    buf_adds(b, "{\"error\":{\"message\":");
+    buf_json_str(b, msg, strlen(msg));
+    buf_adds(b, ",\"type\":");
+    buf_json_str(b, type, strlen(type));
+    buf_adds(b, ",\"param\":null,\"code\":");
+    if (code) buf_json_str(b, code, strlen(code));
+    else buf_adds(b, "null");
+    buf_adds(b, "}}");
+}
 
 /* Error body of an exception recording: the provider's own body when recorded. */
 static void exception_body(lr_op_t op, span_t resp, buf_t *b)
@@ -100,18 +117,7 @@ static void exception_body(lr_op_t op, span_t resp, buf_t *b)
     if (have_ed && js_get(ed, "message", &v) && js_kind(v) == '"') msg = js_strdup(v);
     if (!msg && js_get(resp, "exception_message", &v) && js_kind(v) == '"') msg = js_strdup(v);
     if (have_ed && js_get(ed, "type", &v) && js_kind(v) == '"') type = js_strdup(v);
-    const char *m = msg ? msg : "recorded error";
-    if (is_ollama(op)) {
-        buf_adds(b, "{\"error\":");
-        buf_json_str(b, m, strlen(m));
-        buf_addc(b, '}');
-    } else {
-        buf_adds(b, "{\"error\":{\"message\":");
-        buf_json_str(b, m, strlen(m));
-        buf_adds(b, ",\"type\":");
-        buf_json_str(b, type ? type : "api_error", strlen(type ? type : "api_error"));
-        buf_adds(b, ",\"param\":null,\"code\":null}}");
-    }
+    error_body(op, type ? type : "api_error", NULL, msg ? msg : "recorded error", b);
     free(msg);
     free(type);
 }
@@ -126,6 +132,69 @@ static lr_response_t *fail(const lr_rec_t *r, const char *why)
     return e;
 }
 
+/* A streamed recording: one event per chunk, then the end the framing wants. */
+static void render_stream(lr_response_t *o, const lr_rec_t *r, span_t resp, span_t body, buf_t *b)
+{
+    lr_frame_t f = lr_op_info(r->op)->frame;
+    o->stream = true;
+    o->content_type = f == FRAME_NDJSON ? "application/x-ndjson" : "text/event-stream; charset=utf-8";
+    const char *pos = NULL;
+    span_t item;
+    while (js_next(body, &pos, &item)) {
+        span_t rawspan;
+        char *raw = js_kind(item) == '{' && js_get(item, "llmreplay_raw", &rawspan) && js_kind(rawspan) == '"'
+                        ? js_strdup(rawspan) : NULL;
+        frame(f, payload(item), raw, b);
+        free(raw);
+        add_event(o, b);
+    }
+    span_t times;
+    if (js_get(resp, "chunk_times_ms", &times) && js_kind(times) == '[') {
+        const char *tpos = NULL;
+        span_t t;
+        o->times_ms = calloc((size_t)o->nevents + 1, sizeof *o->times_ms);
+        while (o->times_ms && o->ntimes < o->nevents && js_next(times, &tpos, &t))
+            o->times_ms[o->ntimes++] = strtod(js_trim(t).p, NULL);
+    }
+    if (r->exception) {
+        /* The stream broke upstream: send what came, then the error, never a clean end. */
+        buf_t e;
+        buf_init(&e);
+        exception_body(r->op, resp, &e);
+        frame(f, (span_t){e.data ? e.data : "{}", e.len}, NULL, b);
+        buf_free(&e);
+        add_event(o, b);
+        o->status = 200;
+        o->reason = "OK";
+    } else if (f == FRAME_SSE_DONE) {
+        buf_adds(b, "data: [DONE]\n\n");
+        add_event(o, b);
+    }
+}
+
+/* A plain answer: the error, the body, or a listing recorded as a list, wrapped as the API does. */
+static void render_plain(lr_response_t *o, const lr_rec_t *r, span_t resp, span_t body, bool have_body, buf_t *b)
+{
+    o->content_type = "application/json";
+    if (r->exception) {
+        exception_body(r->op, resp, b);
+    } else if (!have_body) {
+        buf_adds(b, "null");
+    } else if (js_kind(body) == '[') {
+        const char *pos = NULL, *wrap = lr_op_info(r->op)->list_wrap;
+        span_t item;
+        buf_adds(b, wrap ? wrap : "[");
+        for (int i = 0; js_next(body, &pos, &item); i++) {
+            if (i) buf_addc(b, ',');
+            js_minify(payload(item), b);
+        }
+        buf_adds(b, wrap ? "]}" : "]");
+    } else {
+        js_minify(payload(body), b);
+    }
+    add_event(o, b);
+}
+
 lr_response_t *lr_render_recording(const lr_rec_t *r)
 {
     size_t len, mlen;
@@ -133,82 +202,27 @@ lr_response_t *lr_render_recording(const lr_rec_t *r)
     if (!text) return fail(r, "the file can no longer be read");
     char *mapped = lr_rec_apply_id_mapping(text, len, &mlen);
     if (mapped) { free(text); text = mapped; len = mlen; }
-    span_t resp, body;
+    span_t resp, body, raw;
     if (!lr_rec_response_span(text, len, &resp)) { free(text); return fail(r, "it changed since it was indexed"); }
     lr_response_t *o = calloc(1, sizeof *o);
     if (!o) { free(text); return NULL; }
     o->rec = r;
     o->status = r->status;
     o->reason = lr_reason(o->status);
-    lr_frame_t f = lr_op_info(r->op)->frame;
     bool have_body = js_get(resp, "body", &body) && !js_is_null(body);
     buf_t b;
     buf_init(&b);
     if (r->streaming && have_body && js_kind(body) == '[') {
-        o->stream = true;
-        o->content_type = f == FRAME_NDJSON ? "application/x-ndjson" : "text/event-stream; charset=utf-8";
-        const char *pos = NULL;
-        span_t item;
-        while (js_next(body, &pos, &item)) {
-            span_t rawspan;
-            char *raw = js_kind(item) == '{' && js_get(item, "llmreplay_raw", &rawspan) && js_kind(rawspan) == '"'
-                            ? js_strdup(rawspan) : NULL;
-            frame(f, payload(item), raw, &b);
-            free(raw);
-            add_event(o, &b);
-        }
-        span_t times;
-        if (js_get(resp, "chunk_times_ms", &times) && js_kind(times) == '[') {
-            const char *tpos = NULL;
-            span_t t;
-            o->times_ms = calloc((size_t)o->nevents + 1, sizeof *o->times_ms);
-            while (o->times_ms && o->ntimes < o->nevents && js_next(times, &tpos, &t))
-                o->times_ms[o->ntimes++] = strtod(js_trim(t).p, NULL);
-        }
-        if (r->exception) {
-            /* The stream broke upstream: send what came, then the error, never a clean end. */
-            buf_t e;
-            buf_init(&e);
-            exception_body(r->op, resp, &e);
-            frame(f, (span_t){e.data ? e.data : "{}", e.len}, NULL, &b);
-            buf_free(&e);
-            add_event(o, &b);
-            o->status = 200;
-            o->reason = "OK";
-        } else if (f == FRAME_SSE_DONE) {
-            buf_adds(&b, "data: [DONE]\n\n");
-            add_event(o, &b);
-        }
-    } else if (js_get(resp, "llmreplay_raw_body", &body) && js_kind(body) == '"') {
+        render_stream(o, r, resp, body, &b);
+    } else if (js_get(resp, "llmreplay_raw_body", &raw) && js_kind(raw) == '"') {
         /* recorded by llmreplay: the bytes the client saw live */
         o->content_type = "application/json";
-        char *raw = js_strdup(body);
-        if (raw) buf_adds(&b, raw);
-        free(raw);
+        char *t = js_strdup(raw);
+        if (t) buf_adds(&b, t);
+        free(t);
         add_event(o, &b);
     } else {
-        o->content_type = "application/json";
-        if (r->exception) {
-            exception_body(r->op, resp, &b);
-        } else if (!have_body) {
-            buf_adds(&b, "null");
-        } else if (js_kind(body) == '[') {
-            /* Listings recorded as a list of objects: wrap them as the API does. */
-            const char *pos = NULL;
-            span_t item;
-            bool tags = r->op == OP_OLLAMA_TAGS || r->op == OP_OLLAMA_PS;
-            buf_adds(&b, tags ? "{\"models\":[" : r->op == OP_MODELS ? "{\"object\":\"list\",\"data\":[" : "[");
-            for (int i = 0; js_next(body, &pos, &item); i++) {
-                if (i) buf_addc(&b, ',');
-                js_minify(payload(item), &b);
-            }
-            buf_adds(&b, r->op == OP_MODELS || tags ? "]}" : "]");
-        } else if (js_kind(body) == '"' && !is_ollama(r->op) && r->op != OP_NONE) {
-            js_minify(body, &b);
-        } else {
-            js_minify(payload(body), &b);
-        }
-        add_event(o, &b);
+        render_plain(o, r, resp, body, have_body, &b);
     }
     buf_printf(&b, "X-LLMReplay-Recording: %s\r\n", r->path);
     o->extra_headers = buf_steal(&b, NULL);
@@ -226,19 +240,7 @@ lr_response_t *lr_render_error(lr_op_t op, int status, const char *type, const c
     o->owned = true;
     buf_t b;
     buf_init(&b);
-    if (is_ollama(op)) {
-        buf_adds(&b, "{\"error\":");
-        buf_json_str(&b, message, strlen(message));
-        buf_addc(&b, '}');
-    } else {
-        buf_adds(&b, "{\"error\":{\"message\":");
-        buf_json_str(&b, message, strlen(message));
-        buf_adds(&b, ",\"type\":");
-        buf_json_str(&b, type, strlen(type));
-        buf_adds(&b, ",\"param\":null,\"code\":");
-        buf_json_str(&b, code, strlen(code));
-        buf_adds(&b, "}}");
-    }
+    error_body(op, type, code, message, &b);
     add_event(o, &b);
     /* OpenAI SDKs honour x-should-retry: a miss is final, retrying only hides it. */
     o->extra_headers = strdup("x-should-retry: false\r\n");

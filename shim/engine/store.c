@@ -3,7 +3,6 @@
 #include "base/config.h"
 #include "engine/index.h"
 #include "base/log.h"
-#include "engine/record.h"
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -14,6 +13,43 @@
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <uthash.h>
+
+typedef struct lr_entry {
+    uint64_t h1;
+    lr_rec_t **recs; /* stable order: directory order, then path */
+    int n, cap;
+    UT_hash_handle hh;
+} lr_entry_t;
+
+typedef struct lr_counter {
+    uint64_t key;
+    unsigned n;
+    UT_hash_handle hh;
+} lr_counter_t;
+
+struct lr_store {
+    lr_entry_t *table;      /* built up front, or lazily from the index */
+    lr_rec_t **all;         /* every recording in scan order (lazy with an index) */
+    int nall;
+    int nbad, nunsupported;
+    char **dirs;
+    int ndirs;
+    lr_ignore_t ig;
+    double build_ms;
+    lr_sdir_t *sdirs;       /* every directory scanned, to detect additions and removals */
+    int nsdirs;
+    lr_bad_t *badlist;
+    int nbadlist;
+    lr_hostport_t *hosts;   /* distinct destinations the recordings were made against */
+    int nhosts;
+    lr_index_t *ix;         /* the mapped index, or NULL */
+    lr_rec_t **ixrecs;      /* materialized index records, by position */
+    bool from_cache, all_ready, ix_corrupt;
+    int64_t last_file_check_ms; /* when files were last checked for edits (lr_now, ms) */
+    lr_counter_t *counters; /* answers given per request (and preferred subset) */
+    pthread_mutex_t lock;   /* table (lazy part), ixrecs, all, counters */
+};
 
 typedef struct {
     char **v;
@@ -145,7 +181,7 @@ static lr_rec_t *materialize(lr_store_t *s, uint32_t i)
     snprintf(r->method, sizeof r->method, "%s", x->method);
     r->dir = (int)x->dir;
     r->order = (int)x->order;
-    r->op = (lr_op_t)x->op;
+    r->op = lr_op_named(lr_ixstr(ix, x->op)); /* by name: row numbers may differ between builds */
     r->port = x->port;
     r->status = x->status;
     r->streaming = x->streaming;
@@ -158,8 +194,9 @@ static lr_rec_t *materialize(lr_store_t *s, uint32_t i)
     return s->ixrecs[i] = r;
 }
 
-lr_entry_t *lr_store_find(lr_store_t *s, uint64_t h1, uint64_t h2)
+lr_rec_t *const *lr_store_find(lr_store_t *s, uint64_t h1, uint64_t h2, int *n)
 {
+    *n = 0;
     lr_entry_t *e = NULL;
     pthread_mutex_lock(&s->lock);
     HASH_FIND(hh, s->table, &h1, sizeof h1, e);
@@ -182,8 +219,9 @@ lr_entry_t *lr_store_find(lr_store_t *s, uint64_t h1, uint64_t h2)
         }
     }
     pthread_mutex_unlock(&s->lock);
-    if (e && e->n && e->recs[0]->h2 != h2) return NULL; /* a 64-bit collision: treat as a miss */
-    return e;
+    if (!e || !e->n || e->recs[0]->h2 != h2) return NULL; /* none, or a 64-bit collision: a miss */
+    *n = e->n;
+    return e->recs;
 }
 
 lr_rec_t **lr_store_all(lr_store_t *s, int *n)
@@ -211,6 +249,18 @@ lr_rec_t **lr_store_all(lr_store_t *s, int *n)
 }
 
 int lr_store_size(const lr_store_t *s) { return s->ix ? (int)s->ix->nrecs : s->nall; }
+
+lr_store_info_t lr_store_info(const lr_store_t *s)
+{
+    return (lr_store_info_t){lr_store_size(s), s->nbad, s->nunsupported, s->ndirs, s->from_cache, s->build_ms};
+}
+
+const lr_ignore_t *lr_store_ignore(const lr_store_t *s) { return &s->ig; }
+
+void lr_store_report(const lr_store_t *s, lr_report_fn report, void *ctx)
+{
+    for (int i = 0; i < s->nbadlist; i++) report(ctx, s->badlist[i].path, s->badlist[i].why, s->badlist[i].unsupported);
+}
 
 const lr_hostport_t *lr_store_hosts(const lr_store_t *s, int *n)
 {
@@ -279,7 +329,7 @@ lr_store_t *lr_store_build(char *const *dirs, int ndirs, const char *ignore_spec
         else scan(s, dirs[d], &paths, 0);
         if (paths.n > before) qsort(paths.v + before, (size_t)(paths.n - before), sizeof(char *), cmp_str);
         /* an empty directory is expected when recording into it */
-        if (paths.n == before && lr_mode() != MODE_RECORD && lr_mode() != MODE_RECORD_IF_MISSING)
+        if (paths.n == before && lr_cfg()->mode != MODE_RECORD && lr_cfg()->mode != MODE_RECORD_IF_MISSING)
             note_bad(s, dirs[d], "recording directory holds no *.json recordings", false);
         int *nd = realloc(dir_of, sizeof(int) * (size_t)(paths.n ? paths.n : 1));
         if (!nd) break;
@@ -309,7 +359,7 @@ lr_store_t *lr_store_build(char *const *dirs, int ndirs, const char *ignore_spec
         }
     }
     s->all_ready = true;
-    for (int i = 0; i < s->nbadlist; i++) report(ctx, s->badlist[i].path, s->badlist[i].why, s->badlist[i].unsupported);
+    lr_store_report(s, report, ctx);
     for (int i = 0; i < paths.n; i++) free(paths.v[i]);
     free(paths.v);
     free(job.recs);
@@ -337,6 +387,15 @@ static lr_store_t *from_index(lr_index_t *ix, char *const *dirs, int ndirs, cons
     }
     lr_debug("using index %s: %u recordings", ix->path, ix->nrecs);
     return s;
+}
+
+/* Hand the index writer plain arrays: it knows nothing of the store. */
+static bool write_index(lr_store_t *s, const char *path, uint64_t key)
+{
+    int n;
+    lr_rec_t **all = lr_store_all(s, &n);
+    lr_ixsrc_t src = {all, n, s->sdirs, s->nsdirs, s->badlist, s->nbadlist, s->hosts, s->nhosts, s->build_ms};
+    return lr_index_write(&src, path, key);
 }
 
 /* Lock the index file's build: of many processes starting at once, one builds, the others
@@ -385,7 +444,7 @@ lr_store_t *lr_store_open(char *const *dirs, int ndirs, const char *ignore_spec,
     }
     if (lockfd < 0 && !trust_cache) lockfd = lock_build(path);
     lr_store_t *s = lr_store_build(dirs, ndirs, ignore_spec, report, ctx);
-    if (s && !lr_index_write(s, path, key))
+    if (s && !write_index(s, path, key))
         lr_log(LR_INFO, "cannot write index %s: %s (the cache is skipped)", path, strerror(errno));
     if (lockfd >= 0) lr_close(lockfd);
     free(path);

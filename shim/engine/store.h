@@ -4,64 +4,19 @@
 #ifndef LR_STORE_H
 #define LR_STORE_H
 #include "engine/recording.h"
-#include <pthread.h>
-#include <uthash.h>
 
-struct lr_index;
-
-typedef struct lr_entry {
-    uint64_t h1;
-    lr_rec_t **recs; /* stable order: directory order, then path */
-    int n, cap;
-    UT_hash_handle hh;
-} lr_entry_t;
-
-typedef struct lr_counter {
-    uint64_t key;
-    unsigned n;
-    UT_hash_handle hh;
-} lr_counter_t;
-
-typedef struct {
-    char *path;
-    int64_t mtime_ns; /* -1: missing */
-    int top;          /* a LLMREPLAY_DIR entry itself */
-} lr_sdir_t;
-
-typedef struct {
-    char *path, *why;
-    bool unsupported;
-} lr_bad_t;
-
-typedef struct {
-    char host[128];
-    int port;
-} lr_hostport_t;
+/* Opaque: its table, lock and lists are store.c's. */
+typedef struct lr_store lr_store_t;
 
 typedef void (*lr_report_fn)(void *ctx, const char *path, const char *why, bool unsupported);
 
-typedef struct lr_store {
-    lr_entry_t *table;      /* built up front, or lazily from the index */
-    lr_rec_t **all;         /* every recording in scan order (lazy with an index) */
-    int nall;
-    int nbad, nunsupported;
-    char **dirs;
-    int ndirs;
-    lr_ignore_t ig;
+typedef struct {
+    int nall;            /* recordings */
+    int nbad, nunsupported; /* files skipped: broken, or not an LLM call this shim serves */
+    int ndirs;           /* LLMREPLAY_DIR entries */
+    bool from_cache;     /* opened from the persistent index */
     double build_ms;
-    lr_sdir_t *sdirs;       /* every directory scanned, to detect additions and removals */
-    int nsdirs;
-    lr_bad_t *badlist;
-    int nbadlist;
-    lr_hostport_t *hosts;   /* distinct destinations the recordings were made against */
-    int nhosts;
-    struct lr_index *ix;    /* the mapped index, or NULL */
-    lr_rec_t **ixrecs;      /* materialized index records, by position */
-    bool from_cache, all_ready, ix_corrupt;
-    int64_t last_file_check_ms; /* when files were last checked for edits (lr_now, ms) */
-    lr_counter_t *counters; /* answers given per request (and preferred subset) */
-    pthread_mutex_t lock;   /* table (lazy part), ixrecs, all, counters */
-} lr_store_t;
+} lr_store_info_t;
 
 /* Scan dirs recursively for *.json and parse everything; problems go to report (or warnings). */
 lr_store_t *lr_store_build(char *const *dirs, int ndirs, const char *ignore_spec, lr_report_fn report, void *ctx);
@@ -87,5 +42,11 @@ void lr_store_lock(bool lock);
 int lr_split_dirs(const char *spec, char ***out);
 /* How many times key was answered before; counts this one when advance. */
 unsigned lr_store_count(lr_store_t *s, uint64_t key, bool advance);
-lr_entry_t *lr_store_find(lr_store_t *s, uint64_t h1, uint64_t h2);
+/* The recordings with match key (h1, h2), in serving order; NULL (n = 0) when none. */
+lr_rec_t *const *lr_store_find(lr_store_t *s, uint64_t h1, uint64_t h2, int *n);
+lr_store_info_t lr_store_info(const lr_store_t *s);
+/* The LLMREPLAY_IGNORE fields the store's keys were made with. */
+const lr_ignore_t *lr_store_ignore(const lr_store_t *s);
+/* Tell report about every file skipped (as when the store was made). */
+void lr_store_report(const lr_store_t *s, lr_report_fn report, void *ctx);
 #endif

@@ -1,5 +1,6 @@
 #include "json/cjson_rt.h"
 #include "base/log.h"
+#include "base/real.h"
 #include <dlfcn.h>
 #include <pthread.h>
 #include <stddef.h>
@@ -16,7 +17,7 @@ static void load(void)
 #if !defined(__SANITIZE_ADDRESS__) && !defined(LR_NO_DEEPBIND)
     flags |= RTLD_DEEPBIND;
 #endif
-    void *h = dlopen("libcjson.so.1", flags);
+    void *h = lr_dlopen("libcjson.so.1", flags);
     if (!h) {
         lr_error("cannot load libcjson.so.1 (%s); install it: apt-get install libcjson1", dlerror());
         return;
@@ -39,6 +40,8 @@ static void load(void)
     SYM(AddItemToArray, "cJSON_AddItemToArray");
     SYM(Duplicate, "cJSON_Duplicate");
     SYM(DeleteItemFromObjectCaseSensitive, "cJSON_DeleteItemFromObjectCaseSensitive");
+    SYM(DetachItemFromObjectCaseSensitive, "cJSON_DetachItemFromObjectCaseSensitive");
+    SYM(DetachItemViaPointer, "cJSON_DetachItemViaPointer");
 #undef SYM
     loaded = true;
     return;

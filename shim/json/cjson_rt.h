@@ -25,6 +25,8 @@ typedef struct {
     cJSON_bool (*AddItemToArray)(cJSON *, cJSON *);
     cJSON *(*Duplicate)(const cJSON *, cJSON_bool);
     void (*DeleteItemFromObjectCaseSensitive)(cJSON *, const char *);
+    cJSON *(*DetachItemFromObjectCaseSensitive)(cJSON *, const char *);
+    cJSON *(*DetachItemViaPointer)(cJSON *, cJSON *);
 } lr_cjson_t;
 
 /* cJSON's type predicates are library functions: inline them so no cJSON symbol is linked. */

@@ -172,12 +172,6 @@ bool js_valid(span_t s)
     return true;
 }
 
-long js_error_offset(span_t s)
-{
-    if (js_valid(s)) return -1;
-    return js_last_error(s);
-}
-
 long js_last_error(span_t s)
 {
     return fail_at && fail_at >= s.p && fail_at <= s.p + s.n ? (long)(fail_at - s.p) : (long)s.n;

@@ -13,10 +13,8 @@ typedef struct { const char *p; size_t n; } span_t;
 const char *js_skip(const char *p, const char *end);
 /* True when s is exactly one JSON value, whitespace around it allowed. */
 bool js_valid(span_t s);
-/* -1 when s is valid, else the offset where scanning failed: s.n means the input ended
- * inside a value (a truncated document). */
-long js_error_offset(span_t s);
-/* The same, for the scan that just failed in this thread (js_fields, js_valid). */
+/* Where the scan that just failed in this thread (js_fields, js_valid) stopped: s.n means the
+ * input ended inside a value (a truncated document). */
 long js_last_error(span_t s);
 /* One validating pass over a whole document that must be an object: the values of keys
  * (first occurrence; .p NULL when absent). False when the document is not valid JSON. */

@@ -178,20 +178,27 @@ static bool read_head(lr_conn_t *c, const lr_http_req_t *q, long n)
     return true;
 }
 
-static void answer(lr_conn_t *c, const char *body, size_t len)
+lr_response_t *lr_conn_reply(const char *method, const char *url, const char *body, size_t len, lr_fplan_t *plan)
 {
     lr_response_t *r;
-    if (lr_engine_upstream(c->method, c->url, body, len) && lr_upstream_forward(c, body, len)) return;
-    if (lr_engine_intercepts(c->url) == OP_NONE) {
+    memset(plan, 0, sizeof *plan);
+    if (lr_engine_intercepts(url) == OP_NONE) {
         char msg[1024];
         snprintf(msg, sizeof msg,
                  "llmreplay: %s %.600s is not an LLM API call llmreplay replays; requests to an intercepted host never "
                  "reach the network (LLMREPLAY_HOSTS and the recordings' hosts are intercepted)",
-                 c->method, c->url);
+                 method, url);
         r = lr_render_error(OP_CHAT, 404, "invalid_request_error", "llmreplay_not_an_llm_endpoint", msg);
     } else {
-        r = lr_fault_serve(c->method, c->url, body, len, &c->fault);
+        r = lr_fault_serve(method, url, body, len, plan);
     }
+    return r;
+}
+
+static void answer(lr_conn_t *c, const char *body, size_t len)
+{
+    if (lr_engine_upstream(c->method, c->url, body, len) && lr_upstream_forward(c, body, len)) return;
+    lr_response_t *r = lr_conn_reply(c->method, c->url, body, len, &c->fault);
     if (r) start_answer(c, r);
     else refuse(c, 500, "llmreplay: out of memory");
 }
@@ -278,6 +285,7 @@ void lr_conn_readable(lr_conn_t *c)
 
 void lr_conn_service(lr_conn_t *c)
 {
+    if (lr_conn_h2_service(c)) return;
     while (!c->dead && !lr_conn_upstream_busy(c)) {
         size_t before = c->in.len;
         bool had = c->resp != NULL;
@@ -316,6 +324,7 @@ void lr_conn_free(lr_conn_t *c)
     lr_response_free(c->resp);
     lr_fault_plan_free(&c->fault);
     buf_free(&c->fault_head);
+    lr_h2_free(c->h2);
     buf_free(&c->in);
     buf_free(&c->out);
     buf_free(&c->fwd_headers);

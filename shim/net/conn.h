@@ -7,6 +7,7 @@
 #include "base/util.h"
 #include "engine/faults.h"
 #include "engine/render.h"
+#include "net/h2.h"
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -47,6 +48,7 @@ typedef struct lr_conn {
     buf_t fault_head;       /* the head, held back until the fault lets it go */
     int fault_break;        /* LR_FS_RESET or LR_FS_EOF once the queued bytes are out; 0: none */
     bool fault_stuck;       /* stalled until the client gives up */
+    lr_h2_t *h2;        /* the client spoke HTTP/2 (its preface): the session answers */
 } lr_conn_t;
 
 /* conn.c: the HTTP side */
@@ -58,6 +60,15 @@ void lr_conn_readable(lr_conn_t *c);
 void lr_conn_service(lr_conn_t *c);
 /* Write what is queued; false when the connection is gone. */
 bool lr_conn_flush(lr_conn_t *c);
+/* The answer from recordings (or the miss, or the 404 for a path that is no LLM call), with
+ * the fault rules applied: plan says what to do to it (engine/faults.h). */
+lr_response_t *lr_conn_reply(const char *method, const char *url, const char *body, size_t len, lr_fplan_t *plan);
+
+/* conn_h2.c: a connection that starts with the h2 preface. True when c speaks HTTP/2 (then it
+ * was served), false for HTTP/1.x. */
+bool lr_conn_h2_service(lr_conn_t *c);
+/* When c's next paced HTTP/2 event is due (lr_now() seconds), -1 for none. */
+double lr_conn_h2_due(const lr_conn_t *c);
 static inline bool lr_conn_upstream_busy(const lr_conn_t *c) { return __atomic_load_n(&c->upstream, __ATOMIC_ACQUIRE) != 0; }
 
 /* conn_fault.c: an answer under a fault rule. start takes the head (h); pump replaces conn.c's
@@ -81,4 +92,6 @@ void lr_server_wake(void);
 /* upstream.c: answer from the real API (record, record-if-missing, live, trace); false when
  * no worker could be started. */
 bool lr_upstream_forward(lr_conn_t *c, const char *body, size_t len);
+/* The same for HTTP/2 stream id of c: false when no worker could be started. */
+bool lr_upstream_h2(lr_conn_t *c, int32_t id, const lr_h2_req_t *q);
 #endif

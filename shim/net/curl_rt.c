@@ -1,5 +1,6 @@
 #include "net/curl_rt.h"
 #include "base/log.h"
+#include "base/real.h"
 #include <dlfcn.h>
 #include <pthread.h>
 #include <stdbool.h>
@@ -19,7 +20,7 @@ static void load(void)
 #endif
     static const char *names[] = {"libcurl.so.4", "libcurl-gnutls.so.4", "libcurl-nss.so.4"};
     void *h = NULL;
-    for (int i = 0; i < 3 && !h; i++) h = dlopen(names[i], flags);
+    for (int i = 0; i < 3 && !h; i++) h = lr_dlopen(names[i], flags);
     if (!h) { lr_error("cannot load libcurl for upstream calls (%s); install libcurl4", dlerror()); return; }
 #define SYM(f, n) if (!(*(void **)&table.f = dlsym(h, n))) goto missing
     SYM(easy_init, "curl_easy_init");

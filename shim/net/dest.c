@@ -2,9 +2,10 @@
 #include "base/config.h"
 #include "base/log.h"
 #include "base/real.h"
-#include "engine/store.h"
+#include "engine/engine.h"
 #include <arpa/inet.h>
 #include <ctype.h>
+#include <fnmatch.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -16,8 +17,9 @@ typedef struct {
     int port;       /* 0: any port */
 } rule_t;
 
-static rule_t *rules;
-static int nrules;
+typedef struct { rule_t *v; int n; } rules_t;
+static rules_t fixed;            /* the providers' hosts and LLMREPLAY_HOSTS (fixed_once) */
+static rules_t all;              /* those and the recordings' hosts (rules_once) */
 static char **names; /* synthetic address i+1 belongs to names[i] */
 static int nnames, capnames;
 static char **denied; /* egress destinations already reported */
@@ -36,23 +38,23 @@ __attribute__((constructor)) static void dest_init(void) { pthread_atfork(fork_p
 
 static void lower(char *s) { for (; *s; s++) *s = (char)tolower((unsigned char)*s); }
 
-static void add_rule(const char *host, int port)
+static void add_rule(rules_t *rs, const char *host, int port)
 {
-    for (int i = 0; i < nrules; i++)
-        if (rules[i].port == port && !strcmp(rules[i].host, host)) return;
-    rule_t *v = realloc(rules, sizeof *v * (size_t)(nrules + 1));
+    for (int i = 0; i < rs->n; i++)
+        if (rs->v[i].port == port && !strcmp(rs->v[i].host, host)) return;
+    rule_t *v = realloc(rs->v, sizeof *v * (size_t)(rs->n + 1));
     if (!v) return;
-    rules = v;
-    snprintf(rules[nrules].host, sizeof rules[nrules].host, "%s", host);
-    lower(rules[nrules].host);
-    size_t l = strlen(rules[nrules].host);
-    if (l && rules[nrules].host[l - 1] == '.') rules[nrules].host[l - 1] = 0;
-    rules[nrules].port = port;
-    nrules++;
+    rs->v = v;
+    rule_t *r = &v[rs->n++];
+    snprintf(r->host, sizeof r->host, "%s", host);
+    lower(r->host);
+    size_t l = strlen(r->host);
+    if (l && r->host[l - 1] == '.') r->host[l - 1] = 0;
+    r->port = port;
 }
 
 /* LLMREPLAY_HOSTS: "host", "host:port", "*:11434", "*", "[::1]:8000", comma separated. */
-static void parse_hosts(const char *spec)
+static void parse_hosts(rules_t *rs, const char *spec)
 {
     const char *tok;
     size_t l;
@@ -71,23 +73,60 @@ static void parse_hosts(const char *spec)
             char *c = strrchr(item, ':');
             if (c && strchr(item, ':') == c) { *c = 0; port = atoi(c + 1); }
         }
-        add_rule(host, port);
+        add_rule(rs, host, port);
     }
 }
 
+/* The providers' API hosts, intercepted always (with no recording, or a mistyped directory,
+ * a call to them is a documented miss, never a request to the real API), and Ollama's port. */
+static const char *const provider_hosts[] = {
+    "api.openai.com", "*.openai.azure.com", "*.cognitiveservices.azure.com", "*.services.ai.azure.com",
+    "api.anthropic.com", "generativelanguage.googleapis.com", "aiplatform.googleapis.com",
+    "*-aiplatform.googleapis.com", "api.mistral.ai", "api.groq.com", "api.together.xyz", "api.together.ai",
+    "api.fireworks.ai", "openrouter.ai", "api.deepseek.com", "api.x.ai", "api.cohere.com", "api.cohere.ai",
+    "*.ml.cloud.ibm.com", "bedrock-runtime.*.amazonaws.com", "bedrock.*.amazonaws.com",
+    "bedrock-agent-runtime.*.amazonaws.com", "*:11434",
+};
+
+/* Rules known without the recordings: the providers' hosts and LLMREPLAY_HOSTS. */
+static pthread_once_t fixed_once = PTHREAD_ONCE_INIT;
+static void load_fixed_rules(void)
+{
+    for (size_t i = 0; i < sizeof provider_hosts / sizeof *provider_hosts; i++) parse_hosts(&fixed, provider_hosts[i]);
+    parse_hosts(&fixed, lr_cfg()->hosts);
+}
+
+/* Then the hosts the recordings were made against, in a set of their own (readers of the
+ * fixed set never see it move): this opens the recordings, so it waits until a name the
+ * fixed rules do not cover is looked up, or a connect() is checked. */
 static void load_rules(void)
 {
+    pthread_once(&fixed_once, load_fixed_rules);
+    rules_t rs = {NULL, 0};
+    for (int i = 0; i < fixed.n; i++) add_rule(&rs, fixed.v[i].host, fixed.v[i].port);
     lr_inside++;
-    lr_store_t *s = lr_store_global();
-    int n = 0;
-    const lr_hostport_t *hp = s ? lr_store_hosts(s, &n) : NULL;
-    for (int i = 0; i < n; i++) add_rule(hp[i].host, hp[i].port);
-    parse_hosts(lr_cfg()->hosts);
+    int n;
+    const lr_hostport_t *hp = lr_engine_hosts(&n);
+    for (int i = 0; i < n; i++) add_rule(&rs, hp[i].host, hp[i].port);
     lr_inside--;
-    for (int i = 0; i < nrules; i++) lr_debug("intercepting %s:%d", rules[i].host, rules[i].port);
+    all = rs;
+    for (int i = 0; i < all.n; i++) lr_debug("intercepting %s:%d", all.v[i].host, all.v[i].port);
 }
 
 static void ensure_rules(void) { pthread_once(&rules_once, load_rules); }
+
+/* Does rule host pattern r name h? "*" inside a pattern stands for any run of characters. */
+static bool host_is(const char *r, const char *h)
+{
+    return strchr(r, '*') ? fnmatch(r, h, 0) == 0 : !strcmp(r, h);
+}
+
+/* A rule that makes lookups of h synthetic: "*" (every host, any port) or a host pattern. */
+static bool names_host(const rule_t *r, const char *h)
+{
+    if (!strcmp(r->host, "*")) return r->port == 0;
+    return host_is(r->host, h);
+}
 
 static bool is_local_name(const char *h)
 {
@@ -111,17 +150,20 @@ bool lr_dest_fake_name(const char *name)
     if (l && h[l - 1] == '.') h[l - 1] = 0;
     /* local names and literals resolve without the network: their connects are matched */
     if (is_local_name(h) || is_literal(h)) return false;
+    pthread_once(&fixed_once, load_fixed_rules);
+    for (int i = 0; i < fixed.n; i++)
+        if (names_host(&fixed.v[i], h)) return true;
     ensure_rules();
-    for (int i = 0; i < nrules; i++)
-        if ((!strcmp(rules[i].host, "*") && rules[i].port == 0) || !strcmp(rules[i].host, h)) return true;
+    for (int i = 0; i < all.n; i++)
+        if (names_host(&all.v[i], h)) return true;
     return false;
 }
 
 bool lr_dest_any_host_rule(void)
 {
     ensure_rules();
-    for (int i = 0; i < nrules; i++)
-        if (!strcmp(rules[i].host, "*")) return true;
+    for (int i = 0; i < all.n; i++)
+        if (!strcmp(all.v[i].host, "*")) return true;
     return false;
 }
 
@@ -229,8 +271,8 @@ bool lr_dest_intercepts(const struct sockaddr *sa, socklen_t len, char *host, si
     bool local = is_local_addr(sa);
     char lit[64];
     addr_text(sa, lit, sizeof lit);
-    for (int i = 0; i < nrules; i++) {
-        const rule_t *r = &rules[i];
+    for (int i = 0; i < all.n; i++) {
+        const rule_t *r = &all.v[i];
         if (r->port && r->port != *port) continue;
         bool any = !strcmp(r->host, "*");
         if (any || (local && is_local_name(r->host)) || !strcmp(r->host, lit)) {

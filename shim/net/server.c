@@ -89,6 +89,8 @@ static int next_timeout(void)
             double left = c->due - now;
             if (best < 0 || left < best) best = left;
         }
+        double due = c->want_out ? -1 : lr_conn_h2_due(c);
+        if (due >= 0 && (best < 0 || due - now < best)) best = due - now;
     }
     pthread_mutex_unlock(&resp_lock);
     if (best < 0) return -1;
@@ -118,7 +120,8 @@ static void serve_waiting(bool due)
     for (int i = 0; list && i < k; i++) {
         lr_conn_t *c = list[i];
         if (lr_conn_upstream_busy(c)) continue;
-        if (due && !(c->resp && c->pace_ms != 0 && c->due <= now && !c->want_out)) continue;
+        bool ready = c->resp ? c->pace_ms != 0 && c->due <= now : lr_conn_h2_due(c) >= 0 && lr_conn_h2_due(c) <= now;
+        if (due && !(ready && !c->want_out)) continue;
         lr_conn_service(c);
         maybe_drop(c);
     }

@@ -5,6 +5,7 @@
  * when the control socket closes (this process and its forks are gone) and its connections
  * are done. No libssl or libcrypto is ever loaded here. */
 #include "net/tls_term.h"
+#include "net/tls_who.h"
 #include "base/real.h"
 #include "base/config.h"
 #include "base/log.h"
@@ -125,7 +126,11 @@ static void prepare(void)
     spawn_env = helper_env();
 }
 
-void lr_tls_term_prepare(void) { pthread_once(&prepared, prepare); }
+void lr_tls_term_prepare(void)
+{
+    pthread_once(&prepared, prepare);
+    lr_tls_who_prepare();
+}
 
 /* posix_spawn the helper with fd 3 = its end of the control socket. The helper forks once
  * and its first process exits at once (status 1 when it cannot work, having said why): we
@@ -264,6 +269,7 @@ static int terminate_locked(int tls_fd, const char *host)
 int lr_tls_terminate(int tls_fd, const char *host)
 {
     pthread_once(&atfork_once, atfork_register);
+    lr_tls_who_hint(host ? host : "");
     pthread_mutex_lock(&helper_lock);
     int fd = terminate_locked(tls_fd, host ? host : "");
     pthread_mutex_unlock(&helper_lock);

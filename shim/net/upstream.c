@@ -1,7 +1,8 @@
 /* Going upstream for the responder (record, record-if-missing, live, trace): a worker thread
  * per request calls the real API through libcurl loaded at run time (net/curl_rt.c), passes
  * each piece to the client the moment it arrives, and hands the exchange to the capture.
- * While it runs, the worker owns the connection's output (c->upstream). */
+ * On HTTP/1 the worker owns the connection's output while it runs (c->upstream); on HTTP/2 it
+ * hands the answer to the loop (lr_h2_live), which frames it, and never touches the connection. */
 #include "base/config.h"
 #include "base/real.h"
 #include "engine/record.h"
@@ -18,7 +19,11 @@
 #include <sys/socket.h>
 
 typedef struct {
-    lr_conn_t *c;
+    lr_conn_t *c;       /* HTTP/1: the worker writes to the connection itself */
+    lr_h2_live_t *live; /* HTTP/2: the loop frames what the worker hands it */
+    char method[16], *url, *headers;
+    bool head_only;
+    const char *upstream_ca;
     char *body;
     size_t len;
     bool head_sent, chunked, client_gone;
@@ -45,10 +50,23 @@ static bool send_all(int fd, const char *p, size_t n)
     return true;
 }
 
+static void job_free(job_t *j)
+{
+    free(j->url);
+    free(j->headers);
+    free(j->body);
+    buf_free(&j->head);
+    free(j);
+}
+
 static void job_head(job_t *j)
 {
     if (j->head_sent) return;
     j->head_sent = true;
+    if (j->live) {
+        lr_h2_live_head(j->live, j->status ? j->status : 502, j->head.data ? j->head.data : "", j->head.len);
+        return;
+    }
     lr_conn_t *c = j->c;
     j->chunked = c->keep_alive && c->minor >= 1;
     buf_t h;
@@ -80,6 +98,23 @@ static size_t up_header(char *p, size_t sz, size_t n, void *ud)
     return len;
 }
 
+/* One piece of the answer to the client (a chunk on HTTP/1, DATA on HTTP/2). */
+static bool job_send(job_t *j, const char *p, size_t n)
+{
+    if (j->client_gone || !n) return !j->client_gone;
+    bool ok;
+    if (j->live) {
+        ok = lr_h2_live_data(j->live, p, n);
+    } else {
+        char pre[32];
+        int pl = snprintf(pre, sizeof pre, "%zx\r\n", n);
+        int fd = j->c->fd;
+        ok = (!j->chunked || send_all(fd, pre, (size_t)pl)) && send_all(fd, p, n) && (!j->chunked || send_all(fd, "\r\n", 2));
+    }
+    if (!ok) j->client_gone = true;
+    return ok;
+}
+
 static size_t up_body(char *p, size_t sz, size_t n, void *ud)
 {
     job_t *j = ud;
@@ -87,23 +122,16 @@ static size_t up_body(char *p, size_t sz, size_t n, void *ud)
     if (j->status >= 100 && j->status < 200) return len;
     job_head(j);
     lr_capture_data(j->cap, p, len);
-    char pre[32];
-    int pl = snprintf(pre, sizeof pre, "%zx\r\n", len);
     /* each upstream piece goes to the client the moment it arrives: a recorded stream is
      * still a live stream for the program */
-    if (j->client_gone || (j->chunked && !send_all(j->c->fd, pre, (size_t)pl)) || !send_all(j->c->fd, p, len) ||
-        (j->chunked && !send_all(j->c->fd, "\r\n", 2))) {
-        j->client_gone = true;
-        return 0;
-    }
-    return len;
+    return job_send(j, p, len) ? len : 0;
 }
 
 /* The request's headers as libcurl's list, without 100-continue. */
-static struct curl_slist *request_headers(const lr_curl_t *C, const lr_conn_t *c)
+static struct curl_slist *request_headers(const lr_curl_t *C, const char *headers)
 {
     struct curl_slist *hl = NULL;
-    for (const char *p = c->fwd_headers.data; p && *p;) {
+    for (const char *p = headers; p && *p;) {
         const char *e = strchr(p, '\n');
         char *line = lr_strndup(p, e ? (size_t)(e - p) : strlen(p));
         if (line) { hl = C->slist_append(hl, line); free(line); }
@@ -120,16 +148,15 @@ static CURLcode call_upstream(job_t *j)
         snprintf(j->cap->error, sizeof j->cap->error, "libcurl cannot be loaded");
         return CURLE_FAILED_INIT;
     }
-    lr_conn_t *c = j->c;
     CURL *h = C->easy_init();
-    struct curl_slist *hl = request_headers(C, c);
-    C->easy_setopt(h, CURLOPT_URL, c->url);
-    C->easy_setopt(h, CURLOPT_CUSTOMREQUEST, c->method);
-    if (j->len || strcmp(c->method, "GET")) {
+    struct curl_slist *hl = request_headers(C, j->headers);
+    C->easy_setopt(h, CURLOPT_URL, j->url);
+    C->easy_setopt(h, CURLOPT_CUSTOMREQUEST, j->method);
+    if (j->len || strcmp(j->method, "GET")) {
         C->easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)j->len);
         C->easy_setopt(h, CURLOPT_POSTFIELDS, j->body ? j->body : "");
     }
-    if (c->head_only) C->easy_setopt(h, CURLOPT_NOBODY, 1L);
+    if (j->head_only) C->easy_setopt(h, CURLOPT_NOBODY, 1L);
     C->easy_setopt(h, CURLOPT_HTTPHEADER, hl);
     C->easy_setopt(h, CURLOPT_HEADERFUNCTION, up_header);
     C->easy_setopt(h, CURLOPT_HEADERDATA, j);
@@ -137,7 +164,7 @@ static CURLcode call_upstream(job_t *j)
     C->easy_setopt(h, CURLOPT_WRITEDATA, j);
     C->easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
     C->easy_setopt(h, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
-    if (c->upstream_ca) C->easy_setopt(h, CURLOPT_CAINFO, c->upstream_ca);
+    if (j->upstream_ca) C->easy_setopt(h, CURLOPT_CAINFO, j->upstream_ca);
     CURLcode rc = C->easy_perform(h);
     if (rc != CURLE_OK && !j->client_gone)
         snprintf(j->cap->error, sizeof j->cap->error, "%s", C->easy_strerror(rc));
@@ -150,9 +177,8 @@ static CURLcode call_upstream(job_t *j)
 /* The upstream never answered: say so, as a gateway would (502). */
 static void answer_failure(job_t *j)
 {
-    lr_conn_t *c = j->c;
     char msg[600];
-    snprintf(msg, sizeof msg, "llmreplay: upstream %s failed: %s (LLMREPLAY_MODE=%s)", c->url, j->cap->error, lr_mode_name(lr_mode()));
+    snprintf(msg, sizeof msg, "llmreplay: upstream %s failed: %s (LLMREPLAY_MODE=%s)", j->url, j->cap->error, lr_mode_name(lr_mode()));
     buf_t b;
     buf_init(&b);
     buf_adds(&b, "{\"error\":{\"message\":");
@@ -162,9 +188,7 @@ static void answer_failure(job_t *j)
     j->head.len = 0;
     buf_adds(&j->head, "Content-Type: application/json\r\n");
     job_head(j);
-    if (j->chunked) { char pre[32]; int pl = snprintf(pre, sizeof pre, "%zx\r\n", b.len); send_all(c->fd, pre, (size_t)pl); }
-    send_all(c->fd, b.data, b.len);
-    if (j->chunked) send_all(c->fd, "\r\n", 2);
+    job_send(j, b.data, b.len);
     buf_free(&b);
 }
 
@@ -181,38 +205,75 @@ static void *upstream_worker(void *arg)
         if (rc != CURLE_OK) answer_failure(j);
         else job_head(j);
     }
+    lr_capture_finish(j->cap);
+    if (j->live) {
+        lr_h2_live_end(j->live); /* wakes the loop */
+        job_free(j);
+        return NULL;
+    }
     if (j->chunked && !j->client_gone) send_all(c->fd, "0\r\n\r\n", 5);
     if (!j->chunked || j->client_gone) c->closing = true;
-    lr_capture_finish(j->cap);
-    free(j->body);
-    buf_free(&j->head);
-    free(j);
+    job_free(j);
     __atomic_store_n(&c->upstream, 0, __ATOMIC_RELEASE);
     lr_server_wake();
     return NULL;
 }
 
-bool lr_upstream_forward(lr_conn_t *c, const char *body, size_t len)
+static bool start_worker(job_t *j)
 {
-    job_t *j = calloc(1, sizeof *j);
-    if (!j) return false;
-    j->c = c;
-    j->len = len;
-    j->body = len ? lr_strndup(body, len) : NULL;
-    j->cap = lr_capture_new(c->method, c->url);
-    if (j->cap && len) buf_add(&j->cap->req, body, len);
-    __atomic_store_n(&c->upstream, 1, __ATOMIC_RELEASE);
     pthread_t th;
     pthread_attr_t a;
     pthread_attr_init(&a);
     pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
-    bool ok = j->cap && pthread_create(&th, &a, upstream_worker, j) == 0;
+    bool ok = pthread_create(&th, &a, upstream_worker, j) == 0;
     pthread_attr_destroy(&a);
-    if (!ok) {
-        __atomic_store_n(&c->upstream, 0, __ATOMIC_RELEASE);
-        lr_capture_free(j->cap);
-        free(j->body);
-        free(j);
-    }
     return ok;
+}
+
+/* An upstream call for a request, with its own copy of what the worker needs. */
+static job_t *job_new(const lr_conn_t *c, const char *method, const char *url, const char *headers, const char *body,
+                      size_t len)
+{
+    job_t *j = calloc(1, sizeof *j);
+    if (!j) return NULL;
+    snprintf(j->method, sizeof j->method, "%s", method);
+    j->head_only = !strcmp(method, "HEAD");
+    j->upstream_ca = c->upstream_ca;
+    j->url = strdup(url);
+    j->headers = strdup(headers ? headers : "");
+    j->len = len;
+    j->body = len ? lr_strndup(body, len) : NULL;
+    j->cap = lr_capture_new(method, url);
+    if (j->cap && len) buf_add(&j->cap->req, body, len);
+    if (!j->cap || !j->url || !j->headers || (len && !j->body)) {
+        lr_capture_free(j->cap);
+        job_free(j);
+        return NULL;
+    }
+    return j;
+}
+
+bool lr_upstream_forward(lr_conn_t *c, const char *body, size_t len)
+{
+    job_t *j = job_new(c, c->method, c->url, c->fwd_headers.data, body, len);
+    if (!j) return false;
+    j->c = c;
+    __atomic_store_n(&c->upstream, 1, __ATOMIC_RELEASE);
+    if (start_worker(j)) return true;
+    __atomic_store_n(&c->upstream, 0, __ATOMIC_RELEASE);
+    lr_capture_free(j->cap);
+    job_free(j);
+    return false;
+}
+
+bool lr_upstream_h2(lr_conn_t *c, int32_t id, const lr_h2_req_t *q)
+{
+    job_t *j = job_new(c, q->method, q->url, q->headers, q->body, q->len);
+    if (!j) return false;
+    if (!(j->live = lr_h2_live(c->h2, id, lr_server_wake)) || !start_worker(j)) {
+        if (j->live) lr_h2_live_end(j->live); /* no worker: the stream gets a 502 */
+        lr_capture_free(j->cap);
+        job_free(j);
+    }
+    return true;
 }

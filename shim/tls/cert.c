@@ -25,7 +25,7 @@ static pthread_mutex_t host_lock = PTHREAD_MUTEX_INITIALIZER;
 static bool host_resolve(void)
 {
     /* RTLD_NOLOAD: only a libcrypto the host loaded itself; a second copy must never appear */
-    void *h = dlopen("libcrypto.so.3", RTLD_LAZY | RTLD_NOLOAD);
+    void *h = lr_dlopen("libcrypto.so.3", RTLD_LAZY | RTLD_NOLOAD);
     if (!h) return false;
 #define LR_CRYPTO_SYM(f) if (!(host_table.f = (__typeof__(host_table.f))dlsym(h, #f))) return false;
     LR_CRYPTO_FUNCS(LR_CRYPTO_SYM)

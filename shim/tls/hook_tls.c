@@ -32,9 +32,32 @@ LR_EXPORT int SSL_do_handshake(SSL *s)
     return st ? handshake(s, st) : real.do_handshake(s);
 }
 
+/* A session of a generic method (TLS_method(), SSLv23_method(): Ruby's) is a server until
+ * SSL_connect makes it a client; the real one does that first, and so do we before deciding. */
+static void client_state(SSL *s)
+{
+    st_t *st = st_get(s);
+    if (real.set_connect && !(st && (st->decided || st->accept)) && real.is_server(s) && real.in_before &&
+        real.in_before(s))
+        real.set_connect(s);
+}
+
+LR_EXPORT void SSL_set_accept_state(SSL *s)
+{
+    void *fwd = ROUTE(set_accept);
+    if (fwd == MISSING) return;
+    if (fwd) { ((__typeof__(real.set_accept))fwd)(s); return; }
+    tls_real();
+    if (!real.set_accept) return;
+    st_t *st = lr_inside ? NULL : st_make(s);
+    if (st) st->accept = true;
+    real.set_accept(s);
+}
+
 LR_EXPORT int SSL_connect(SSL *s)
 {
     NEED(connect, -1, s);
+    if (usable && !from_libssl && !lr_inside) client_state(s);
     st_t *st = decide(s);
     return st ? handshake(s, st) : real.connect(s);
 }
@@ -253,9 +276,9 @@ LR_EXPORT void SSL_get0_alpn_selected(const SSL *s, const unsigned char **data, 
         else *data = NULL, *len = 0;
         return;
     }
-    bool sel = st->hs == 3 && st->h11;
-    *data = sel ? (const unsigned char *)"http/1.1" : NULL;
-    *len = sel ? 8 : 0;
+    const char *sel = st->hs == 3 ? st->proto : NULL;
+    *data = (const unsigned char *)sel;
+    *len = sel ? (unsigned)strlen(sel) : 0;
 }
 
 /* ---- what the client asks for before the handshake ---------------------------------------- */

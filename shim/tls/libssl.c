@@ -63,6 +63,8 @@ static void resolve(__typeof__(real) *t, int *sidx, int *cidx, bool *ok)
     S(ctx_set_alpn, "SSL_CTX_set_alpn_protos");
     S(ctrl, "SSL_ctrl");
     S(clear, "SSL_clear");
+    S(set_accept, "SSL_set_accept_state");
+    S(set_connect, "SSL_set_connect_state");
     S(get_ex, "SSL_get_ex_data");
     S(set_ex, "SSL_set_ex_data");
     S(ctx_get_ex, "SSL_CTX_get_ex_data");
@@ -137,7 +139,7 @@ static void classify(caller_t *c, const struct dl_find_object *o)
     const struct link_map *l = o->dlfo_link_map;
     c->map = l;
     /* a reference is kept: the object is never unloaded, so its link map is never reused */
-    void *h = dlopen(l->l_name && l->l_name[0] ? l->l_name : NULL, RTLD_LAZY | RTLD_NOLOAD);
+    void *h = lr_dlopen(l->l_name && l->l_name[0] ? l->l_name : NULL, RTLD_LAZY | RTLD_NOLOAD);
     void *own = h ? dlsym(h, "SSL_read") : NULL;
     c->libssl = own && (char *)own >= (char *)o->dlfo_map_start && (char *)own < (char *)o->dlfo_map_end;
     void *global = dlsym(RTLD_NEXT, "SSL_read");

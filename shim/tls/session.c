@@ -25,9 +25,9 @@ void st_reset(st_t *st)
     char *sni = st->sni;
     unsigned char *alpn = st->alpn;
     unsigned alpn_len = st->alpn_len;
-    bool alpn_set = st->alpn_set;
+    bool alpn_set = st->alpn_set, accept = st->accept;
     memset(st, 0, sizeof *st);
-    st->sni = sni, st->alpn = alpn, st->alpn_len = alpn_len, st->alpn_set = alpn_set;
+    st->sni = sni, st->alpn = alpn, st->alpn_len = alpn_len, st->alpn_set = alpn_set, st->accept = accept;
 }
 
 void st_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl, void *argp)
@@ -175,8 +175,8 @@ int handshake(SSL *s, st_t *st)
             alpn_len = c ? c->len : 0;
         }
         char list[256];
-        st->h11 = lr_alpn_h11(alpn, alpn_len, list, sizeof list);
-        if (alpn_len && !st->h11) return fail(st, SSL_R_NO_APPLICATION_PROTOCOL, LR_ALPN_REFUSED, st->host, list);
+        st->proto = lr_alpn_select(alpn, alpn_len, list, sizeof list);
+        if (alpn_len && !st->proto) return fail(st, SSL_R_NO_APPLICATION_PROTOCOL, LR_ALPN_REFUSED, st->host, list);
         st->hs = 1;
     }
     while (st->hs == 1) {

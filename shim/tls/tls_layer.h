@@ -20,7 +20,8 @@ typedef struct {
     int hs;        /* handshake: 0 not started, 1 sending HELLO, 2 reading ACK, 3 done */
     size_t hs_off; /* bytes of HELLO sent / ACK read */
     unsigned char ack[LR_TLS_ACK_LEN];
-    bool h11;      /* "http/1.1" was offered: it is the selected protocol */
+    const char *proto; /* the ALPN protocol selected from the offer (http/1.1, h2), NULL without ALPN */
+    bool accept;   /* SSL_set_accept_state was called: a server, even through SSL_connect */
     int err;       /* SSL_get_error's answer for the last call */
     int shut;      /* SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN */
     size_t wr_off; /* progress of a write that must be retried with the same buffer */
@@ -69,7 +70,9 @@ typedef struct {
     int (*ctx_set_alpn)(SSL_CTX *, const unsigned char *, unsigned int);
     long (*ctrl)(SSL *, int, long, void *);
     int (*clear)(SSL *);
+    void (*set_accept)(SSL *);
     /* not hooked */
+    void (*set_connect)(SSL *);
     void *(*get_ex)(const SSL *, int);
     int (*set_ex)(SSL *, int, void *);
     void *(*ctx_get_ex)(const SSL_CTX *, int);

@@ -936,8 +936,9 @@ static void test_store_match(void)
     reports_t rp = {0};
     lr_store_t *s = lr_store_build(dirs, 1, NULL, collect, &rp);
     if (!check(s != NULL, "store.build", "NULL store")) return;
-    check(s->nall == 4 && s->nbad == 1 && s->nunsupported == 1, "store.build.counts", "nall %d nbad %d nunsupported %d",
-          s->nall, s->nbad, s->nunsupported);
+    lr_store_info_t si = lr_store_info(s);
+    check(si.nall == 4 && si.nbad == 1 && si.nunsupported == 1, "store.build.counts", "nall %d nbad %d nunsupported %d",
+          si.nall, si.nbad, si.nunsupported);
     check(rp.n == 2 && rp.nunsupported == 1, "store.report.count", "%d reports (%d unsupported)", rp.n, rp.nunsupported);
     bool bad_seen = false, unsup_seen = false;
     for (int i = 0; i < rp.n && i < 8; i++) {
@@ -1061,7 +1062,7 @@ static void test_store_dirs(void)
     snprintf(missing, sizeof missing, "%s/nope", tmp);
     char *dirs[] = {missing, empty};
     lr_store_t *s = lr_store_build(dirs, 2, NULL, collect, &rp);
-    check(s && s->nall == 0 && rp.n == 2 && strstr(rp.whys[0], "does not exist") && strstr(rp.whys[1], "no *.json"),
+    check(s && lr_store_info(s).nall == 0 && rp.n == 2 && strstr(rp.whys[0], "does not exist") && strstr(rp.whys[1], "no *.json"),
           "store.dirs_reported", "%d reports: %s / %s", rp.n, rp.whys[0], rp.whys[1]);
     lr_store_free(s);
 }
