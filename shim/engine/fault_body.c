@@ -82,7 +82,6 @@ static void headers(buf_t *h, lr_op_t op, int status, int retry_after)
 
 lr_response_t *lr_fault_status_response(lr_op_t op, int status, int retry_after, const char *model)
 {
-    (void)model;
     lr_response_t *o = calloc(1, sizeof *o);
     lr_event_t *ev = calloc(1, sizeof *ev);
     if (!o || !ev) { free(o); free(ev); return NULL; }
@@ -99,6 +98,16 @@ lr_response_t *lr_fault_status_response(lr_op_t op, int status, int retry_after,
         buf_adds(&b, "{\"error\":");
         buf_json_str(&b, m, strlen(m));
         buf_addc(&b, '}');
+    } else if (status == 429) {
+        /* OpenAI's own wording names the model and the limit */
+        char msg[512];
+        int ra = retry_after >= 0 ? retry_after : 1;
+        snprintf(msg, sizeof msg, "Rate limit reached for %.200s in organization org-llmreplay on requests per min (RPM): "
+                 "Limit 500, Used 500, Requested 1. Please try again in %ds. (injected by llmreplay)",
+                 model && *model ? model : "the model", ra);
+        shape_t s = *shape(openai, 429);
+        s.message = msg;
+        openai_error(&b, &s);
     } else openai_error(&b, shape(openai, status));
     headers(&h, op, status, retry_after);
     ev->data = buf_steal(&b, &ev->len);
