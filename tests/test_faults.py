@@ -316,3 +316,15 @@ def test_each_provider_gets_its_own_error_shapes():
     assert out.startswith("HTTP/1.1 500") and '"type":"server_error"' in out and "x-request-id: " in out, out
     out = curl("openai-chat.json", "https://api.openai.com/v1/chat/completions", "host=api.anthropic.com:status=500")
     assert out.startswith("HTTP/1.1 200"), out  # the host selector did not match
+
+
+def test_each_fault_is_logged_once_at_info():
+    env = shim_env(SEED_DIR, LLMREPLAY_FAULTS="chat:reset-after=3:event-delay=5", LLMREPLAY_LOG="info", LLMREPLAY_SEED=1)
+    r = run(_unshare() + ["curl", "-sS", "https://api.openai.com/v1/chat/completions", "-d", request_body(load(SEED))],
+            env=env)
+    err = r.stderr.decode()
+    assert r.returncode == 56 and err.count("llmreplay: fault 'chat:reset-after=3:event-delay=5' fired on POST") == 1, err
+    env["LLMREPLAY_LOG"] = "warn"
+    r = run(_unshare() + ["curl", "-sS", "https://api.openai.com/v1/chat/completions", "-d", request_body(load(SEED))],
+            env=env)
+    assert b"llmreplay: fault" not in r.stderr, r.stderr
