@@ -13,7 +13,8 @@ LAYERS  := base json engine net sock tls curl cli
 src_of   = $(wildcard $(1:%=shim/%/*.c))
 CORE_SRC := $(call src_of,base json engine) shim/net/http.c
 LIB_SRC  := $(call src_of,base json engine net sock tls curl)
-CLI_SRC  := $(CORE_SRC) $(call src_of,cli) shim/tls/cert.c
+# The CLI holds the responder too (net/): `serve`, and `run`'s proxy for Go and static programs.
+CLI_SRC  := $(sort $(CORE_SRC) $(call src_of,net cli)) shim/tls/cert.c
 LIB_OBJ  := $(LIB_SRC:shim/%.c=$(B)/obj/%.o)
 CLI_OBJ  := $(CLI_SRC:shim/%.c=$(B)/obj/%.o)
 CORE_OBJ := $(CORE_SRC:shim/%.c=$(B)/obj/%.o)
@@ -24,7 +25,7 @@ SAN := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recove
 SAN_OBJ  := $(LIB_SRC:shim/%.c=$(B)/asan/%.o)
 CORE_SAN := $(CORE_SRC:shim/%.c=$(B)/asan/%.o)
 
-.PHONY: all deps demo test test-fast asan bench clean check-layers
+.PHONY: all deps demo test test-fast asan bench clean check-layers install uninstall
 all: $(B)/libllmreplay.so $(B)/llmreplay
 
 $(B)/obj/%.o: shim/%.c $(HEADERS)
@@ -76,6 +77,21 @@ bench: deps
 # refers to a symbol the library interposes.
 check-layers: all
 	@scripts/check-layers.sh $(B)
+
+# make install [PREFIX=/usr/local] [DESTDIR=]: the installed llmreplay finds its library in
+# ../lib/llmreplay/, and the library finds the binary in ../../bin/ (for TLS it terminates).
+PREFIX  ?= /usr/local
+INST    := $(DESTDIR)$(PREFIX)
+install: all
+	install -d $(INST)/bin $(INST)/lib/llmreplay $(INST)/share/man/man1 $(INST)/share/bash-completion/completions
+	install -m 755 $(B)/llmreplay $(INST)/bin/llmreplay
+	install -m 755 $(B)/libllmreplay.so $(INST)/lib/llmreplay/libllmreplay.so
+	install -m 644 doc/llmreplay.1 $(INST)/share/man/man1/llmreplay.1
+	install -m 644 doc/llmreplay.bash $(INST)/share/bash-completion/completions/llmreplay
+uninstall:
+	rm -f $(INST)/bin/llmreplay $(INST)/lib/llmreplay/libllmreplay.so $(INST)/share/man/man1/llmreplay.1 \
+	      $(INST)/share/bash-completion/completions/llmreplay
+	-rmdir $(INST)/lib/llmreplay 2>/dev/null
 
 clean:
 	rm -rf $(B)

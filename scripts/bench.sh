@@ -22,7 +22,8 @@
 #   BENCH_SOCK_N=3000   section 5: requests per client run
 #   BENCH_TLS_N=2000 BENCH_TLS_ROUNDS=5   section 6: requests per client run, interleaved rounds
 #   BENCH_TLS_CALLGRIND=0                 section 6: skip the instruction counts (about a minute)
-#   BENCH_PIN_CPU=0     section 3 runs client and servers on this one CPU (taskset); empty: unpinned
+#   BENCH_PROXY_N=2000 BENCH_PROXY_ROUNDS=5   section 7: requests per Go client run, interleaved rounds
+#   BENCH_PIN_CPU=0     sections 3 and 7 run client and servers on this one CPU (taskset); empty: unpinned
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -395,8 +396,17 @@ section "5. socket layer: one Python keep-alive client, shim vs. a local Python 
 section "6. TLS layer: HTTPS vs. plain-HTTP replay, Python (hooked libssl) and Node (terminated TLS)"
 "$PY" "$ROOT/scripts/bench_tls.py" "$SHIM" "$ROOT/build/llmreplay" "$SEED" "${BENCH_TLS_N:-2000}" | tee "$TMP/tls.txt" | grep -v '^RATIO'
 
+section "7. proxy/serve path: one Go keep-alive client, llmreplay serve (base URL, HTTPS proxy) vs. nginx"
+if command -v go >/dev/null; then
+    "$PY" "$ROOT/scripts/bench_proxy.py" "$ROOT/build/llmreplay" "$SEED" "${BENCH_PROXY_N:-2000}" "${BENCH_PROXY_ROUNDS:-5}" |
+        tee "$TMP/proxy.txt" | grep -v '^RATIO'
+else
+    echo "  go not installed (apt-get install golang-go): skipped" | tee "$TMP/proxy.txt"
+fi
+
 # ---- summary --------------------------------------------------------------------------------------
 section "summary (ratios of medians measured in this run; total $(($(date +%s) - T0)) s)"
 "$PY" "$HELPER" summary "$TMP"
 sed -n 's/^RATIO \(.*\) = \(.*\)/  socket layer, per request: \1 = \2 (goal for nginx: > 1, the shim faster)/p' "$TMP/sockets.txt"
 sed -n 's/^RATIO \(.*\) = \(.*\)/  TLS layer, per request: \1 = \2/p' "$TMP/tls.txt"
+sed -n 's/^RATIO \(.*\) = \(.*\)/  proxy\/serve path, per request (Go client): \1 = \2/p' "$TMP/proxy.txt"

@@ -2,7 +2,7 @@
 """A small OpenAI- and Ollama-like upstream for the record-mode tests: deterministic answers,
 streams with delays, recorded errors, a slow first byte; plain HTTP or HTTPS (test CA).
 
-usage: fake_upstream.py [--tls CERT KEY] [--delay-ms N] [--port N]   (prints the port, serves until killed)"""
+usage: fake_upstream.py [--tls CERT KEY] [--delay-ms N] [--port N] [--host ADDR]   (prints the port, serves until killed)"""
 import argparse, json, ssl, sys, threading, time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -10,12 +10,15 @@ A = argparse.ArgumentParser()
 A.add_argument("--tls", nargs=2)
 A.add_argument("--delay-ms", type=int, default=20)
 A.add_argument("--port", type=int, default=0)
+A.add_argument("--host", default="127.0.0.1")
 ARGS = A.parse_args()
 COUNT = {"n": 0}
 
 
 def words(msgs):
     last = msgs[-1]["content"] if msgs else ""
+    if "count calls" in last:  # a different answer each time: which call this was
+        return ["You", " said", ": ", last, f" (call {COUNT['n']})."]
     return ["You", " said", ": ", last, "."]
 
 
@@ -81,7 +84,7 @@ class H(BaseHTTPRequestHandler):
                              "usage": {"prompt_tokens": 5, "completion_tokens": len(text), "total_tokens": 5 + len(text)}})
 
 
-srv = ThreadingHTTPServer(("127.0.0.1", ARGS.port), H)
+srv = ThreadingHTTPServer((ARGS.host, ARGS.port), H)
 if ARGS.tls:
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(*ARGS.tls)

@@ -2,13 +2,14 @@
 #include "base/log.h"
 #include "base/util.h"
 #include <pthread.h>
+#include <regex.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 /* One row per variable: how it is parsed, its default and what it accepts. */
-typedef enum { K_STR, K_MB, K_MS, K_ENUM, K_LAYERS, K_SEED } kind_t;
+typedef enum { K_STR, K_MB, K_MS, K_ENUM, K_LAYERS, K_COUNT, K_REGEX, K_SEED } kind_t;
 
 typedef struct {
     const char *name;
@@ -23,7 +24,7 @@ typedef struct {
 static const setting_t settings[] = {
     {"LLMREPLAY_LOG", K_ENUM, F(log_level), "warn", "quiet|error|warn|info|debug", false},
     {"LLMREPLAY_DIR", K_STR, F(dir), NULL, "directories or files, colon separated", false},
-    {"LLMREPLAY_MODE", K_ENUM, F(mode), "replay", "replay|record|record-if-missing|live|trace", false},
+    {"LLMREPLAY_MODE", K_ENUM, F(mode), "replay", "replay|record|record-if-missing|live|trace|once|none|new_episodes|all", false},
     {"LLMREPLAY_LAYERS", K_LAYERS, F(layers), "curl,sockets,tls", "a comma list of curl, sockets, tls", false},
     {"LLMREPLAY_IGNORE", K_STR, F(ignore), NULL, "body fields, comma separated", false},
     {"LLMREPLAY_REDACT", K_STR, F(redact), NULL, "header names and body fields, comma separated", false},
@@ -47,9 +48,14 @@ static const setting_t settings[] = {
     {"LLMREPLAY_FAULT_LOG", K_STR, F(fault_log), NULL, "a file", false},
     {"LLMREPLAY_SEED", K_SEED, F(seed), NULL, "an integer >= 0", false},
     {"LLMREPLAY_SPEED", K_MS, F(speed), "1", "a factor >= 0 such as 2 or 0.5 (0: no pacing)", false},
+    {"LLMREPLAY_MAX_LIVE", K_COUNT, F(max_live), NULL, "a number of calls, an integer >= 0", false},
+    {"LLMREPLAY_ALLOW_MODELS", K_STR, F(allow_models), NULL, "model names or globs, comma separated", false},
+    {"LLMREPLAY_ONLY", K_REGEX, F(only), NULL, "an extended regular expression", false},
     {"LLMREPLAY__STRICT_FILE", K_STR, F(strict_file), NULL, "a file", true},
     {"LLMREPLAY__FAULT_FILE", K_STR, F(fault_file), NULL, "a file", true},
     {"LLMREPLAY__RUN", K_STR, F(run), NULL, "1", true},
+    {"LLMREPLAY__USAGE_FILE", K_STR, F(usage_file), NULL, "a file", true},
+    {"LLMREPLAY__LIVE_FILE", K_STR, F(live_file), NULL, "a file", true},
 };
 #define NSET (sizeof settings / sizeof settings[0])
 
@@ -117,6 +123,9 @@ static bool parse(const setting_t *s, const char *v, void *field)
         int i = enum_index(s->accepts, v);
         if (i < 0) return false;
         if (!field) return true;
+        /* VCR's names: none = replay, new_episodes = record-if-missing, all = record */
+        static const int vcr[] = {MODE_REPLAY, MODE_RECORD_IF_MISSING, MODE_RECORD};
+        if (s->off == F(mode) && i > MODE_ONCE) i = vcr[i - MODE_ONCE - 1];
         if (s->off == F(log_level) || s->off == F(mode)) *(int *)field = i;
         else *(bool *)field = i != 0;
         return true;
@@ -125,6 +134,19 @@ static bool parse(const setting_t *s, const char *v, void *field)
         unsigned long long n = strtoull(v, &end, 10);
         if (end == v || *end || *v == '-') return false;
         if (field) { *(unsigned long long *)field = n; ((lr_config_t *)((char *)field - F(seed)))->seed_set = true; }
+        return true;
+    }
+    case K_COUNT: {
+        long n = strtol(v, &end, 10);
+        if (end == v || *end || n < 0) return false;
+        if (field) *(long *)field = n;
+        return true;
+    }
+    case K_REGEX: {
+        regex_t re;
+        if (regcomp(&re, v, REG_EXTENDED | REG_NOSUB)) return false;
+        regfree(&re);
+        if (field) *(const char **)field = strdup(v);
         return true;
     }
     case K_LAYERS: {
@@ -153,7 +175,8 @@ static lr_config_t *read_env(source_t *src)
 {
     lr_config_t *c = calloc(1, sizeof *c);
     if (!c) abort(); /* a few hundred bytes at start-up: nothing sensible is left to do */
-    char msgs[NSET][320];
+    c->max_live = -1; /* unlimited unless LLMREPLAY_MAX_LIVE says otherwise */
+    char msgs[NSET][400];
     int nmsgs = 0;
     for (size_t i = 0; i < NSET; i++) {
         const setting_t *s = &settings[i];
@@ -165,9 +188,12 @@ static lr_config_t *read_env(source_t *src)
         if (parse(s, v, field)) { src[i] = FROM_ENV; continue; }
         char acc[200];
         accepted_text(s, acc, sizeof acc);
+        /* a broken LLMREPLAY_ONLY selects no call: recording everything instead could be costly */
+        bool none = s->kind == K_REGEX;
         snprintf(msgs[nmsgs++], sizeof msgs[0], "%s=%.60s is not valid (accepted: %s); using %s", s->name, v, acc,
-                 s->dflt ? s->dflt : "nothing");
+                 s->dflt ? s->dflt : none ? "an expression no call matches" : "nothing");
         if (s->dflt) parse(s, s->dflt, field);
+        if (none) *(const char **)field = strdup("a^"); /* never matches */
         src[i] = FROM_BAD;
     }
     /* Derived defaults. */
@@ -206,8 +232,8 @@ void lr_config_reload(void)
 
 const char *lr_mode_name(lr_mode_t m)
 {
-    static const char *n[] = {"replay", "record", "record-if-missing", "live", "trace"};
-    return (unsigned)m < 5 ? n[m] : "?";
+    static const char *n[] = {"replay", "record", "record-if-missing", "live", "trace", "once"};
+    return (unsigned)m < 6 ? n[m] : "?";
 }
 
 bool lr_config_check(const char *name, const char *value, char *why, size_t cap)

@@ -7,7 +7,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-typedef enum { MODE_REPLAY, MODE_RECORD, MODE_RECORD_IF_MISSING, MODE_LIVE, MODE_TRACE } lr_mode_t;
+/* MODE_ONCE (VCR's once) is resolved by lr_mode() to record or replay. */
+typedef enum { MODE_REPLAY, MODE_RECORD, MODE_RECORD_IF_MISSING, MODE_LIVE, MODE_TRACE, MODE_ONCE } lr_mode_t;
 enum { LR_LAYER_CURL = 1, LR_LAYER_SOCKETS = 2, LR_LAYER_TLS = 4 };
 
 typedef struct {
@@ -41,6 +42,11 @@ typedef struct {
     unsigned long long seed;  /* LLMREPLAY_SEED */
     bool seed_set;
     double speed;             /* LLMREPLAY_SPEED: pacing divided by it; 0: none */
+    long max_live;            /* LLMREPLAY_MAX_LIVE: upstream calls allowed, -1 unlimited */
+    const char *allow_models; /* LLMREPLAY_ALLOW_MODELS: globs, comma separated */
+    const char *only;         /* LLMREPLAY_ONLY: extended regex (record: only matching calls go upstream) */
+    const char *usage_file;   /* LLMREPLAY__USAGE_FILE: set by llmreplay run --report */
+    const char *live_file;    /* LLMREPLAY__LIVE_FILE: run's live-call counter, shared by its processes */
 } lr_config_t;
 
 /* The settings of this process, read on first use (cheap: no I/O). Never NULL. */

@@ -56,6 +56,10 @@ static void resolve(lr_libc_t *t)
     R(gethostbyname_r);
     R(gethostbyname2_r);
     R(dlopen);
+    R(setenv);
+    R(unsetenv);
+    R(putenv);
+    R(clearenv);
 #undef R
     if (!t->fcntl64) t->fcntl64 = t->fcntl;
 }

@@ -35,6 +35,10 @@ typedef struct {
     int (*gethostbyname_r)(const char *, struct hostent *, char *, size_t, struct hostent **, int *);
     int (*gethostbyname2_r)(const char *, int, struct hostent *, char *, size_t, struct hostent **, int *);
     void *(*dlopen)(const char *, int); /* sock/hook_dl.c */
+    int (*setenv)(const char *, const char *, int);
+    int (*unsetenv)(const char *);
+    int (*putenv)(char *);
+    int (*clearenv)(void);
 } lr_libc_t;
 
 /* The table, resolved on first use (from any thread; pthread_once). */

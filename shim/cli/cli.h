@@ -21,6 +21,17 @@ int cmd_explain(int argc, char **argv);
 int cmd_index(int argc, char **argv);
 int cmd_ca(int argc, char **argv);
 int cmd_config(int argc, char **argv);
+int cmd_prune(int argc, char **argv);
+
+/* report.c: the run's usage file and live-call counter (LLMREPLAY__USAGE_FILE,
+ * LLMREPLAY__LIVE_FILE) in a fresh temporary directory: 0, or 2 having said why. */
+int cli_report_begin(void);
+/* After CMD: fold the usage file into the report (report NULL: only clean up), print the
+ * one-line summary: 0, or 2 having said why. dirs: the recording directories, colon separated. */
+int cli_report_end(const char *report, const char *dirs);
+/* version.c: `llmreplay --version`: the version, and the libcurl, libssl and cJSON found. */
+void cli_print_version(void);
+int cmd_serve(int argc, char **argv);
 
 /* --help/-h prints usage, --version the version (both exit 0): the status, else -1. */
 int cli_help_or_version(int argc, char **argv, const char *usage);

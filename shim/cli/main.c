@@ -16,13 +16,15 @@
 static int cmd_tls_helper(int argc, char **argv) { return lr_tlsd_main(3); } /* started by the shim */
 
 static const lr_command_t commands[] = {
-    {"run", cmd_run, "run [-d DIR]... [--strict] [--mode M] -- CMD...  run CMD with the shim preloaded"},
+    {"run", cmd_run, "run [-d DIR]... [--mode M] [--report F] -- CMD...  run CMD with the shim preloaded"},
+    {"serve", cmd_serve, "serve [-d DIR]... [--listen A:P]         answer on a TCP port: a base URL and an HTTP(S) proxy"},
     {"ls", cmd_ls, "ls [-d DIR]... [DIR...]                 one line per recording"},
     {"check", cmd_check, "check [-d DIR]... [DIR...]              validate recordings; exit 1 on any problem"},
     {"explain", cmd_explain, "explain [-d DIR]... REQUEST.json|-      which recording answers a request, or why none does"},
     {"index", cmd_index, "index [-d DIR]... [DIR...]              build the persistent index ahead of time"},
     {"trace", cmd_trace, "trace [-o FILE.jsonl] -- CMD...         run CMD live and log/summarize its HTTP exchanges"},
     {"ca", cmd_ca, "ca [--bundle]                           create llmreplay's local CA if needed, print its ca.pem"},
+    {"prune", cmd_prune, "prune [--dry-run] REPORT...             delete recordings unused in every report of run --report"},
     {"config", cmd_config, "config                                  the effective LLMREPLAY_* settings and their sources"},
     {"tls-helper", cmd_tls_helper, NULL},
 };
@@ -46,7 +48,7 @@ int cli_help_or_version(int argc, char **argv, const char *usage)
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--")) break;
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) { fputs(usage, stdout); return 0; }
-        if (!strcmp(argv[i], "--version")) { printf("llmreplay %s\n", LR_VERSION); return 0; }
+        if (!strcmp(argv[i], "--version")) { cli_print_version(); return 0; }
     }
     return -1;
 }
@@ -153,7 +155,7 @@ int main(int argc, char **argv)
     if (argc < 2) { usage_main(stderr); return 2; }
     const char *c = argv[1];
     if (!strcmp(c, "--help") || !strcmp(c, "-h") || !strcmp(c, "help")) { usage_main(stdout); return 0; }
-    if (!strcmp(c, "--version")) { printf("llmreplay %s\n", LR_VERSION); return 0; }
+    if (!strcmp(c, "--version")) { cli_print_version(); return 0; }
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         if (!strcmp(c, commands[i].name)) return commands[i].fn(argc - 1, argv + 1);
     fprintf(stderr, "llmreplay: unknown command %s (see llmreplay --help)\n\n", c);

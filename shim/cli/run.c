@@ -3,8 +3,9 @@
 #include "cli/cli.h"
 #include "base/config.h"
 #include "base/util.h"
+#include "cli/run_proxy.h"
 #include "engine/faults.h"
-#include <elf.h>
+#include "engine/record.h"
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -20,8 +21,9 @@
 extern char **environ;
 
 static const char *const usage_run =
-    "usage: llmreplay run [-d DIR]... [--strict] [--ignore FIELDS] [--pace MS] [--speed X] [--fault RULE]... [--seed N]\n"
-    "                     [--mode MODE] [--record-dir DIR] -- CMD [ARGS...]\n"
+    "usage: llmreplay run [-d DIR]... [--strict] [--proxy] [--ignore FIELDS] [--pace MS] [--speed X] [--mode MODE]\n"
+    "                     [--record-dir DIR] [--report FILE] [--only REGEX] [--max-live N] [--allow-models GLOBS]\n"
+    "                     [--fault RULE]... [--seed N] [--fault-log FILE] -- CMD [ARGS...]\n"
     "\n"
     "Run CMD with libllmreplay.so added to LD_PRELOAD (existing entries are kept).\n"
     "  -d, --dir DIR     recording directory (repeatable, also --dir=DIR; sets LLMREPLAY_DIR, else it is\n"
@@ -34,8 +36,20 @@ static const char *const usage_run =
     "  --fault RULE      inject a fault, e.g. chat:nth=1:status=429 (repeatable; LLMREPLAY_FAULTS; see README)\n"
     "  --seed N          seed of the fault rules' p= draws, for a reproducible run (LLMREPLAY_SEED)\n"
     "  --fault-log FILE  append one JSON line per injected fault (LLMREPLAY_FAULT_LOG)\n"
-    "  --mode MODE       replay (default), record, record-if-missing, live or trace (LLMREPLAY_MODE)\n"
+    "  --mode MODE       replay (default), record, record-if-missing, live or trace (LLMREPLAY_MODE); VCR's\n"
+    "                    names: none (replay), once (record if the directories hold no recording, else\n"
+    "                    replay), new_episodes (record-if-missing), all (record)\n"
     "  --record-dir DIR  where recordings are written (LLMREPLAY_RECORD_DIR; default: the first -d)\n"
+    "  --report FILE     write one JSON report of the run, all its processes: recordings served (and how\n"
+    "                    often), misses, unused recordings, live calls with tokens, refused calls; print a\n"
+    "                    summary line at exit (feed reports to llmreplay prune)\n"
+    "  --only REGEX      with --mode record: only calls whose test id, operation, model or recording file\n"
+    "                    matches go upstream and replace their recording; the others replay (LLMREPLAY_ONLY)\n"
+    "  --max-live N      at most N upstream calls in the whole run; later ones are refused (LLMREPLAY_MAX_LIVE)\n"
+    "  --allow-models G  upstream calls only for models matching these globs, comma separated\n"
+    "                    (LLMREPLAY_ALLOW_MODELS)\n"
+    "  --proxy           also start llmreplay's proxy for CMD (automatic for Go and static programs, which\n"
+    "                    LD_PRELOAD cannot reach): HTTPS_PROXY/HTTP_PROXY name it, NO_PROXY keeps other entries\n"
     "Option values are checked as the shim reads them (also --pace=MS etc.); a bad one exits 2 at once.\n"
     "CMD trusts llmreplay's local CA, for the HTTPS llmreplay answers itself (Node, static TLS): run sets\n"
     "NODE_EXTRA_CA_CERTS to its ca.pem, and SSL_CERT_FILE, REQUESTS_CA_BUNDLE and CURL_CA_BUNDLE to\n"
@@ -64,55 +78,9 @@ static char *find_library(void)
     return NULL;
 }
 
-static char *which(const char *cmd)
-{
-    if (strchr(cmd, '/')) return access(cmd, X_OK) == 0 ? strdup(cmd) : NULL;
-    const char *path = getenv("PATH");
-    if (!path) path = "/usr/bin:/bin";
-    while (*path) {
-        size_t l = strcspn(path, ":");
-        char p[PATH_MAX];
-        snprintf(p, sizeof p, "%.*s/%s", (int)l, path, cmd);
-        if (l && access(p, X_OK) == 0) return strdup(p);
-        path += l;
-        if (*path) path++;
-    }
-    return NULL;
-}
-
-/* Say so when LD_PRELOAD cannot work for this program. */
-static void warn_unhookable(const char *cmd)
-{
-    char *p = which(cmd);
-    if (!p) return;
-    struct stat st;
-    if (stat(p, &st) == 0 && (st.st_mode & (S_ISUID | S_ISGID)))
-        fprintf(stderr, "llmreplay: warning: %s is setuid/setgid: the loader ignores LD_PRELOAD for it, nothing will be replayed\n", p);
-    int fd = open(p, O_RDONLY | O_CLOEXEC);
-    free(p);
-    if (fd < 0) return;
-    Elf64_Ehdr eh;
-    if (read(fd, &eh, sizeof eh) == (ssize_t)sizeof eh && !memcmp(eh.e_ident, ELFMAG, SELFMAG) &&
-        eh.e_ident[EI_CLASS] == ELFCLASS64) {
-        bool interp = false;
-        for (int i = 0; i < eh.e_phnum; i++) {
-            Elf64_Phdr ph;
-            if (pread(fd, &ph, sizeof ph, (off_t)(eh.e_phoff + (Elf64_Off)i * eh.e_phentsize)) != (ssize_t)sizeof ph) break;
-            if (ph.p_type == PT_INTERP) interp = true;
-        }
-        if (!interp)
-            fprintf(stderr, "llmreplay: warning: %s is statically linked: LD_PRELOAD has no effect on it, nothing will be replayed\n", cmd);
-        /* Go programs make their own system calls: look for the Go build id note. */
-        char blk[65536];
-        ssize_t n = pread(fd, blk, sizeof blk, 0);
-        if (n > 0 && memmem(blk, (size_t)n, "Go build", 8))
-            fprintf(stderr, "llmreplay: warning: %s is a Go program: its HTTP client bypasses libc and libcurl, nothing will be replayed\n", cmd);
-    }
-    close(fd);
-}
-
 typedef struct {
-    bool strict;
+    bool strict, proxy; /* --proxy: llmreplay's proxy for any CMD (cli/run_proxy.c) */
+    const char *report; /* --report FILE */
     buf_t dirs;       /* the -d directories, absolute, colon separated */
     const char *mode; /* --mode, NULL: inherited */
     buf_t faults;     /* the --fault rules, comma separated */
@@ -130,6 +98,10 @@ static const struct {
     {"--speed", "LLMREPLAY_SPEED", "X"},
     {"--seed", "LLMREPLAY_SEED", "N"},
     {"--fault-log", "LLMREPLAY_FAULT_LOG", "FILE"},
+    {"--only", "LLMREPLAY_ONLY", "REGEX"},
+    {"--max-live", "LLMREPLAY_MAX_LIVE", "N"},
+    {"--allow-models", "LLMREPLAY_ALLOW_MODELS", "GLOBS"},
+    {"--report", NULL, "FILE"},
 };
 
 /* argv[*i] as one of env_opts (--opt VALUE or --opt=VALUE): 1 set, 0 not one, -1 said why. */
@@ -146,6 +118,7 @@ static int env_option(int end, char **argv, int *i, run_opts_t *o)
             return -1;
         }
         char why[512];
+        if (!env_opts[k].var) { o->report = val; return 1; } /* --report: for run itself */
         if (!lr_config_check(env_opts[k].var, val, why, sizeof why)) {
             const char *acc = strstr(why, "(accepted:");
             fprintf(stderr, "llmreplay: %s %s is not valid %s\n", env_opts[k].opt, val, acc ? acc : why);
@@ -236,6 +209,7 @@ static int parse_run(int argc, char **argv, run_opts_t *o)
         if (r < 0) return 2;
         if (r > 0) continue;
         if (!strcmp(argv[i], "--strict")) o->strict = true;
+        else if (!strcmp(argv[i], "--proxy")) o->proxy = true;
         else if (sep < 0 && argv[i][0] != '-') { o->first_cmd = i; break; }
         else { fprintf(stderr, "llmreplay: unknown run option %s (see llmreplay run --help)\n", argv[i]); return 2; }
     }
@@ -270,7 +244,7 @@ static bool holds_recording(const char *dir, int depth)
  * it), and an empty one is worth a warning: every request to it will miss. */
 static int check_dirs(const run_opts_t *o)
 {
-    bool replay = o->mode ? !strcmp(o->mode, "replay") : lr_cfg()->mode == MODE_REPLAY;
+    bool replay = o->mode ? !strcmp(o->mode, "replay") || !strcmp(o->mode, "none") : lr_cfg()->mode == MODE_REPLAY;
     if (!replay) return 0;
     for (const char *p = o->dirs.data ? o->dirs.data : ""; *p;) {
         size_t l = strcspn(p, ":");
@@ -300,7 +274,12 @@ static void drop_bad_settings(void)
         if (!eq[1] || lr_config_check(name, eq + 1, why, sizeof why) || strstr(why, "is not a setting")) free(name);
         else bad[n++] = name;
     }
-    for (int i = 0; i < n; i++) { unsetenv(bad[i]); free(bad[i]); }
+    for (int i = 0; i < n; i++) {
+        /* as the warning said: a broken LLMREPLAY_ONLY selects no call, it does not select all */
+        if (!strcmp(bad[i], "LLMREPLAY_ONLY")) setenv(bad[i], "a^", 1);
+        else unsetenv(bad[i]);
+        free(bad[i]);
+    }
 }
 
 static void add_preload(const char *lib)
@@ -329,7 +308,9 @@ static int child_env(run_opts_t *o, const char *cmd)
         fprintf(stderr, "llmreplay: warning: no -d DIR and no LLMREPLAY_DIR: every request will miss\n");
     add_preload(lib);
     free(lib);
-    warn_unhookable(cmd);
+    /* once is decided here, for every process of the run alike */
+    lr_config_reload();
+    if (lr_cfg()->mode == MODE_ONCE) setenv("LLMREPLAY_MODE", lr_mode_name(lr_mode()), 1);
     setenv("LLMREPLAY__RUN", "1", 1); /* the TLS helper's hints know the CA variables are set */
     cli_export_ca();
     return 0;
@@ -345,6 +326,7 @@ static int spawn_wait(char **argv)
     child = fork();
     if (child < 0) { fprintf(stderr, "llmreplay: fork: %s\n", strerror(errno)); return 2; }
     if (child == 0) {
+        lr_run_proxy_export();
         execvp(argv[0], argv);
         fprintf(stderr, "llmreplay: cannot run %s: %s\n", argv[0], strerror(errno));
         _exit(127);
@@ -354,6 +336,7 @@ static int spawn_wait(char **argv)
     signal(SIGHUP, forward);
     int st = 0;
     while (waitpid(child, &st, 0) < 0 && errno == EINTR) {}
+    lr_run_proxy_finish();
     return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + (WIFSIGNALED(st) ? WTERMSIG(st) : 0);
 }
 
@@ -401,8 +384,18 @@ int cli_run(int argc, char **argv, bool *ran)
         close(fd);
         setenv("LLMREPLAY__FAULT_FILE", fault_file, 1);
     }
+    /* the report, and a spend guard shared by all processes, need the run's usage files */
+    bool usage = o.report || getenv("LLMREPLAY_MAX_LIVE");
+    if (usage && cli_report_begin()) return 2;
+    lr_config_reload(); /* the proxy (Go, static programs) answers in this process, as the child would */
+    lr_run_proxy(argv[o.first_cmd], o.proxy);
     rc = spawn_wait(argv + o.first_cmd);
     if (ran) *ran = true;
+    if (usage) {
+        const char *dirs = getenv("LLMREPLAY_DIR");
+        int r = cli_report_end(o.report, dirs);
+        if (r && !rc) rc = r;
+    }
     int misses = o.strict ? strict_misses(strict_file) : 0;
     if (misses) {
         fprintf(stderr, "llmreplay: --strict: %d request%s had no recording (see the messages above)\n", misses,

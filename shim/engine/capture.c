@@ -1,5 +1,7 @@
 /* Capturing a live exchange as its bytes arrive, and handing it to its writer. */
 #include "engine/lsfile.h"
+#include "engine/testid.h"
+#include "engine/usage.h"
 #include "base/config.h"
 #include "base/real.h"
 #include "json/cjson_rt.h"
@@ -18,8 +20,6 @@
 #include <time.h>
 #include <unistd.h>
 
-lr_mode_t lr_mode(void) { return lr_cfg()->mode; }
-
 lr_capture_t *lr_capture_new(const char *method, const char *url)
 {
     lr_capture_t *c = calloc(1, sizeof *c);
@@ -28,6 +28,9 @@ lr_capture_t *lr_capture_new(const char *method, const char *url)
     c->url = strdup(url ? url : "");
     c->op = lr_op_of_url(c->url);
     c->t_start = lr_now();
+    char tid[1024];
+    const char *t = lr_testid(tid, sizeof tid);
+    c->test_id = t ? strdup(t) : NULL;
     return c;
 }
 
@@ -36,6 +39,7 @@ void lr_capture_free(lr_capture_t *c)
     if (!c) return;
     free(c->method);
     free(c->url);
+    free(c->test_id);
     buf_free(&c->req);
     buf_free(&c->req_headers);
     buf_free(&c->body);
@@ -182,6 +186,7 @@ void lr_capture_finish(lr_capture_t *c)
 {
     if (!c) return;
     lr_mode_t m = lr_mode();
+    lr_usage_live(c);
     if (m == MODE_TRACE) { lr_trace_write(c); lr_capture_free(c); return; }
     if (c->error[0]) lr_error("upstream call %s %s failed (%s): reported, nothing recorded", c->method, c->url, c->error);
     else if ((m == MODE_RECORD || m == MODE_RECORD_IF_MISSING) && c->op != OP_NONE && c->status) lr_lsfile_write(c);

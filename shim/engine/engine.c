@@ -4,6 +4,8 @@
 #include "base/log.h"
 #include "engine/match.h"
 #include "engine/record.h"
+#include "engine/testid.h"
+#include "engine/usage.h"
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -81,12 +83,36 @@ bool lr_engine_has(const char *method, const char *url, const char *body, size_t
     return hit != NULL;
 }
 
+static const char *model_of(const lr_req_t *rq)
+{
+    const cJSON *mj = rq->body ? J.GetObjectItemCaseSensitive(rq->body, "model") : NULL;
+    return cJSON_IsString(mj) && mj->valuestring ? mj->valuestring : "";
+}
+
+/* Would this request go upstream, before the spend guard? record with LLMREPLAY_ONLY: only
+ * the calls it selects (by test id, operation, model or the recording that answers now). */
+static bool wants_upstream(lr_mode_t m, const lr_req_t *rq)
+{
+    if (m == MODE_REPLAY) return false;
+    bool only = m == MODE_RECORD && lr_cfg()->only;
+    if (m != MODE_RECORD_IF_MISSING && !only) return true;
+    lr_store_t *s = lr_store_global();
+    const lr_rec_t *hit = lookup(&s, rq, false);
+    if (!only) return hit == NULL;
+    char tid[1024];
+    return lr_only_selects(lr_testid(tid, sizeof tid), rq->op, model_of(rq), hit ? hit->path : NULL);
+}
+
 bool lr_engine_upstream(const char *method, const char *url, const char *body, size_t body_len)
 {
     lr_mode_t m = lr_mode();
-    if (m == MODE_REPLAY) return false;
-    if (m != MODE_RECORD_IF_MISSING) return true;
-    return !lr_engine_has(method, url, body, body_len);
+    if (m == MODE_REPLAY || !url) return false;
+    if (!lr_cjson()) return m != MODE_RECORD_IF_MISSING && !lr_cfg()->only && lr_guard_admit(method, url, lr_op_of_url(url), NULL);
+    lr_req_t rq;
+    req_init(&rq, method, url, body, body_len);
+    bool up = wants_upstream(m, &rq) && lr_guard_admit(rq.method, url, rq.op, model_of(&rq));
+    if (rq.body) J.Delete(rq.body);
+    return up;
 }
 
 static lr_response_t *cached_render(lr_rec_t *r)
@@ -138,7 +164,7 @@ static void append_line(const char *path, const buf_t *line)
 static void log_miss(const lr_req_t *rq, const char *nearest, const char *body, size_t blen, const char *msg)
 {
     const char *logp = lr_cfg()->miss_log, *strict = lr_cfg()->strict_file;
-    if (!logp && !strict) return;
+    if (!logp && !strict && !lr_cfg()->usage_file) return;
     buf_t b;
     buf_init(&b);
     const char *model = lr_body_model(rq->body);
@@ -159,6 +185,7 @@ static void log_miss(const lr_req_t *rq, const char *nearest, const char *body, 
     buf_json_str(&b, msg, strlen(msg));
     buf_adds(&b, "}\n");
     if (!b.oom) {
+        lr_usage_miss(b.data, b.len);
         if (logp) append_line(logp, &b);
         if (strict) append_line(strict, &b);
     }
@@ -180,10 +207,17 @@ lr_response_t *lr_engine_serve(const char *method, const char *url, const char *
     /* said here, when an LLM call is served, not when some other name is resolved */
     if (s && !lr_store_info(s).ndirs && lr_mode() == MODE_REPLAY && !__atomic_exchange_n(&told, 1, __ATOMIC_RELAXED))
         lr_warn("LLMREPLAY_DIR is not set: no recordings loaded; set it to your recordings directory (or use llmreplay run -d DIR)");
+    /* a call that wanted to go upstream is here because the spend guard refused it */
+    lr_response_t *refused = lr_mode() != MODE_REPLAY && wants_upstream(lr_mode(), &rq) ? lr_guard_refusal(rq.op, model_of(&rq)) : NULL;
+    if (refused) {
+        if (rq.body) J.Delete(rq.body);
+        return refused;
+    }
     const lr_rec_t *hit = lookup(&s, &rq, true);
     if (hit) {
         if (rq.body) J.Delete(rq.body);
         lr_debug("%s %s -> %s", rq.method, url, hit->path);
+        lr_usage_served(hit->path);
         lr_response_t *r = cached_render((lr_rec_t *)hit);
         return r ? r : &oom;
     }
@@ -217,4 +251,31 @@ lr_response_t *lr_engine_serve(const char *method, const char *url, const char *
     free(nearest);
     if (rq.body) J.Delete(rq.body);
     return e ? e : &oom;
+}
+
+/* A call LLMREPLAY_ONLY sent upstream replaces its recording: other files of the same request
+ * and test under the record directory (a renamed or older copy) would still compete with the
+ * new one, so they go. Recordings of other tests, and other directories, are left alone. */
+void lr_engine_replaced(const lr_capture_t *c, const char *written)
+{
+    const char *dir = lr_cfg()->record_dir;
+    size_t dl = dir ? strlen(dir) : 0;
+    if (!dl || !lr_cjson() || !c->req.len) return;
+    lr_req_t rq;
+    req_init(&rq, c->method, c->url, c->req.data, c->req.len);
+    lr_store_t *s = lr_store_global();
+    uint64_t h1, h2;
+    lr_rec_t *const *recs = NULL;
+    int n = 0;
+    if (s && !rq.body_invalid) {
+        lr_match_key(rq.op, rq.method, rq.body, lr_store_ignore(s), &h1, &h2);
+        recs = lr_store_find(s, h1, h2, &n);
+    }
+    for (int i = 0; recs && i < n; i++) {
+        const lr_rec_t *r = recs[i];
+        bool same_test = (!r->test_id && !c->test_id) || (r->test_id && c->test_id && !strcmp(r->test_id, c->test_id));
+        if (!same_test || !strcmp(r->path, written) || strncmp(r->path, dir, dl) || r->path[dl] != '/') continue;
+        if (unlink(r->path) == 0) lr_log(LR_INFO, "%s replaces %s (LLMREPLAY_ONLY)", written, r->path);
+    }
+    if (rq.body) J.Delete(rq.body);
 }

@@ -1,6 +1,8 @@
 /* A live exchange as a llama-stack recording file: its fields in llama-stack's order, its file
  * name llama-stack's request hash, written atomically. */
 #include "engine/lsfile.h"
+#include "engine/usage.h"
+#include "engine/engine.h"
 #include "base/config.h"
 #include "base/real.h"
 #include "json/cjson_rt.h"
@@ -210,7 +212,7 @@ static void put_plain(lsfile_t *f)
 
 void lr_lsfile_write(const lr_capture_t *c)
 {
-    const char *dir = lr_cfg()->record_dir, *tid = lr_cfg()->test_id;
+    const char *dir = lr_cfg()->record_dir, *tid = c->test_id;
     if (!dir) { lr_error("LLMREPLAY_MODE=%s but neither LLMREPLAY_RECORD_DIR nor LLMREPLAY_DIR is set: nothing recorded", lr_mode_name(lr_mode())); return; }
     lsfile_t f = {.c = c, .resp = {c->body.data ? c->body.data : "", c->body.len}};
     buf_t url, body;
@@ -239,7 +241,13 @@ void lr_lsfile_write(const lr_capture_t *c)
     else if (!write_atomic(dir, name, &f.o, why, sizeof why))
         lr_error("cannot write the recording of %s %s (%s); the program got its answer, nothing was recorded; "
                  "make LLMREPLAY_RECORD_DIR a writable directory", c->method, c->url, why);
-    else lr_log(LR_INFO, "recorded %s %s -> %s/%s", c->method, c->url, dir, name);
+    else {
+        lr_log(LR_INFO, "recorded %s %s -> %s/%s", c->method, c->url, dir, name);
+        char path[4400];
+        snprintf(path, sizeof path, "%s/%s", dir, name);
+        lr_usage_recorded(path);
+        if (lr_mode() == MODE_RECORD && lr_cfg()->only) lr_engine_replaced(c, path);
+    }
     buf_free(&url);
     buf_free(&body);
     buf_free(&f.o);

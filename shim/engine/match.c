@@ -1,4 +1,5 @@
 #include "engine/match.h"
+#include "engine/testid.h"
 #include "base/config.h"
 #include "base/log.h"
 #include <stdio.h>
@@ -12,7 +13,8 @@
  * group names the subset chosen, so each subset keeps its own serving order. */
 static int preferred(lr_rec_t *const *v, int n, const lr_req_t *rq, lr_rec_t **out, char *group, size_t gcap)
 {
-    const char *tid = lr_cfg()->test_id;
+    char tidbuf[1024];
+    const char *tid = lr_testid(tidbuf, sizeof tidbuf);
     int m = 0;
     group[0] = 0;
     if (tid) {

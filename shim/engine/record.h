@@ -11,6 +11,7 @@ lr_mode_t lr_mode(void);
 typedef struct lr_capture {
     lr_op_t op;
     char *method, *url;
+    char *test_id;      /* the test that made the call (engine/testid.h), NULL when none */
     buf_t req;          /* request body as sent */
     buf_t req_headers;  /* "Name: value\r\n" lines as sent (trace only; redacted when logged) */
     int status;

@@ -8,6 +8,7 @@
 #include "base/real.h"
 #include "engine/engine.h"
 #include "net/http.h"
+#include "net/proxy.h"
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -165,6 +166,9 @@ static bool read_head(lr_conn_t *c, const lr_http_req_t *q, long n)
     buf_init(&u);
     if (q->tlen > 7 && (!strncasecmp(q->target, "http://", 7) || !strncasecmp(q->target, "https://", 8))) {
         buf_add(&u, q->target, q->tlen);
+    } else if (c->proxy && !c->hop[0] && lr_proxy_origin() && q->target[0] == '/') {
+        buf_adds(&u, lr_proxy_origin()); /* llmreplay serve --upstream: a base URL's requests */
+        buf_add(&u, q->target, q->tlen);
     } else {
         const char *h = lr_http_header(q, "Host", &vl);
         buf_printf(&u, "%s://", c->scheme);
@@ -203,6 +207,60 @@ static void answer(lr_conn_t *c, const char *body, size_t len)
     else refuse(c, 500, "llmreplay: out of memory");
 }
 
+/* Hand the connection to a pass-through (net/proxy.c): the responder is done with it. */
+static void pass_on(lr_conn_t *c, const char *host, int port, size_t skip, bool tunnel)
+{
+    lr_server_unwatch(c);
+    lr_proxy_splice(c->fd, host, port, c->in.data + skip, c->in.len - skip, tunnel);
+    c->fd = -1;
+    c->dead = true;
+    c->in.len = 0;
+}
+
+/* On a proxy's connection: CONNECT, and absolute-form requests for hosts that are not
+ * intercepted (net/proxy.c decides). True when the request was answered or handed on. */
+static bool proxy_request(lr_conn_t *c, const lr_http_req_t *q)
+{
+    bool tunnel = !strcmp(c->method, "CONNECT");
+    char host[120], why[600];
+    int port;
+    if (!tunnel && (q->tlen < 7 || strncasecmp(q->target, "http://", 7))) { /* a base URL's request */
+        if (c->hop[0]) { pass_on(c, c->hop, c->hop_port, 0, false); return true; } /* not for us: the real proxy's */
+        if (lr_cfg()->mode == MODE_REPLAY || lr_proxy_origin()) return false;
+        refuse(c, 502, "llmreplay: a base-URL request outside replay mode needs llmreplay serve --upstream URL (where it goes)");
+        return true;
+    }
+    if (!lr_proxy_target(q->target, q->tlen, !tunnel, host, sizeof host, &port)) {
+        if (tunnel) refuse(c, 400, "llmreplay: CONNECT needs a host:port target");
+        return tunnel;
+    }
+    lr_route_t r = lr_proxy_route(host, port, c->hop[0] != 0, why, sizeof why);
+    if (r == LR_ROUTE_REFUSE) { refuse(c, 403, why); return true; }
+    if (r == LR_ROUTE_PASS) {
+        /* to the real proxy (the shim's, or this server's own HTTPS_PROXY) as sent, else directly */
+        int hport = c->hop_port;
+        bool hop = c->hop[0] || lr_proxy_chain(tunnel, host, c->hop, sizeof c->hop, &hport);
+        pass_on(c, hop ? c->hop : host, hop ? hport : port, tunnel && !hop ? (size_t)c->head_len : 0, tunnel && !hop);
+        return true;
+    }
+    if (!tunnel) return false; /* an intercepted host's plain HTTP: answered below */
+    /* a tunnel to an intercepted host: answered here, then served as a new connection to it */
+    memmove(c->in.data, c->in.data + c->head_len, c->in.len - (size_t)c->head_len);
+    c->in.len -= (size_t)c->head_len;
+    c->have_head = false;
+    if (c->in.len) { refuse(c, 400, "llmreplay: the client sent data before the answer to its CONNECT"); return true; }
+    buf_adds(&c->out, "HTTP/1.1 200 Connection established\r\n\r\n");
+    c->proxy = false;
+    c->hop[0] = 0;
+    c->sniffed = false;
+    c->hello = 0;
+    c->scheme = "http";
+    snprintf(c->name, sizeof c->name, "%s", host);
+    if (strchr(host, ':')) snprintf(c->host, sizeof c->host, "[%s]:%d", host, port);
+    else snprintf(c->host, sizeof c->host, "%s:%d", host, port);
+    return true;
+}
+
 /* Parse and answer as many complete requests as the input holds, one answer at a time. */
 static void process(lr_conn_t *c)
 {
@@ -217,6 +275,7 @@ static void process(lr_conn_t *c)
             if (n < 0) { refuse(c, 400, "llmreplay: malformed HTTP request"); return; }
             if (n > MAX_HEAD) { refuse(c, 413, "llmreplay: request head too large"); return; }
             if (!read_head(c, &q, n)) return;
+            if (c->proxy && proxy_request(c, &q)) return;
         }
         size_t avail = c->in.len - (size_t)c->head_len, consumed;
         buf_t body;

@@ -49,6 +49,9 @@ typedef struct lr_conn {
     int fault_break;        /* LR_FS_RESET or LR_FS_EOF once the queued bytes are out; 0: none */
     bool fault_stuck;       /* stalled until the client gives up */
     lr_h2_t *h2;        /* the client spoke HTTP/2 (its preface): the session answers */
+    bool proxy;         /* a proxy's connection: CONNECT and absolute-form are routed (net/proxy.c) */
+    char hop[128];      /* …standing for the real proxy at hop:hop_port (the shim); "": llmreplay's own */
+    int hop_port;
 } lr_conn_t;
 
 /* conn.c: the HTTP side */

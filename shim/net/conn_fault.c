@@ -47,7 +47,12 @@ static void pass_to_helper(lr_conn_t *c, int d)
  * (checked by inode: the number may have been reused) sends us one byte we never read. */
 static void arm_reset(lr_conn_t *c)
 {
-    if (c->client_fd < 0) return;
+    if (c->client_fd < 0) {
+        /* a real TCP client (llmreplay serve): closing with SO_LINGER 0 sends an RST */
+        struct linger lg = {.l_onoff = 1, .l_linger = 0};
+        lr_libc()->setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+        return;
+    }
     int d = lr_fcntl(c->client_fd, F_DUPFD_CLOEXEC, 0);
     if (d < 0) return;
     struct stat st;

@@ -1,4 +1,5 @@
 #include "net/dest.h"
+#include "net/proxy.h"
 #include "base/config.h"
 #include "base/log.h"
 #include "base/real.h"
@@ -150,6 +151,7 @@ bool lr_dest_fake_name(const char *name)
     if (l && h[l - 1] == '.') h[l - 1] = 0;
     /* local names and literals resolve without the network: their connects are matched */
     if (is_local_name(h) || is_literal(h)) return false;
+    if (lr_proxy_is_hop(h, 0)) return true; /* the client's proxy: answered in-process too */
     pthread_once(&fixed_once, load_fixed_rules);
     for (int i = 0; i < fixed.n; i++)
         if (names_host(&fixed.v[i], h)) return true;
@@ -281,7 +283,9 @@ bool lr_dest_intercepts(const struct sockaddr *sa, socklen_t len, char *host, si
             return true;
         }
     }
-    return false;
+    const char *hop = lr_proxy_is_hop(lit, *port) ? lit : local && lr_proxy_is_hop("localhost", *port) ? "localhost" : NULL;
+    if (hop) snprintf(host, hostcap, "%s", hop);
+    return hop != NULL;
 }
 
 void lr_dest_format(const struct sockaddr *sa, char *out, size_t cap)

@@ -8,4 +8,10 @@
  * in a forked child). Takes ownership of fd. client_fd and client_ino name the application's
  * end (its descriptor number and inode), which a fault rule's reset needs; -1 and 0: unknown. */
 bool lr_responder_add(int fd, const char *host, int port, const char *scheme, int client_fd, unsigned long client_ino);
+/* The same for a proxy's client (llmreplay serve; or, with hop, the shim answering for the real
+ * proxy hop:hop_port): CONNECT and absolute-form requests are routed by net/proxy.c. */
+bool lr_responder_add_proxy(int fd, const char *host, int port, const char *hop, int hop_port, int client_fd,
+                            unsigned long client_ino);
+/* Upstream calls (record, live, trace) still running, their recordings not yet written. */
+unsigned lr_responder_busy(void);
 #endif

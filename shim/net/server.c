@@ -9,6 +9,7 @@
 #include "net/hello.h"
 #include "net/tls_term.h"
 #include <errno.h>
+#include <stdio.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
@@ -208,7 +209,8 @@ static bool register_conn(lr_conn_t *c)
     return ok;
 }
 
-bool lr_responder_add(int fd, const char *host, int port, const char *scheme, int client_fd, unsigned long client_ino)
+static bool add(int fd, const char *host, int port, const char *scheme, bool proxy, const char *hop, int hop_port,
+                int client_fd, unsigned long client_ino)
 {
     lr_tls_term_prepare();
     lr_hello_ack(); /* made now: a connection made before a fork is acknowledged alike */
@@ -216,6 +218,9 @@ bool lr_responder_add(int fd, const char *host, int port, const char *scheme, in
     if (!c) return false;
     c->client_fd = client_fd;
     c->client_ino = client_ino;
+    c->proxy = proxy;
+    snprintf(c->hop, sizeof c->hop, "%s", hop ? hop : "");
+    c->hop_port = hop_port;
     lr_fcntl(fd, F_SETFL, lr_fcntl(fd, F_GETFL, 0) | O_NONBLOCK);
     bool ok = register_conn(c);
     struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP, .data.ptr = c};
@@ -228,4 +233,15 @@ bool lr_responder_add(int fd, const char *host, int port, const char *scheme, in
         lr_conn_free(c);
     }
     return ok;
+}
+
+bool lr_responder_add(int fd, const char *host, int port, const char *scheme, int client_fd, unsigned long client_ino)
+{
+    return add(fd, host, port, scheme, false, NULL, 0, client_fd, client_ino);
+}
+
+bool lr_responder_add_proxy(int fd, const char *host, int port, const char *hop, int hop_port, int client_fd,
+                            unsigned long client_ino)
+{
+    return add(fd, host, port, "http", true, hop, hop_port, client_fd, client_ino);
 }

@@ -6,6 +6,7 @@
 #include "base/real.h"
 #include "net/dest.h"
 #include "net/fdtable.h"
+#include "net/proxy.h"
 #include "net/responder.h"
 #include <dirent.h>
 #include <errno.h>
@@ -125,7 +126,10 @@ static int swap_in(int fd, const struct sockaddr *sa, socklen_t len, const char 
         struct epoll_event ev = {.events = regs[i].events, .data.u64 = regs[i].data};
         epoll_ctl(regs[i].epfd, EPOLL_CTL_ADD, fd, &ev);
     }
-    if (!lr_responder_add(sv[1], host, port, "http", fd, (unsigned long)st.st_ino)) {
+    /* the client's configured proxy: its CONNECTs to recorded hosts are answered (net/proxy.c) */
+    bool hop = lr_proxy_is_hop(host, port);
+    unsigned long ino = (unsigned long)st.st_ino;
+    if (!(hop ? lr_responder_add_proxy(sv[1], host, port, host, port, fd, ino) : lr_responder_add(sv[1], host, port, "http", fd, ino))) {
         real.close(sv[1]);
         errno = ECONNREFUSED;
         return -1;

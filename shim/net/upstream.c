@@ -7,6 +7,7 @@
 #include "base/real.h"
 #include "engine/record.h"
 #include "net/conn.h"
+#include "net/responder.h"
 #include "net/curl_rt.h"
 #include <errno.h>
 #include <poll.h>
@@ -192,6 +193,17 @@ static void answer_failure(job_t *j)
     buf_free(&b);
 }
 
+/* Upstream exchanges still being finished (a plain answer's recording is written after the
+ * client has its last byte): a program that exits at once must not lose them. */
+static unsigned inflight; /* (atomic) */
+static void inflight_child(void) { inflight = 0; } /* a forked child has no worker threads */
+__attribute__((constructor)) static void upstream_init(void) { pthread_atfork(NULL, NULL, inflight_child); }
+__attribute__((destructor)) static void upstream_drain(void)
+{
+    for (int i = 0; i < 1000 && __atomic_load_n(&inflight, __ATOMIC_ACQUIRE) > 0; i++) lr_sleep_ms(5);
+}
+unsigned lr_responder_busy(void) { return __atomic_load_n(&inflight, __ATOMIC_ACQUIRE); } /* llmreplay serve waits for them */
+
 static void *upstream_worker(void *arg)
 {
     job_t *j = arg;
@@ -206,6 +218,7 @@ static void *upstream_worker(void *arg)
         else job_head(j);
     }
     lr_capture_finish(j->cap);
+    __atomic_sub_fetch(&inflight, 1, __ATOMIC_RELEASE);
     if (j->live) {
         lr_h2_live_end(j->live); /* wakes the loop */
         job_free(j);
@@ -225,7 +238,9 @@ static bool start_worker(job_t *j)
     pthread_attr_t a;
     pthread_attr_init(&a);
     pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+    __atomic_add_fetch(&inflight, 1, __ATOMIC_RELEASE);
     bool ok = pthread_create(&th, &a, upstream_worker, j) == 0;
+    if (!ok) __atomic_sub_fetch(&inflight, 1, __ATOMIC_RELEASE);
     pthread_attr_destroy(&a);
     return ok;
 }

@@ -4,6 +4,7 @@
 #include "base/config.h"
 #include "base/real.h"
 #include "net/fdtable.h"
+#include "net/proxy.h"
 #include "net/swap.h"
 #include <errno.h>
 #include <fcntl.h>
@@ -13,6 +14,8 @@
 #define real (*lr_libc())
 
 static bool sockets_on(void) { return !lr_inside && lr_layer_on(LR_LAYER_SOCKETS); }
+/* A client's configured proxy is answered in-process in the shim only, never in llmreplay serve. */
+__attribute__((constructor)) static void hops_init(void) { lr_proxy_enable_hops(); }
 
 LR_EXPORT int connect(int fd, const struct sockaddr *sa, socklen_t len)
 {
