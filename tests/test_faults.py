@@ -328,3 +328,19 @@ def test_each_fault_is_logged_once_at_info():
     r = run(_unshare() + ["curl", "-sS", "https://api.openai.com/v1/chat/completions", "-d", request_body(load(SEED))],
             env=env)
     assert b"llmreplay: fault" not in r.stderr, r.stderr
+
+
+def test_serve_resets_its_tcp_clients():
+    import re, subprocess
+    env = shim_env(None, LLMREPLAY_FAULTS="chat:reset-after=3")
+    env.pop("LD_PRELOAD", None)
+    p = subprocess.Popen([CLI, "serve", "-d", SEED_DIR, "--listen", "127.0.0.1:0"], env=env, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE)
+    try:
+        line = p.stdout.readline().decode()
+        url = re.search(r"http://127\.0\.0\.1:\d+", line).group(0)
+        r = run(["curl", "-sS", "-N", url + "/v1/chat/completions", "-d", request_body(load(SEED))])
+        assert r.returncode == 56 and r.stdout.count(b"data: ") == 3, (r.returncode, r.stderr)
+    finally:
+        p.terminate()
+        p.wait(timeout=20)
