@@ -63,3 +63,14 @@ def test_unit_ops_asan():
     yield from _unit("asan_unit_ops",
                      _env(ASAN_OPTIONS="detect_leaks=1:abort_on_error=0",
                           UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"))
+
+
+def test_unit_raw():
+    # tests/c/unit_raw.c: wire-level keys, hostile queries and multipart bodies at guard pages.
+    yield from _unit("unit_raw", _env())
+
+
+def test_unit_raw_asan():
+    yield from _unit("asan_unit_raw",
+                     _env(ASAN_OPTIONS="detect_leaks=1:abort_on_error=0",
+                          UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"))

@@ -5,6 +5,7 @@
 #include "engine/engine.h"
 #include "engine/index.h"
 #include "engine/match.h"
+#include "engine/raw.h"
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -170,7 +171,9 @@ int cmd_ls(int argc, char **argv)
         lr_response_t *resp = lr_render_recording(r);
         char sum[256] = "";
         if (resp) summarize(resp, r->op, sum, sizeof sum);
-        printf("%-20s %-28s %-6s %3d  %s  %s\n", lr_op_info(r->op)->endpoint, *r->model ? r->model : "-",
+        char what[200];
+        if (!lr_op_is_raw(r->op) || !lr_raw_target(r, what, sizeof what)) snprintf(what, sizeof what, "%s", lr_op_info(r->op)->endpoint);
+        printf("%-20s %-28s %-6s %3d  %s  %s\n", what, *r->model ? r->model : "-",
                r->streaming ? "stream" : "json", r->status, sum, r->path);
         if (resp) { resp->owned = true; lr_response_free(resp); }
     }
@@ -242,17 +245,31 @@ int cmd_explain(int argc, char **argv)
     if (!cJSON_IsObject(rq)) rq = j;
     const cJSON *url = J.GetObjectItemCaseSensitive(rq, "url"), *ep = J.GetObjectItemCaseSensitive(rq, "endpoint");
     const cJSON *method = J.GetObjectItemCaseSensitive(rq, "method"), *body = J.GetObjectItemCaseSensitive(rq, "body");
+    if (!body) body = J.GetObjectItemCaseSensitive(rq, "payload"); /* llama-stack's raw HTTP shape */
     const char *target = endpoint ? endpoint
                        : cJSON_IsString(ep) && lr_op_of_endpoint(ep->valuestring) ? ep->valuestring
                        : cJSON_IsString(url) ? url->valuestring : NULL;
     if (endpoint) body = j;
     else if (rq != j) lr_rec_sdk_to_wire((cJSON *)body); /* a recording: the request as it went out */
-    if (!target || !lr_op_of_endpoint(target)) {
+    /* any other call to an absolute URL is a raw (wire-level) request */
+    bool raw = target && !lr_op_of_endpoint(target) && cJSON_IsString(url) && strstr(url->valuestring, "://");
+    if (!target || (!raw && !lr_op_of_endpoint(target))) {
         fprintf(stderr, "llmreplay: %s names no LLM endpoint: give \"url\" or \"endpoint\", or use --endpoint PATH\n", input);
         return 2;
     }
-    lr_req_t req = {.op = lr_op_of_endpoint(target), .method = cJSON_IsString(method) ? method->valuestring : "POST",
+    lr_req_t req = {.op = raw ? lr_op_http() : lr_op_of_endpoint(target),
+                    .method = cJSON_IsString(method) ? method->valuestring : raw ? "GET" : "POST",
                     .url = cJSON_IsString(url) ? url->valuestring : target, .body = (cJSON *)body};
+    buf_t rawbody;
+    buf_init(&rawbody);
+    const cJSON *enc = J.GetObjectItemCaseSensitive(rq, "payload_encoding");
+    if (raw && cJSON_IsString(enc) && cJSON_IsString(body)) { /* a body recorded as bytes */
+        if (!strcmp(enc->valuestring, "base64")) lr_b64_decode(body->valuestring, strlen(body->valuestring), &rawbody);
+        else buf_adds(&rawbody, body->valuestring);
+        req.body = NULL;
+        req.raw = rawbody.data ? rawbody.data : "";
+        req.raw_len = rawbody.len;
+    }
     bool https;
     if (!lr_url_hostport(req.url, req.host, sizeof req.host, &req.port, &https)) req.host[0] = 0;
     report_t rep = {0, 0, false};
@@ -263,7 +280,7 @@ int cmd_explain(int argc, char **argv)
     if (hit) {
         printf("match: %s\n", hit->path);
         uint64_t h1, h2;
-        lr_match_key(req.op, req.method, req.body, lr_store_ignore(s), &h1, &h2);
+        lr_req_key(&req, lr_store_ignore(s), &h1, &h2);
         int n;
         lr_rec_t *const *recs = lr_store_find(s, h1, h2, &n);
         if (n > 1) {
@@ -273,14 +290,17 @@ int cmd_explain(int argc, char **argv)
         rc = 0;
     } else {
         lr_nearest_t n;
-        lr_find_nearest(s, &req, &n);
         buf_t m;
         buf_init(&m);
-        lr_miss_message(&req, &n, &m);
+        char *near = NULL;
+        if (raw) lr_raw_miss(s, &req, &m, &near);
+        else { lr_find_nearest(s, &req, &n); lr_miss_message(&req, &n, &m); }
         printf("%s\n", m.data ? m.data : "no match");
+        free(near);
         buf_free(&m);
         rc = 1;
     }
+    buf_free(&rawbody);
     lr_store_free(s);
     J.Delete(j);
     free(text);

@@ -4,6 +4,7 @@
 #include "base/config.h"
 #include "base/log.h"
 #include "base/real.h"
+#include "net/dest.h"
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -292,17 +293,37 @@ static CURLcode xfer_finish(shadow_t *s, xfer_t *x)
     return rc;
 }
 
+/* An LLM operation, or any call to a host the shim answers (wire-level). A multipart form
+ * (CURLOPT_MIMEPOST) cannot be read before libcurl sends it: with the socket layer on, the real
+ * libcurl sends it there, where it is answered like any other request. */
+static bool answers_url(const shadow_t *s, const char *u)
+{
+    if (!u) return false;
+    if (lr_engine_intercepts(u) != OP_NONE) return true;
+    char host[256];
+    int port;
+    bool https;
+    if (s->mime && lr_layer_on(LR_LAYER_SOCKETS)) return false;
+    return strstr(u, "://") && lr_url_hostport(u, host, sizeof host, &port, &https) && !strncasecmp(u, "http", 4) &&
+           lr_dest_names(host, port);
+}
+
 /* Is this handle's next transfer one the shim answers? */
 bool intercepted(shadow_t *s)
 {
     if (!s || lr_inside || in_real_perform || !lr_layer_on(LR_LAYER_CURL)) return false;
     if (s->curlu) {
         char *u = transfer_url(s);
-        bool r = lr_engine_intercepts(u) != OP_NONE;
+        bool r = answers_url(s, u);
         free(u);
         return r;
     }
-    return s->url && lr_engine_intercepts(s->url) != OP_NONE;
+    if (!s->url) return false;
+    if (strstr(s->url, "://")) return answers_url(s, s->url);
+    char *u = transfer_url(s);
+    bool r = answers_url(s, u);
+    free(u);
+    return r;
 }
 
 CURLcode replay_easy(shadow_t *s)

@@ -1,5 +1,7 @@
 /* Capturing a live exchange as its bytes arrive, and handing it to its writer. */
 #include "engine/lsfile.h"
+#include "engine/raw.h"
+#include <ctype.h>
 #include "engine/testid.h"
 #include "engine/usage.h"
 #include "base/config.h"
@@ -43,6 +45,7 @@ void lr_capture_free(lr_capture_t *c)
     buf_free(&c->req);
     buf_free(&c->req_headers);
     buf_free(&c->body);
+    buf_free(&c->keep_headers);
     free(c->ends);
     free(c->ends_ms);
     free(c);
@@ -74,7 +77,26 @@ void lr_capture_header(lr_capture_t *c, const char *line, size_t n)
         const char *sp = memchr(line, ' ', n);
         if (sp) c->status = atoi(sp + 1);
         c->content_type[0] = 0; /* a new response (after 100 Continue, a redirect): start over */
-    } else if (n > 13 && !strncasecmp(line, "content-type:", 13)) {
+        c->keep_headers.len = 0;
+        c->chunked = false;
+        return;
+    }
+    const char *colon = memchr(line, ':', n);
+    if (colon && colon > line) {
+        size_t nl = (size_t)(colon - line);
+        const char *v = colon + 1, *e = line + n;
+        while (v < e && (*v == ' ' || *v == '\t')) v++;
+        while (e > v && (e[-1] == '\r' || e[-1] == '\n' || e[-1] == ' ')) e--;
+        if (nl == 17 && !strncasecmp(line, "transfer-encoding", nl) && e - v >= 7 && !strncasecmp(e - 7, "chunked", 7))
+            c->chunked = true;
+        if (lr_raw_keep_header(line, nl)) {
+            for (size_t i = 0; i < nl; i++) buf_addc(&c->keep_headers, (char)tolower((unsigned char)line[i]));
+            buf_addc(&c->keep_headers, 0);
+            buf_add(&c->keep_headers, v, (size_t)(e - v));
+            buf_addc(&c->keep_headers, 0);
+        }
+    }
+    if (n > 13 && !strncasecmp(line, "content-type:", 13)) {
         const char *v = line + 13, *e = line + n;
         while (v < e && (*v == ' ' || *v == '\t')) v++;
         while (e > v && (e[-1] == '\r' || e[-1] == '\n' || e[-1] == ' ')) e--;
@@ -189,6 +211,7 @@ void lr_capture_finish(lr_capture_t *c)
     lr_usage_live(c);
     if (m == MODE_TRACE) { lr_trace_write(c); lr_capture_free(c); return; }
     if (c->error[0]) lr_error("upstream call %s %s failed (%s): reported, nothing recorded", c->method, c->url, c->error);
-    else if ((m == MODE_RECORD || m == MODE_RECORD_IF_MISSING) && c->op != OP_NONE && c->status) lr_lsfile_write(c);
+    else if ((m == MODE_RECORD || m == MODE_RECORD_IF_MISSING) && c->status)
+        c->op != OP_NONE ? lr_lsfile_write(c) : lr_raw_write(c); /* any other call: wire-level */
     lr_capture_free(c);
 }

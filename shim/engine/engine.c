@@ -3,6 +3,7 @@
 #include "base/config.h"
 #include "base/log.h"
 #include "engine/match.h"
+#include "engine/raw.h"
 #include "engine/record.h"
 #include "engine/testid.h"
 #include "engine/usage.h"
@@ -54,6 +55,13 @@ static void req_init(lr_req_t *rq, const char *method, const char *url, const ch
     *rq = (lr_req_t){.op = lr_op_of_url(url), .method = method && *method ? method : "POST", .url = url};
     bool https;
     if (!lr_url_hostport(url, rq->host, sizeof rq->host, &rq->port, &https)) rq->host[0] = 0;
+    if (!rq->op) { /* any other call to an intercepted host: wire-level (engine/raw.c) */
+        rq->op = lr_op_http();
+        rq->raw = body ? body : "";
+        rq->raw_len = body ? body_len : 0;
+        if (body_len) rq->body = lr_json_parse(body, body_len); /* NULL: not JSON, matched by bytes */
+        return;
+    }
     if (!lr_op_info(rq->op)->listing && body && body_len) {
         rq->body = lr_json_parse(body, body_len);
         rq->body_invalid = !rq->body;
@@ -222,7 +230,7 @@ lr_response_t *lr_engine_serve(const char *method, const char *url, const char *
         return r ? r : &oom;
     }
     uint64_t h1, h2;
-    lr_match_key(rq.op, rq.method, rq.body, s ? lr_store_ignore(s) : NULL, &h1, &h2);
+    lr_req_key(&rq, s ? lr_store_ignore(s) : NULL, &h1, &h2);
     if (rq.body_invalid) h1 ^= lr_hash64(body, body_len, 7);
     pthread_mutex_lock(&miss_lock);
     miss_t *known = miss_find(h1);
@@ -231,15 +239,21 @@ lr_response_t *lr_engine_serve(const char *method, const char *url, const char *
     char *message = known ? strdup(known->message) : NULL;
     pthread_mutex_unlock(&miss_lock);
     if (!e) {
-        lr_nearest_t near;
-        lr_find_nearest(s, &rq, &near);
         buf_t msg;
         buf_init(&msg);
-        lr_miss_message(&rq, &near, &msg);
+        bool raw = lr_op_is_raw(rq.op);
+        if (raw) {
+            lr_raw_miss(s, &rq, &msg, &nearest);
+        } else {
+            lr_nearest_t near;
+            lr_find_nearest(s, &rq, &near);
+            lr_miss_message(&rq, &near, &msg);
+            nearest = near.nearest ? strdup(near.nearest->path) : NULL;
+        }
         message = strdup(msg.data ? msg.data : "llmreplay: no recording matches this request");
         buf_free(&msg);
-        e = message ? lr_render_error(rq.op, 404, "invalid_request_error", "llmreplay_no_recording", message) : NULL;
-        nearest = near.nearest ? strdup(near.nearest->path) : NULL;
+        e = message ? lr_render_error(rq.op, 404, "invalid_request_error",
+                                      raw ? "llmreplay_not_an_llm_endpoint" : "llmreplay_no_recording", message) : NULL;
         pthread_mutex_lock(&miss_lock);
         bool first = !miss_find(h1);
         if (first && e) miss_add(h1, e, nearest, message);
@@ -268,7 +282,7 @@ void lr_engine_replaced(const lr_capture_t *c, const char *written)
     lr_rec_t *const *recs = NULL;
     int n = 0;
     if (s && !rq.body_invalid) {
-        lr_match_key(rq.op, rq.method, rq.body, lr_store_ignore(s), &h1, &h2);
+        lr_req_key(&rq, lr_store_ignore(s), &h1, &h2);
         recs = lr_store_find(s, h1, h2, &n);
     }
     for (int i = 0; recs && i < n; i++) {

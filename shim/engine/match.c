@@ -1,4 +1,5 @@
 #include "engine/match.h"
+#include "engine/raw.h"
 #include "engine/testid.h"
 #include "base/config.h"
 #include "base/log.h"
@@ -46,7 +47,7 @@ const lr_rec_t *lr_match(lr_store_t *s, const lr_req_t *rq, bool advance)
 {
     if (!s || rq->body_invalid) return NULL;
     uint64_t h1, h2;
-    lr_match_key(rq->op, rq->method, rq->body, lr_store_ignore(s), &h1, &h2);
+    lr_req_key(rq, lr_store_ignore(s), &h1, &h2);
     int ne;
     lr_rec_t *const *recs = lr_store_find(s, h1, h2, &ne);
     if (!ne) return NULL;

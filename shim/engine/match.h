@@ -9,6 +9,8 @@ typedef struct {
     const char *url;
     cJSON *body; /* parsed request body, NULL when none */
     bool body_invalid;
+    const char *raw;  /* the body's bytes: raw (non-LLM) requests are matched by them */
+    size_t raw_len;
     char host[128];
     int port;
 } lr_req_t;

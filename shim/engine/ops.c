@@ -54,6 +54,9 @@ static const lr_opinfo_t builtin[] = {
                         .errors = ERR_OLLAMA, .type = OLL "ShowResponse", .chunk_type = OLL "ShowResponse"},
     [OP_OLLAMA_VERSION] = {.name = "ollama.version", .endpoint = "/api/version", .tail = "api/version",
                            .listing = true, .frame = FRAME_NDJSON, .errors = ERR_OLLAMA},
+    /* every other call to an intercepted host, wire-level (engine/raw.c): no URL tail, so it is
+     * never recognised as an LLM operation; its recordings name it */
+    {.name = "http", .endpoint = ""},
 };
 #define NBUILTIN ((int)(sizeof builtin / sizeof builtin[0]))
 _Static_assert(NBUILTIN >= OP_NAMED, "every named operation has a row");

@@ -16,6 +16,8 @@ typedef struct lr_capture {
     buf_t req_headers;  /* "Name: value\r\n" lines as sent (trace only; redacted when logged) */
     int status;
     char content_type[128];
+    buf_t keep_headers; /* "name\0value\0" pairs a raw recording keeps (engine/raw.h) */
+    bool chunked;       /* the answer came with Transfer-Encoding: chunked */
     buf_t body;         /* response body as received */
     size_t *ends;       /* arrival of data: body length after each piece… */
     double *ends_ms;    /* …and when it arrived (ms after the request started) */

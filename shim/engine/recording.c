@@ -1,4 +1,5 @@
 #include "engine/recording.h"
+#include "engine/raw.h"
 #include "base/config.h"
 #include "base/log.h"
 #include <errno.h>
@@ -119,6 +120,16 @@ lr_rec_t *lr_rec_parse(const char *path, const char *text, size_t len, const lr_
     const char *endpoint = str_field(rq, "endpoint"), *url = str_field(rq, "url");
     r->op = lr_op_of_endpoint(endpoint);
     if (!r->op && url) r->op = lr_op_of_url(url);
+    if (!r->op && lr_raw_shape(rq)) { /* llama-stack's raw HTTP shape: any call, wire-level */
+        bool ok = lr_raw_parse(r, rq, resp, ig, why, whycap);
+        if (ok && f[F_TEST_ID].p && js_kind(f[F_TEST_ID]) == '"') r->test_id = js_strdup(f[F_TEST_ID]);
+        r->path = ok ? strdup(path) : NULL;
+        J.Delete(rq);
+        if (ok && r->path) return r;
+        if (ok) snprintf(why, whycap, "out of memory");
+        lr_rec_free(r);
+        return NULL;
+    }
     if (!r->op) {
         snprintf(why, whycap, "unsupported endpoint %s (not an LLM API call this shim serves)",
                  endpoint ? endpoint : url ? url : "(none)");
@@ -132,6 +143,7 @@ lr_rec_t *lr_rec_parse(const char *path, const char *text, size_t len, const lr_
     if (!url || !lr_url_hostport(url, r->host, sizeof r->host, &r->port, &https)) r->host[0] = 0;
     const char *model = str_field(rq, "model");
     cJSON *body = J.GetObjectItemCaseSensitive(rq, "body");
+    if (!body) body = J.GetObjectItemCaseSensitive(rq, "payload"); /* llama-stack's raw HTTP shape */
     lr_rec_sdk_to_wire(body);
     r->model = strdup(model ? model : lr_body_model(body));
     if (f[F_TEST_ID].p && js_kind(f[F_TEST_ID]) == '"') r->test_id = js_strdup(f[F_TEST_ID]);
@@ -215,7 +227,7 @@ cJSON *lr_rec_request_body(const lr_rec_t *r)
     cJSON *body = NULL;
     span_t f[F_COUNT], bs;
     char why[8];
-    if (top_fields(t, n, f, why, sizeof why) && f[F_REQUEST].p && js_get(f[F_REQUEST], "body", &bs))
+    if (top_fields(t, n, f, why, sizeof why) && f[F_REQUEST].p && (js_get(f[F_REQUEST], "body", &bs) || js_get(f[F_REQUEST], "payload", &bs)))
         body = lr_json_parse(bs.p, bs.n);
     lr_rec_sdk_to_wire(body);
     free(mapped);

@@ -1,4 +1,5 @@
 #include "engine/render.h"
+#include "engine/raw.h"
 #include "base/config.h"
 #include "base/log.h"
 #include <stdio.h>
@@ -30,7 +31,7 @@ const char *lr_reason(int s)
     }
 }
 
-static void add_event(lr_response_t *r, buf_t *b)
+void lr_response_event(lr_response_t *r, buf_t *b)
 {
     if (b->oom) { buf_free(b); return; }
     lr_event_t *ev = realloc(r->events, sizeof *ev * (size_t)(r->nevents + 1));
@@ -140,13 +141,19 @@ static void render_stream(lr_response_t *o, const lr_rec_t *r, span_t resp, span
     o->content_type = f == FRAME_NDJSON ? "application/x-ndjson" : "text/event-stream; charset=utf-8";
     const char *pos = NULL;
     span_t item;
+    if (js_next(body, &pos, &item) && js_kind(item) == '"') {
+        /* llama-stack's raw HTTP stream: the lines as they came */
+        lr_raw_stream_lines(o, body, f != FRAME_NDJSON, true, b);
+        return;
+    }
+    pos = NULL;
     while (js_next(body, &pos, &item)) {
         span_t rawspan;
         char *raw = js_kind(item) == '{' && js_get(item, "llmreplay_raw", &rawspan) && js_kind(rawspan) == '"'
                         ? js_strdup(rawspan) : NULL;
         frame(f, payload(item), raw, b);
         free(raw);
-        add_event(o, b);
+        lr_response_event(o, b);
     }
     span_t times;
     if (js_get(resp, "chunk_times_ms", &times) && js_kind(times) == '[') {
@@ -163,12 +170,12 @@ static void render_stream(lr_response_t *o, const lr_rec_t *r, span_t resp, span
         exception_body(r->op, resp, &e);
         frame(f, (span_t){e.data ? e.data : "{}", e.len}, NULL, b);
         buf_free(&e);
-        add_event(o, b);
+        lr_response_event(o, b);
         o->status = 200;
         o->reason = "OK";
     } else if (f == FRAME_SSE_DONE) {
         buf_adds(b, "data: [DONE]\n\n");
-        add_event(o, b);
+        lr_response_event(o, b);
     }
 }
 
@@ -192,7 +199,7 @@ static void render_plain(lr_response_t *o, const lr_rec_t *r, span_t resp, span_
     } else {
         js_minify(payload(body), b);
     }
-    add_event(o, b);
+    lr_response_event(o, b);
 }
 
 lr_response_t *lr_render_recording(const lr_rec_t *r)
@@ -212,7 +219,16 @@ lr_response_t *lr_render_recording(const lr_rec_t *r)
     bool have_body = js_get(resp, "body", &body) && !js_is_null(body);
     buf_t b;
     buf_init(&b);
-    if (r->streaming && have_body && js_kind(body) == '[') {
+    char why[200];
+    if (lr_op_is_raw(r->op)) {
+        if (!lr_raw_render(o, r, resp, &b, why, sizeof why)) {
+            buf_free(&b);
+            free(text);
+            o->owned = true;
+            lr_response_free(o);
+            return fail(r, why);
+        }
+    } else if (r->streaming && have_body && js_kind(body) == '[') {
         render_stream(o, r, resp, body, &b);
     } else if (js_get(resp, "llmreplay_raw_body", &raw) && js_kind(raw) == '"') {
         /* recorded by llmreplay: the bytes the client saw live */
@@ -220,7 +236,7 @@ lr_response_t *lr_render_recording(const lr_rec_t *r)
         char *t = js_strdup(raw);
         if (t) buf_adds(&b, t);
         free(t);
-        add_event(o, &b);
+        lr_response_event(o, &b);
     } else {
         render_plain(o, r, resp, body, have_body, &b);
     }
@@ -241,7 +257,7 @@ lr_response_t *lr_render_error(lr_op_t op, int status, const char *type, const c
     buf_t b;
     buf_init(&b);
     error_body(op, type, code, message, &b);
-    add_event(o, &b);
+    lr_response_event(o, &b);
     /* OpenAI SDKs honour x-should-retry: a miss is final, retrying only hides it. */
     o->extra_headers = strdup("x-should-retry: false\r\n");
     return o;
@@ -254,6 +270,7 @@ void lr_response_free(lr_response_t *r)
     free(r->events);
     free(r->times_ms);
     free(r->extra_headers);
+    free(r->own_ctype);
     free(r);
 }
 

@@ -19,7 +19,11 @@ typedef struct lr_response {
     double *times_ms;     /* when each event arrived while recording (chunk_times_ms), or NULL */
     int ntimes;
     bool owned;           /* freed by lr_response_free (misses); cached ones live on */
+    char *own_ctype;      /* content_type when it is the response's own (raw recordings) */
 } lr_response_t;
+
+/* Append b's contents as the response's next event (b is emptied). */
+void lr_response_event(lr_response_t *r, buf_t *b);
 
 /* Build the answer of a recording from its file; on failure an error response saying why. */
 lr_response_t *lr_render_recording(const lr_rec_t *r);

@@ -182,21 +182,12 @@ static bool read_head(lr_conn_t *c, const lr_http_req_t *q, long n)
     return true;
 }
 
+/* Every request on an intercepted connection is the engine's: LLM operations, and any other
+ * call wire-level (a miss on those is the 404 "llmreplay_not_an_llm_endpoint"), with the
+ * fault rules applied (plan: engine/faults.h). */
 lr_response_t *lr_conn_reply(const char *method, const char *url, const char *body, size_t len, lr_fplan_t *plan)
 {
-    lr_response_t *r;
-    memset(plan, 0, sizeof *plan);
-    if (lr_engine_intercepts(url) == OP_NONE) {
-        char msg[1024];
-        snprintf(msg, sizeof msg,
-                 "llmreplay: %s %.600s is not an LLM API call llmreplay replays; requests to an intercepted host never "
-                 "reach the network (LLMREPLAY_HOSTS and the recordings' hosts are intercepted)",
-                 method, url);
-        r = lr_render_error(OP_CHAT, 404, "invalid_request_error", "llmreplay_not_an_llm_endpoint", msg);
-    } else {
-        r = lr_fault_serve(method, url, body, len, plan);
-    }
-    return r;
+    return lr_fault_serve(method, url, body, len, plan);
 }
 
 static void answer(lr_conn_t *c, const char *body, size_t len)

@@ -316,3 +316,19 @@ bool lr_dest_egress_denied(const struct sockaddr *sa, socklen_t len)
                        "add it to LLMREPLAY_HOSTS if it should be answered from recordings", d);
     return true;
 }
+
+bool lr_dest_names(const char *name, int port)
+{
+    if (!name || !*name) return false;
+    char h[256];
+    snprintf(h, sizeof h, "%s", name);
+    lower(h);
+    ensure_rules();
+    bool local = is_local_name(h);
+    for (int i = 0; i < all.n; i++) {
+        const rule_t *r = &all.v[i];
+        if (r->port && r->port != port) continue;
+        if (!strcmp(r->host, "*") || host_is(r->host, h) || (local && is_local_name(r->host))) return true;
+    }
+    return false;
+}

@@ -14,6 +14,9 @@ bool lr_dest_fake_addr(const char *name, int family, unsigned short port_be, str
 /* Is a connect() to sa answered in-process? Then host (the name the client asked for, or the
  * rule's host for an address literal) and port describe the destination. */
 bool lr_dest_intercepts(const struct sockaddr *sa, socklen_t len, char *host, size_t hostcap, int *port);
+/* Is host:port (a name or a literal, as in a URL) a destination the shim answers? The
+ * libcurl layer asks it for calls that are no LLM operation. */
+bool lr_dest_names(const char *host, int port);
 /* LLMREPLAY_EGRESS=deny: refuse this destination (not loopback, not intercepted)? Logs it once. */
 bool lr_dest_egress_denied(const struct sockaddr *sa, socklen_t len);
 /* "1.2.3.4:80" / "[::1]:80" for messages. */
