@@ -89,6 +89,47 @@ def test_id_normalization_mapping_applied():
     assert b"rec-normalized0001" in payload and b"ORIGINAL123" not in payload
 
 
+def _ids(v, out):
+    """Every string under an "id" key, as llama-stack's normalization would map them."""
+    if isinstance(v, dict):
+        for k, x in v.items():
+            if k == "id" and isinstance(x, str) and len(x) > 8:
+                out.add(x)
+            _ids(x, out)
+    elif isinstance(v, list):
+        for x in v:
+            _ids(x, out)
+
+
+def test_id_mapping_in_one_pass_as_llama_stack_on_real_recordings():
+    """Real recordings given a mapping of all their ids (normalized "rec-<n>" -> original)
+    replay exactly as llama-stack's chain of whole-text replacements makes them."""
+    import hashlib
+    tmp = tmpdir()
+    try:
+        done = 0
+        for f, rec, url in distinct_requests(corpus_files()):
+            ids = set()
+            _ids(rec["response"], ids)
+            if len(ids) < 2 or rec["response"].get("is_exception") or done == 12:
+                continue
+            rec["id_normalization_mapping"] = {"rec-" + hashlib.sha256(i.encode()).hexdigest()[:12]: i for i in sorted(ids)}
+            d = os.path.join(tmp, str(done))
+            os.makedirs(d)
+            with open(os.path.join(d, "r.json"), "w") as fh:
+                json.dump(rec, fh, indent=2)
+            status, ctype, evs = expected(rec)
+            head, payload, _ = _curl("http://localhost:8000" + endpoint_of(rec), request_body(rec), dirs=d)
+            assert head.startswith(f"HTTP/1.1 {status} "), (f, head)
+            want = "".join(e for e in evs if e is not None).encode()
+            assert payload == want if evs[-1] is not None else payload.startswith(want), (f, payload[:300], want[:300])
+            assert not any(i.encode() in payload for i in ids), f
+            done += 1
+        assert done == 12, done
+    finally:
+        rmtree(tmp)
+
+
 def test_models_list_get_and_recorded_post():
     """A listing recorded as POST with an empty body answers a GET, as an OpenAI list object."""
     f = next(f for f in corpus_files() if load(f)["request"]["url"] == "https://api.openai.com/v1/v1/models")

@@ -1,7 +1,7 @@
 """HTTP/2: clients that require it (prior knowledge, or ALPN offering only h2) get h2 from the
 responder, one event per DATA frame; clients offering HTTP/1.1 keep it. curl CLI, nghttp,
 Python httpx (http1=False) and Node's http2 module, each inside `unshare -rn`."""
-import json, os, re
+import json, os, re, subprocess
 from lib import *
 from test_sockets import _unshare
 from test_tls import _ca_file
@@ -88,6 +88,28 @@ def test_one_event_per_data_frame_paced():
         frames = _frames(r.stdout.decode())
         assert [n for t, n in frames] == [len(e.encode()) for e in events], frames
         assert frames[-1][0] - frames[0][0] >= 0.04 * (len(events) - 3), frames
+    finally:
+        rmtree(tmp)
+
+
+def test_four_paced_h2_streams_finish_every_time():
+    """nghttp -m 4 with LLMREPLAY_PACE_MS: four paced streams on one session finish every time.
+    The responder's timer took a negative time left for 'none': an overdue h2 stream's due
+    time must count as due now, not as no timer (issue 17; the stall was seen over HTTP/1.1)."""
+    tmp = tmpdir()
+    try:
+        bf = os.path.join(tmp, "body.json")
+        with open(bf, "w") as f:
+            f.write(_body(STREAM))
+        env = shim_env(EXAMPLES, LLMREPLAY_PACE_MS=5)
+        cmd = _unshare() + ["nghttp", "-m", "4", "-d", bf, "-H", "content-type: application/json", "http://" + URL]
+        for i in range(8):
+            try:
+                r = run(cmd, env=env, timeout=20)
+            except subprocess.TimeoutExpired:
+                raise AssertionError(f"four paced h2 streams stalled (run {i + 1})")
+            assert r.returncode == 0, r.stderr.decode()[-1500:]
+            assert r.stdout.decode().count("data: [DONE]") == 4, r.stdout[-300:]
     finally:
         rmtree(tmp)
 

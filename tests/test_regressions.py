@@ -461,3 +461,37 @@ def test_tls_routing_follows_glibc_and_never_deadlocks():
         assert sorted(r.stdout.split(b"\n")) == sorted([b"use TLSv1.3", b"ctor TLSv1.3", b"done", b""]), r.stdout
     finally:
         rmtree(tmp)
+
+
+CHUNKED_BIG = r'''
+import json, socket, sys, time
+body = json.dumps({"model": "gpt-4o", "messages": [{"role": "user", "content": "x" * (32 << 20)}]}).encode()
+def ask(chunked):
+    s = socket.create_connection(("localhost", 8000))
+    head = b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n"
+    if chunked:  # 16 KB chunks
+        data = b"".join(b"%x\r\n%s\r\n" % (len(body[i:i + 16384]), body[i:i + 16384]) for i in range(0, len(body), 16384))
+        data = head + b"Transfer-Encoding: chunked\r\n\r\n" + data + b"0\r\n\r\n"
+    else:
+        data = head + b"Content-Length: %d\r\n\r\n" % len(body) + body
+    t0 = time.monotonic()
+    for i in range(0, len(data), 32768):  # as a client on a network would: the server reads each
+        s.sendall(data[i:i + 32768])
+        time.sleep(0.001)
+    status = s.recv(64).split(b"\r\n")[0].decode()
+    s.close()
+    return status, time.monotonic() - t0
+a, b = ask(False), ask(True)
+print(json.dumps({"length": a, "chunked": b}))
+'''
+
+
+def test_chunked_request_body_is_decoded_once():
+    """A 32 MB chunked request body costs about what it costs with Content-Length: it was
+    decoded again from its start on every read (18 s against 0.7 s under ASan)."""
+    r = run([PY, "-c", CHUNKED_BIG], env=shim_env(SEED_DIR, LLMREPLAY_HOSTS="localhost:8000", LLMREPLAY_LOG="quiet"),
+            timeout=300, check=True)
+    out = json.loads(r.stdout)
+    assert out["length"][0] == out["chunked"][0] == "HTTP/1.1 404 Not Found", out
+    # before: 8.3 s against 2.7 s here (the miss's explanation of a 32 MB body is most of that)
+    assert out["chunked"][1] < 1.5 * out["length"][1] + 1.0, out

@@ -381,6 +381,56 @@ def test_concurrent_https_connections_hooked_and_terminated():
     assert json.loads(r.stdout) == {"errors": 0}, r.stdout
 
 
+NODE_PACED4 = r'''
+const [url, body] = process.argv.slice(1);
+const one = async () => {
+  const r = await fetch(url, { method: "POST", body, headers: { "content-type": "application/json" } });
+  let text = "";
+  for await (const c of r.body) text += Buffer.from(c).toString();
+  return text;
+};
+console.log(JSON.stringify(await Promise.all([0, 1, 2, 3].map(one))));
+'''
+
+PY_PACED4 = r'''
+import json, sys, threading, urllib.request
+url, body = sys.argv[1], sys.argv[2].encode()
+out = [None] * 4
+def one(i):
+    q = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
+    out[i] = urllib.request.urlopen(q).read().decode()
+ts = [threading.Thread(target=one, args=(i,)) for i in range(4)]
+[t.start() for t in ts]; [t.join() for t in ts]
+print(json.dumps(out))
+'''
+
+
+def test_four_paced_streams_over_terminated_tls_finish_every_time():
+    """Four concurrent paced streams (`llmreplay run --pace 20`) from Node fetch through the TLS
+    helper, and from Python threads through both TLS paths, finish every time: the responder's
+    timer once waited forever when the stream examined last was already overdue."""
+    rec = load(SEED)
+    want = "".join(expected(rec)[2])
+    url = "https://api.openai.com/v1/chat/completions"
+    env = _user_envs()[0][1]
+    runner = [CLI, "run", "--pace", "20", "-d", SEED_DIR, "--"] + _unshare()
+    clients = [("node", env, ["node", "--input-type=module", "-e", NODE_PACED4]),
+               ("python hooked", env, [PY, "-c", PY_PACED4]),
+               ("python terminated", dict(env, LLMREPLAY_LAYERS="curl,sockets"), [PY, "-c", PY_PACED4])]
+    for label, e, cmd in clients:
+        for i in range(8 if label == "node" else 2):
+            p = subprocess.Popen(runner + cmd + [url, request_body(rec)], env=e, stdin=subprocess.DEVNULL,
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+            try:
+                out, err = p.communicate(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, 9)  # the client too, not only `llmreplay run`
+                p.communicate()
+                raise AssertionError(f"{label}: four paced streams stalled (run {i + 1})")
+            assert p.returncode == 0, (label, err[-1500:])
+            assert json.loads(out) == [want] * 4, (label, out[:300])
+
+
 NODE_MODELS = r'''
 try { const r = await fetch("https://api.openai.com/v1/models"); console.log("status " + r.status); }
 catch (e) { console.log("error " + (e.cause?.code || e.message)); }

@@ -1,5 +1,5 @@
 """The C unit tests of the engine (tests/c/unit_engine.c, tests/c/unit_ops.c) and of the HTTP
-parser (tests/c/unit_http.c), one sub-result per check line, in the
+parser (tests/c/unit_http.c), and of what hostile input may cost (tests/c/unit_hostile.c), one sub-result per check line, in the
 plain build and in the ASan+UBSan build with leak checking on."""
 import os, subprocess
 from lib import ROOT, TESTS
@@ -72,5 +72,16 @@ def test_unit_raw():
 
 def test_unit_raw_asan():
     yield from _unit("asan_unit_raw",
+                     _env(ASAN_OPTIONS="detect_leaks=1:abort_on_error=0",
+                          UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"))
+
+
+def test_unit_hostile():
+    # tests/c/unit_hostile.c: issue 17's regression checks (cost and crashes on hostile input).
+    yield from _unit("unit_hostile", _env())
+
+
+def test_unit_hostile_asan():
+    yield from _unit("asan_unit_hostile",
                      _env(ASAN_OPTIONS="detect_leaks=1:abort_on_error=0",
                           UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"))

@@ -3,6 +3,7 @@
 #include "base/config.h"
 #include "base/log.h"
 #include "engine/engine.h"
+#include "engine/gemini.h"
 #include "engine/index.h"
 #include "engine/match.h"
 #include "engine/raw.h"
@@ -53,6 +54,13 @@ static void path_text(const cJSON *j, const char *path, size_t n, buf_t *t)
 
 /* The human-readable text of one payload: the operation's own fields (its ls_text), then the
  * common ones: message/delta content, Ollama's response… */
+/* Dimensions of a vector: an array, or Google's {"values": [...]}; 0 when it is neither. */
+static int vec_size(const cJSON *v)
+{
+    const cJSON *vals = cJSON_IsObject(v) ? J.GetObjectItemCaseSensitive(v, "values") : v;
+    return cJSON_IsArray(vals) ? J.GetArraySize(vals) : 0;
+}
+
 static void payload_text(const cJSON *j, lr_op_t op, buf_t *t, int *nemb, int *dim, int *nmodels)
 {
     const char *tok;
@@ -85,12 +93,16 @@ static void payload_text(const cJSON *j, lr_op_t op, buf_t *t, int *nemb, int *d
         if (cJSON_IsArray(e)) { (*nemb)++; *dim = J.GetArraySize(e); }
         if (J.GetObjectItemCaseSensitive(c, "object") && cJSON_IsString(J.GetObjectItemCaseSensitive(c, "id"))) (*nmodels)++;
     }
-    const cJSON *embs = J.GetObjectItemCaseSensitive(j, "embeddings");
-    for (const cJSON *c = cJSON_IsArray(embs) ? embs->child : NULL; c; c = c->next) { (*nemb)++; *dim = J.GetArraySize(c); }
+    const cJSON *embs = J.GetObjectItemCaseSensitive(j, "embeddings"), *preds = J.GetObjectItemCaseSensitive(j, "predictions");
+    for (const cJSON *c = cJSON_IsArray(embs) ? embs->child : NULL; c; c = c->next) { (*nemb)++; *dim = vec_size(c); }
+    for (const cJSON *c = cJSON_IsArray(preds) ? preds->child : NULL; c; c = c->next)
+        if (vec_size(J.GetObjectItemCaseSensitive(c, "embeddings"))) { (*nemb)++; *dim = vec_size(J.GetObjectItemCaseSensitive(c, "embeddings")); }
     const cJSON *emb = J.GetObjectItemCaseSensitive(j, "embedding");
-    if (cJSON_IsArray(emb)) { (*nemb)++; *dim = J.GetArraySize(emb); }
+    if (vec_size(emb)) { (*nemb)++; *dim = vec_size(emb); }
     const cJSON *models = J.GetObjectItemCaseSensitive(j, "models");
     if (cJSON_IsArray(models)) *nmodels += J.GetArraySize(models);
+    const cJSON *ntok = J.GetObjectItemCaseSensitive(j, "totalTokens"); /* Gemini's countTokens */
+    if (cJSON_IsNumber(ntok) && !J.GetObjectItemCaseSensitive(j, "candidates")) buf_printf(t, "[%d tokens]", (int)ntok->valuedouble);
     const cJSON *ver = J.GetObjectItemCaseSensitive(j, "version");
     if (cJSON_IsString(ver)) { buf_adds(t, "version "); add_text(t, ver); }
 }
@@ -227,6 +239,34 @@ static char *read_input(const char *input, size_t *len)
     return buf_steal(&b, len);
 }
 
+/* What explain says of req: the recording(s) that answer it (0), or why none does (1). */
+static int explain_print(lr_store_t *s, const lr_req_t *rq, bool raw)
+{
+    const lr_rec_t *hit = lr_match(s, rq, false);
+    if (hit) {
+        printf("match: %s\n", hit->path);
+        uint64_t h1, h2;
+        lr_req_key(rq, lr_store_ignore(s), &h1, &h2);
+        int n;
+        lr_rec_t *const *recs = lr_store_find(s, h1, h2, &n);
+        if (n > 1) {
+            printf("%d recordings answer this request, in this order (the last one repeats):\n", n);
+            for (int i = 0; i < n; i++) printf("  %d. %s\n", i + 1, recs[i]->path);
+        }
+        return 0;
+    }
+    lr_nearest_t n;
+    buf_t m;
+    buf_init(&m);
+    char *near = NULL;
+    if (raw) lr_raw_miss(s, rq, &m, &near);
+    else { lr_find_nearest(s, rq, &n); lr_miss_message(rq, &n, &m); }
+    printf("%s\n", m.data ? m.data : "no match");
+    free(near);
+    buf_free(&m);
+    return 1;
+}
+
 int cmd_explain(int argc, char **argv)
 {
     int h = cli_help_or_version(argc, argv, usage_explain);
@@ -270,38 +310,20 @@ int cmd_explain(int argc, char **argv)
         req.raw = rawbody.data ? rawbody.data : "";
         req.raw_len = rawbody.len;
     }
+    cJSON *gbody = NULL; /* Google's: the body as matched, with the model from the URL */
+    if (lr_op_info(req.op)->google) {
+        const cJSON *m = J.GetObjectItemCaseSensitive(rq, "model");
+        req.body = gbody = lr_gemini_recorded_body(req.url, cJSON_IsString(m) ? m->valuestring : NULL, body);
+    }
     bool https;
     if (!lr_url_hostport(req.url, req.host, sizeof req.host, &req.port, &https)) req.host[0] = 0;
     report_t rep = {0, 0, false};
     lr_store_t *s = cli_store(&d, &rep);
     if (!s) return 2;
-    const lr_rec_t *hit = lr_match(s, &req, false);
-    int rc;
-    if (hit) {
-        printf("match: %s\n", hit->path);
-        uint64_t h1, h2;
-        lr_req_key(&req, lr_store_ignore(s), &h1, &h2);
-        int n;
-        lr_rec_t *const *recs = lr_store_find(s, h1, h2, &n);
-        if (n > 1) {
-            printf("%d recordings answer this request, in this order (the last one repeats):\n", n);
-            for (int i = 0; i < n; i++) printf("  %d. %s\n", i + 1, recs[i]->path);
-        }
-        rc = 0;
-    } else {
-        lr_nearest_t n;
-        buf_t m;
-        buf_init(&m);
-        char *near = NULL;
-        if (raw) lr_raw_miss(s, &req, &m, &near);
-        else { lr_find_nearest(s, &req, &n); lr_miss_message(&req, &n, &m); }
-        printf("%s\n", m.data ? m.data : "no match");
-        free(near);
-        buf_free(&m);
-        rc = 1;
-    }
+    int rc = explain_print(s, &req, raw);
     buf_free(&rawbody);
     lr_store_free(s);
+    if (gbody) J.Delete(gbody);
     J.Delete(j);
     free(text);
     return rc;

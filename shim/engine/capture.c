@@ -9,6 +9,7 @@
 #include "json/cjson_rt.h"
 #include "json/jspan.h"
 #include "base/log.h"
+#include "engine/gemini.h"
 #include "engine/pyjson.h"
 #include "base/sha256.h"
 #include <errno.h>
@@ -27,7 +28,8 @@ lr_capture_t *lr_capture_new(const char *method, const char *url)
     lr_capture_t *c = calloc(1, sizeof *c);
     if (!c) return NULL;
     c->method = strdup(method ? method : "POST");
-    c->url = strdup(url ? url : "");
+    c->url = url ? lr_url_without_key(url) : NULL; /* the Gemini API key is never written */
+    if (!c->url) c->url = strdup(url ? url : "");
     c->op = lr_op_of_url(c->url);
     c->t_start = lr_now();
     char tid[1024];
@@ -211,7 +213,7 @@ void lr_capture_finish(lr_capture_t *c)
     lr_usage_live(c);
     if (m == MODE_TRACE) { lr_trace_write(c); lr_capture_free(c); return; }
     if (c->error[0]) lr_error("upstream call %s %s failed (%s): reported, nothing recorded", c->method, c->url, c->error);
-    else if ((m == MODE_RECORD || m == MODE_RECORD_IF_MISSING) && c->status)
+    else if ((m == MODE_RECORD || m == MODE_RECORD_IF_MISSING) && c->status && !(c->op != OP_NONE && lr_op_info(c->op)->local))
         c->op != OP_NONE ? lr_lsfile_write(c) : lr_raw_write(c); /* any other call: wire-level */
     lr_capture_free(c);
 }

@@ -2,6 +2,7 @@
 #include "base/real.h"
 #include "base/config.h"
 #include "base/log.h"
+#include "engine/gemini.h"
 #include "engine/match.h"
 #include "engine/raw.h"
 #include "engine/record.h"
@@ -66,6 +67,26 @@ static void req_init(lr_req_t *rq, const char *method, const char *url, const ch
         rq->body = lr_json_parse(body, body_len);
         rq->body_invalid = !rq->body;
     }
+    if (lr_op_info(rq->op)->google && !rq->body_invalid) { /* the model is in the URL */
+        cJSON *g = lr_gemini_client_body(url, rq->body);
+        if (rq->body) J.Delete(rq->body);
+        rq->body = g;
+    }
+}
+
+/* An answer the shim makes itself (an OAuth token exchange in replay). */
+static lr_response_t *local_answer(void)
+{
+    lr_response_t *o = calloc(1, sizeof *o);
+    if (!o) return NULL;
+    const char *t = lr_gemini_token_body();
+    *o = (lr_response_t){.status = 200, .reason = "OK", .content_type = "application/json", .owned = true};
+    o->extra_headers = strdup("Cache-Control: no-store\r\n");
+    o->events = calloc(1, sizeof *o->events);
+    char *d = o->events ? strdup(t) : NULL;
+    if (d) { o->events[0] = (lr_event_t){d, strlen(t)}; o->nevents = 1; o->body_len = strlen(t); }
+    if (!d || !o->extra_headers) { lr_response_free(o); return NULL; }
+    return o;
 }
 
 /* The recording that answers rq. A recording edited since it was indexed, or a miss while the
@@ -134,15 +155,22 @@ static lr_response_t *cached_render(lr_rec_t *r)
     return resp;
 }
 
-/* Misses seen in this process, by request: the explanation is computed once (it reads
- * candidate recordings) and stderr gets one line per distinct request. */
+/* Misses seen in this process, by request: the explanation of the first MISS_KEEP distinct
+ * ones is computed once (it reads candidate recordings) and kept; stderr gets one line per
+ * distinct request among the last MISS_SEEN. Both bounded: a program that misses with ever
+ * new requests does not grow. A kept answer is shared and never freed (a connection may be
+ * writing it), so the kept ones are not evicted; later ones are the caller's to free. */
+#define MISS_KEEP 256
+#define MISS_SEEN 4096
 typedef struct {
     uint64_t key;
     lr_response_t *resp;
     char *nearest, *message;
 } miss_t;
-static miss_t *missed;
-static size_t nmissed, capmissed;
+static miss_t missed[MISS_KEEP];
+static size_t nmissed;
+static uint64_t seen[MISS_SEEN]; /* a ring of request keys, 0: free */
+static size_t nseen;
 
 static miss_t *miss_find(uint64_t key)
 {
@@ -151,17 +179,25 @@ static miss_t *miss_find(uint64_t key)
     return NULL;
 }
 
-static void miss_add(uint64_t key, lr_response_t *resp, const char *nearest, const char *message)
+/* Was this request missed recently? Remembers it if not. */
+static bool miss_seen(uint64_t key)
 {
-    if (nmissed == capmissed) {
-        size_t cap = capmissed ? capmissed * 2 : 16;
-        miss_t *v = realloc(missed, cap * sizeof *v);
-        if (!v) return;
-        missed = v;
-        capmissed = cap;
-    }
+    key |= 1; /* never 0 */
+    for (size_t i = 0; i < MISS_SEEN && i < nseen; i++)
+        if (seen[i] == key) return true;
+    seen[nseen++ % MISS_SEEN] = key;
+    return false;
+}
+
+/* Keep the answer when there is room (then it is shared); false: the caller frees it. */
+static bool miss_add(uint64_t key, lr_response_t *resp, const char *nearest, const char *message)
+{
+    if (nmissed == MISS_KEEP) return false;
+    char *n = nearest ? strdup(nearest) : NULL, *m = strdup(message);
+    if (!m || (nearest && !n)) { free(n); free(m); return false; }
     resp->owned = false; /* kept for the next time this request misses */
-    missed[nmissed++] = (miss_t){key, resp, nearest ? strdup(nearest) : NULL, strdup(message)};
+    missed[nmissed++] = (miss_t){key, resp, n, m};
+    return true;
 }
 
 static void append_line(const char *path, const buf_t *line)
@@ -200,6 +236,8 @@ static void log_miss(const lr_req_t *rq, const char *nearest, const char *body, 
     buf_free(&b);
 }
 
+static lr_response_t *serve(const char *method, const char *url, const char *body, size_t body_len);
+
 lr_response_t *lr_engine_serve(const char *method, const char *url, const char *body, size_t body_len)
 {
     static lr_response_t oom = {.status = 500, .reason = "Internal Server Error", .content_type = "application/json"};
@@ -208,6 +246,20 @@ lr_response_t *lr_engine_serve(const char *method, const char *url, const char *
                                            "llmreplay: libcjson.so.1 cannot be loaded; install libcjson1");
         return e ? e : &oom;
     }
+    if (lr_op_info(lr_op_of_url(url))->local) {
+        lr_response_t *t = local_answer();
+        return t ? t : &oom;
+    }
+    char *clean = lr_url_without_key(url); /* the Gemini API key never reaches a log or a file */
+    if (clean) url = clean;
+    lr_response_t *r = serve(method, url, body, body_len);
+    free(clean);
+    return r;
+}
+
+static lr_response_t *serve(const char *method, const char *url, const char *body, size_t body_len)
+{
+    static lr_response_t oom = {.status = 500, .reason = "Internal Server Error", .content_type = "application/json"};
     lr_req_t rq;
     req_init(&rq, method, url, body, body_len);
     lr_store_t *s = lr_store_global();
@@ -227,7 +279,9 @@ lr_response_t *lr_engine_serve(const char *method, const char *url, const char *
         lr_debug("%s %s -> %s", rq.method, url, hit->path);
         lr_usage_served(hit->path);
         lr_response_t *r = cached_render((lr_rec_t *)hit);
-        return r ? r : &oom;
+        /* Google's embedding methods match as one: the answer in the shape the client asked */
+        lr_response_t *a = r && hit->op != rq.op && lr_op_info(rq.op)->google ? lr_gemini_adapt(r, rq.op) : NULL;
+        return a ? a : r ? r : &oom;
     }
     uint64_t h1, h2;
     lr_req_key(&rq, s ? lr_store_ignore(s) : NULL, &h1, &h2);
@@ -255,8 +309,9 @@ lr_response_t *lr_engine_serve(const char *method, const char *url, const char *
         e = message ? lr_render_error(rq.op, 404, "invalid_request_error",
                                       raw ? "llmreplay_not_an_llm_endpoint" : "llmreplay_no_recording", message) : NULL;
         pthread_mutex_lock(&miss_lock);
-        bool first = !miss_find(h1);
-        if (first && e) miss_add(h1, e, nearest, message);
+        bool kept = miss_find(h1) != NULL; /* by another thread, meanwhile */
+        bool first = !kept && !miss_seen(h1);
+        if (!kept && e) miss_add(h1, e, nearest, message); /* not kept: e stays the caller's */
         pthread_mutex_unlock(&miss_lock);
         if (first && message) lr_error("%s", message + strlen("llmreplay: "));
     }

@@ -21,7 +21,32 @@ typedef struct {
     uint64_t ops_digest; /* the operation table it was made with */
     uint64_t dirs_off, recs_off, bad_off, hosts_off, strings_off, strings_size;
     double build_ms;
+    uint64_t header_check; /* checksum of the header with this field 0: the offsets are trusted */
 } header_t;
+
+static uint64_t header_checksum(const header_t *h)
+{
+    header_t c = *h;
+    c.header_check = 0;
+    return lr_checksum(&c, sizeof c);
+}
+
+/* Every section where its type can be loaded from: inside the file, and aligned. */
+static bool sections_ok(const header_t *h, uint64_t end)
+{
+    struct { uint64_t off, n, size, align; } sec[] = {
+        {h->dirs_off, h->ndirs, sizeof(lr_ixdir_t), _Alignof(lr_ixdir_t)},
+        {h->recs_off, h->nrecs, sizeof(lr_ixrec_t), _Alignof(lr_ixrec_t)},
+        {h->bad_off, h->nbad, sizeof(lr_ixbad_t), _Alignof(lr_ixbad_t)},
+        {h->hosts_off, h->nhosts, sizeof(lr_ixhost_t), _Alignof(lr_ixhost_t)},
+        {h->strings_off, h->strings_size, 1, 1},
+    };
+    for (size_t i = 0; i < sizeof sec / sizeof *sec; i++)
+        if (sec[i].off < sizeof *h || sec[i].off > end || sec[i].n > (end - sec[i].off) / sec[i].size ||
+            sec[i].off % sec[i].align)
+            return false;
+    return h->strings_size > 0;
+}
 
 static const char MAGIC[8] = {'L', 'L', 'M', 'R', 'I', 'D', 'X', '\n'};
 
@@ -140,13 +165,9 @@ lr_index_t *lr_index_open(const char *path, uint64_t key, char *why, size_t cap)
     if (h->key != key) BAD("index of other directories");
     if (h->ops_digest != lr_ops_digest()) BAD("made with another operation table");
     if (h->file_size != ix->size) BAD("truncated or extended (%zu bytes, header says %llu)", ix->size, (unsigned long long)h->file_size);
-    uint64_t end = ix->size;
-    if (h->dirs_off > end || h->ndirs > (end - h->dirs_off) / sizeof(lr_ixdir_t) ||
-        h->recs_off > end || h->nrecs > (end - h->recs_off) / sizeof(lr_ixrec_t) ||
-        h->bad_off > end || h->nbad > (end - h->bad_off) / sizeof(lr_ixbad_t) ||
-        h->hosts_off > end || h->nhosts > (end - h->hosts_off) / sizeof(lr_ixhost_t) ||
-        h->strings_off > end || h->strings_size > end - h->strings_off || !h->strings_size)
-        BAD("section out of bounds (corrupt)");
+    /* the offsets are used before the body's checksums can be: the header has its own */
+    if (header_checksum(h) != h->header_check) BAD("header checksum mismatch (corrupt)");
+    if (!sections_ok(h, ix->size)) BAD("section out of bounds or misaligned (corrupt)");
     ix->dirs = (const lr_ixdir_t *)((const char *)ix->map + h->dirs_off);
     ix->recs = (const lr_ixrec_t *)((const char *)ix->map + h->recs_off);
     ix->bad = (const lr_ixbad_t *)((const char *)ix->map + h->bad_off);
@@ -288,6 +309,7 @@ static bool lay_out(const lr_ixsrc_t *src, const sections_t *x, uint64_t key, he
     for (uint32_t i = 0; i < h->nrecs; i++) rv[i].check = rec_checksum(&view, &rv[i]);
     h->meta_checksum = meta_checksum(&view);
     h->checksum = lr_checksum(body->data, body->len);
+    h->header_check = header_checksum(h);
     return true;
 }
 

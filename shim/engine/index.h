@@ -8,7 +8,7 @@
 #include <stdint.h>
 #include "engine/recording.h"
 
-#define LR_INDEX_VERSION 5 /* 5: recorded extra_body merged into the match key */ /* 4: operations by name, the operation table's digest in the header */
+#define LR_INDEX_VERSION 7 /* 4: operations by name, the table's digest; 5: extra_body merged into keys; 6: the header's own checksum; 7: Gemini keys (model from the URL), raw HTTP recordings */
 
 typedef struct {
     uint32_t path;   /* offset in the string blob */

@@ -8,6 +8,7 @@
 #include "json/cjson_rt.h"
 #include "json/jspan.h"
 #include "base/log.h"
+#include "engine/gemini.h"
 #include "engine/pyjson.h"
 #include "base/sha256.h"
 #include <errno.h>
@@ -26,6 +27,7 @@
  * https://host/v1/v1/chat/completions. Rebuild it so the file names match its own. */
 static void llama_url(const lr_capture_t *c, buf_t *out)
 {
+    if (lr_op_info(c->op)->google) { buf_adds(out, c->url); return; } /* the model is in it */
     size_t plen;
     const char *path = lr_url_path(c->url, &plen);
     const char *ep = lr_op_info(c->op)->endpoint;
@@ -128,6 +130,14 @@ static void put_request(lsfile_t *f, const char *tid, const buf_t *url, const bu
     span_t mv, b = {body->data, body->len};
     if (js_kind(b) == '{' && js_get(b, "model", &mv) && js_kind(mv) == '"') model = modelbuf = js_strdup(mv);
     const char *ep = lr_op_info(c->op)->endpoint;
+    char gmodel[256], *gep = NULL;
+    if (lr_op_info(c->op)->google) { /* Google's: the path is the endpoint, the model in it */
+        size_t plen;
+        const char *path = lr_url_path(url->data, &plen);
+        ep = gep = lr_strndup(path, plen);
+        if (!ep) ep = "";
+        if (lr_gemini_url_model(url->data, gmodel, sizeof gmodel)) model = gmodel;
+    }
     buf_adds(o, "{\n  \"test_id\": ");
     if (tid) lr_pyjson_str(tid, strlen(tid), o);
     else buf_adds(o, "null");
@@ -143,6 +153,7 @@ static void put_request(lsfile_t *f, const char *tid, const buf_t *url, const bu
     lr_pyjson_str(model, strlen(model), o);
     buf_adds(o, "\n  },\n  \"response\": {\n    \"body\": ");
     free(modelbuf);
+    free(gep);
 }
 
 /* An upstream error: an exception recording, replayed with the same status and body. */

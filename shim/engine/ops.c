@@ -6,6 +6,7 @@
 
 #define OAI "openai.types."
 #define OLL "ollama._types."
+#define GG "google.genai.types."
 /* One row per operation. Adding one: a row (at the end or anywhere: rows are known by name). */
 static const lr_opinfo_t builtin[] = {
     [OP_NONE] = {.name = "", .endpoint = ""},
@@ -57,6 +58,30 @@ static const lr_opinfo_t builtin[] = {
     /* every other call to an intercepted host, wire-level (engine/raw.c): no URL tail, so it is
      * never recognised as an LLM operation; its recordings name it */
     {.name = "http", .endpoint = ""},
+    /* Gemini API and Vertex AI (…/models/MODEL:verb); llama-stack's Vertex recordings name the
+     * google-genai SDK's methods (/generate_content). */
+    {.name = "gemini.generate", .endpoint = ":generateContent", .tail = ":generateContent",
+     .aliases = "/generate_content", .google = true, .errors = ERR_GOOGLE, .type = GG "GenerateContentResponse",
+     .chunk_type = GG "GenerateContentResponse", .ls_text = "candidates.*.content.parts.*.text"},
+    {.name = "gemini.stream", .endpoint = ":streamGenerateContent", .tail = ":streamGenerateContent",
+     .aliases = "/generate_content_stream", .google = true, .frame = FRAME_SSE_EVENTS, .errors = ERR_GOOGLE,
+     .type = GG "GenerateContentResponse", .chunk_type = GG "GenerateContentResponse",
+     .ls_text = "candidates.*.content.parts.*.text"},
+    {.name = "gemini.embed", .endpoint = ":embedContent", .tail = ":embedContent", .google = true,
+     .errors = ERR_GOOGLE, .type = GG "EmbedContentResponse", .chunk_type = GG "EmbedContentResponse"},
+    {.name = "gemini.batch_embed", .endpoint = ":batchEmbedContents", .tail = ":batchEmbedContents",
+     .aliases = "/embed_content", .match_as = "gemini.embed", .google = true, .errors = ERR_GOOGLE, .type = GG "EmbedContentResponse", .chunk_type = GG "EmbedContentResponse"},
+    {.name = "gemini.predict", .endpoint = ":predict", .tail = ":predict", .match_as = "gemini.embed", .google = true, .errors = ERR_GOOGLE,
+     .type = GG "EmbedContentResponse", .chunk_type = GG "EmbedContentResponse"},
+    {.name = "gemini.count_tokens", .endpoint = ":countTokens", .tail = ":countTokens", .aliases = "/count_tokens",
+     .google = true, .errors = ERR_GOOGLE, .type = GG "CountTokensResponse", .chunk_type = GG "CountTokensResponse"},
+    {.name = "gemini.models", .endpoint = "/v1beta/models", .tail = "v1beta/models", .listing = true, .google = true,
+     .errors = ERR_GOOGLE, .type = GG "ListModelsResponse", .chunk_type = GG "ListModelsResponse"},
+    {.name = "vertex.models", .endpoint = "/v1/publishers/google/models", .tail = "publishers/google/models",
+     .listing = true, .google = true, .errors = ERR_GOOGLE, .type = GG "ListModelsResponse", .chunk_type = GG "ListModelsResponse"},
+    /* the OAuth exchange of an SDK in Vertex mode: a fake token in replay, never recorded */
+    {.name = "google.token", .endpoint = "/token", .tail = "token", .host = "oauth2.googleapis.com", .local = true,
+     .errors = ERR_GOOGLE},
 };
 #define NBUILTIN ((int)(sizeof builtin / sizeof builtin[0]))
 _Static_assert(NBUILTIN >= OP_NAMED, "every named operation has a row");
@@ -195,21 +220,43 @@ static int tail_matches(const seg_t *sg, int k, const char *tail)
     return nt;
 }
 
+/* A tail ":verb" names the method of a last segment MODEL:verb (a model is needed). */
+static int verb_matches(const seg_t *sg, int k, const char *verb)
+{
+    size_t vl = strlen(verb);
+    return k >= 1 && sg[0].n > vl && !memcmp(sg[0].s + sg[0].n - vl, verb, vl) ? 1 : 0;
+}
+
+/* A row restricted to one host: does the URL name it? */
+static bool host_is(const char *url, const char *host)
+{
+    char h[256];
+    int port;
+    bool https;
+    return lr_url_hostport(url, h, sizeof h, &port, &https) && !strcmp(h, host);
+}
+
+/* The row whose tail ends the path; the longest tail wins (/v1beta/models is Gemini's listing,
+ * /v1/models OpenAI's). */
 lr_op_t lr_op_of_url(const char *url)
 {
     size_t n;
     const char *p = lr_url_path(url, &n);
     seg_t sg[6];
-    int k = last_segments(p, n, sg, 6);
+    int k = last_segments(p, n, sg, 6), best = 0;
+    lr_op_t op = OP_NONE;
     if (k < 1) return OP_NONE;
     for (int i = 1; i < nrows; i++) {
         const lr_opinfo_t *o = &rows[i];
-        int nt = o->tail ? tail_matches(sg, k, o->tail) : 0;
-        if (!nt) continue;
+        if (!o->tail) continue;
+        int nt = o->tail[0] == ':' ? verb_matches(sg, k, o->tail) : tail_matches(sg, k, o->tail);
+        if (nt <= best) continue;
         if (o->parent == PARENT_API && !api_parent(sg, k, nt)) continue;
-        return (lr_op_t)i;
+        if (o->host && !host_is(url, o->host)) continue;
+        best = nt;
+        op = (lr_op_t)i;
     }
-    return OP_NONE;
+    return op;
 }
 
 lr_op_t lr_op_of_endpoint(const char *endpoint)

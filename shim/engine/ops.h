@@ -20,8 +20,9 @@ typedef enum {
 
 /* How a streamed answer is framed on the wire. */
 typedef enum { FRAME_SSE_DONE, FRAME_SSE_EVENTS, FRAME_NDJSON } lr_frame_t;
-/* The shape of an error body: OpenAI's {"error":{"message",...}}, Ollama's {"error":"..."}. */
-typedef enum { ERR_OPENAI, ERR_OLLAMA } lr_dialect_t;
+/* The shape of an error body: OpenAI's {"error":{"message",...}}, Ollama's {"error":"..."},
+ * Google's {"error":{"code","message","status"}}. */
+typedef enum { ERR_OPENAI, ERR_OLLAMA, ERR_GOOGLE } lr_dialect_t;
 /* What must come before the URL tail: anything, or an API-ish segment (v1, v1beta, openai,
  * serving-endpoints, deployments/NAME) so that an unrelated "/models" passes untouched. */
 typedef enum { PARENT_ANY, PARENT_API } lr_parent_t;
@@ -29,7 +30,8 @@ typedef enum { PARENT_ANY, PARENT_API } lr_parent_t;
 typedef struct {
     const char *name;       /* stable: match keys and the index store it */
     const char *endpoint;   /* canonical endpoint, as llama-stack records it */
-    const char *tail;       /* path segments that end its URLs: "chat/completions", "api/tags" */
+    const char *tail;       /* path segments that end its URLs: "chat/completions", "api/tags";
+                             * ":verb" is a last segment MODEL:verb (Google's methods) */
     lr_parent_t parent;
     const char *aliases;    /* older endpoint spellings found in recordings, comma separated */
     const char *match_as;   /* name of the operation it matches as one with (NULL: itself) */
@@ -41,6 +43,10 @@ typedef struct {
     const char *list_wrap;  /* a body recorded as a list is served as list_wrap items "]}" */
     const char *record_items; /* recorded as the list of this field's items (llama-stack) */
     const char *hash_shared;  /* paths llama-stack hashes without the test id, comma separated */
+    const char *host;       /* recognised only on this host (NULL: any host) */
+    bool google;            /* Google's generateContent family: the model is in the URL, SDK-args
+                             * recordings are converted to the wire (engine/gemini.c) */
+    bool local;             /* answered by the shim in replay, never recorded (OAuth token) */
     const char *ls_text;    /* llmreplay ls: payload fields holding its text ("results.*.text": * is
                              * every item), besides the common ones (choices, response, content…) */
 } lr_opinfo_t;

@@ -86,14 +86,22 @@ void lr_pyrepr_float(double v, buf_t *out)
     }
 }
 
-typedef struct { char *key; size_t klen; span_t val; } member_t;
+typedef struct { char *key; size_t klen; span_t val; size_t at; } member_t;
 
+/* By key, then by position: the last of equal keys ends its run. */
 static int cmp_member(const void *a, const void *b)
 {
     const member_t *x = a, *y = b;
     size_t n = x->klen < y->klen ? x->klen : y->klen;
     int c = memcmp(x->key, y->key, n);
-    return c ? c : (x->klen > y->klen) - (x->klen < y->klen);
+    if (c) return c;
+    if (x->klen != y->klen) return x->klen > y->klen ? 1 : -1;
+    return (x->at > y->at) - (x->at < y->at);
+}
+
+static bool same_key(const member_t *x, const member_t *y)
+{
+    return x->klen == y->klen && !memcmp(x->key, y->key, x->klen);
 }
 
 static bool dump(span_t v, buf_t *out, int depth);
@@ -115,30 +123,28 @@ static bool dump_object(span_t v, buf_t *out, int depth)
         while (p < end && (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n' || *p == ':')) p++;
         const char *ve = js_skip(p, end);
         if (!ve) { ok = false; break; }
+        if (n == cap) {
+            int ncap = cap ? cap * 2 : 8;
+            member_t *nm = realloc(m, sizeof *m * (size_t)ncap);
+            if (!nm) { ok = false; break; }
+            m = nm;
+            cap = ncap;
+        }
         char *key = js_strdup(ks);
         if (!key) { ok = false; break; }
-        /* a repeated key keeps its last value (json.loads) */
-        int at = -1;
-        for (int i = 0; i < n; i++)
-            if (!strcmp(m[i].key, key)) { at = i; break; }
-        if (at >= 0) { free(key); m[at].val = (span_t){p, (size_t)(ve - p)}; }
-        else {
-            if (n == cap) {
-                int ncap = cap ? cap * 2 : 8;
-                member_t *nm = realloc(m, sizeof *m * (size_t)ncap);
-                if (!nm) { free(key); ok = false; break; }
-                m = nm;
-                cap = ncap;
-            }
-            m[n++] = (member_t){key, strlen(key), {p, (size_t)(ve - p)}};
-        }
+        m[n] = (member_t){key, strlen(key), {p, (size_t)(ve - p)}, (size_t)n};
+        n++;
         p = ve;
     }
     if (ok) {
-        qsort(m, (size_t)n, sizeof *m, cmp_member);
+        /* sorted once (n log n); a repeated key keeps its last value, as json.loads does */
+        if (n > 1) qsort(m, (size_t)n, sizeof *m, cmp_member); /* {}: qsort(NULL, 0) is undefined */
         buf_addc(out, '{');
+        bool first = true;
         for (int i = 0; i < n && ok; i++) {
-            if (i) buf_adds(out, ", ");
+            if (i + 1 < n && same_key(&m[i], &m[i + 1])) continue;
+            if (!first) buf_adds(out, ", ");
+            first = false;
             lr_pyjson_str(m[i].key, m[i].klen, out);
             buf_adds(out, ": ");
             ok = dump(m[i].val, out, depth + 1);

@@ -2,6 +2,7 @@
 #include "engine/raw.h"
 #include "base/config.h"
 #include "base/log.h"
+#include "engine/gemini.h"
 #include <errno.h>
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -76,6 +77,14 @@ static void describe_invalid(const char *text, size_t len, long at, char *why, s
     snprintf(why, cap, "not valid JSON (error at line %d, column %d)", line, col);
 }
 
+/* Google's operations match a body made from the recorded one and the model (engine/gemini.c);
+ * NULL for the others, whose recorded body is matched as it is. */
+static cJSON *matched_body(lr_op_t op, const cJSON *rq)
+{
+    if (!lr_op_info(op)->google) return NULL;
+    return lr_gemini_recorded_body(str_field(rq, "url"), str_field(rq, "model"), J.GetObjectItemCaseSensitive(rq, "body"));
+}
+
 enum { F_REQUEST, F_RESPONSE, F_TEST_ID, F_MAPPING, F_COUNT };
 static const char *const top_keys[F_COUNT] = {"request", "response", "test_id", "id_normalization_mapping"};
 
@@ -141,13 +150,15 @@ lr_rec_t *lr_rec_parse(const char *path, const char *text, size_t len, const lr_
     snprintf(r->method, sizeof r->method, "%s", m ? m : "POST");
     bool https = false;
     if (!url || !lr_url_hostport(url, r->host, sizeof r->host, &r->port, &https)) r->host[0] = 0;
+    cJSON *gbody = matched_body(r->op, rq);
     const char *model = str_field(rq, "model");
     cJSON *body = J.GetObjectItemCaseSensitive(rq, "body");
     if (!body) body = J.GetObjectItemCaseSensitive(rq, "payload"); /* llama-stack's raw HTTP shape */
     lr_rec_sdk_to_wire(body);
-    r->model = strdup(model ? model : lr_body_model(body));
+    r->model = strdup(gbody ? lr_body_model(gbody) : model ? model : lr_body_model(body));
     if (f[F_TEST_ID].p && js_kind(f[F_TEST_ID]) == '"') r->test_id = js_strdup(f[F_TEST_ID]);
-    lr_match_key(r->op, r->method, body, ig, &r->h1, &r->h2);
+    lr_match_key(r->op, r->method, gbody ? gbody : body, ig, &r->h1, &r->h2);
+    if (gbody) J.Delete(gbody);
     span_t v;
     r->streaming = js_get(resp, "is_streaming", &v) && js_is_true(v);
     r->exception = js_get(resp, "is_exception", &v) && js_is_true(v);
@@ -180,7 +191,13 @@ lr_rec_t *lr_rec_load(const char *path, const lr_ignore_t *ig, char *why, size_t
         return NULL;
     }
     size_t mlen;
-    char *mapped = lr_rec_apply_id_mapping(text, len, &mlen);
+    const char *refused;
+    char *mapped = lr_rec_apply_id_mapping(text, len, &mlen, &refused);
+    if (refused) {
+        snprintf(why, whycap, "%s; fix or re-record it", refused);
+        free(text);
+        return NULL;
+    }
     lr_rec_t *r = mapped ? lr_rec_parse(path, mapped, mlen, ig, why, whycap) : lr_rec_parse(path, text, len, ig, why, whycap);
     if (r) {
         r->size = (uint64_t)st.st_size;
@@ -221,15 +238,22 @@ cJSON *lr_rec_request_body(const lr_rec_t *r)
     char *text = lr_read_file(r->path, lr_max_file_bytes(), &len);
     if (!text) return NULL;
     size_t mlen;
-    char *mapped = lr_rec_apply_id_mapping(text, len, &mlen);
+    const char *refused;
+    char *mapped = lr_rec_apply_id_mapping(text, len, &mlen, &refused);
     const char *t = mapped ? mapped : text;
     size_t n = mapped ? mlen : len;
     cJSON *body = NULL;
     span_t f[F_COUNT], bs;
     char why[8];
-    if (top_fields(t, n, f, why, sizeof why) && f[F_REQUEST].p && (js_get(f[F_REQUEST], "body", &bs) || js_get(f[F_REQUEST], "payload", &bs)))
+    bool ok = top_fields(t, n, f, why, sizeof why) && f[F_REQUEST].p;
+    if (ok && lr_op_info(r->op)->google) {
+        cJSON *rq = lr_json_parse(f[F_REQUEST].p, f[F_REQUEST].n);
+        body = rq ? matched_body(r->op, rq) : NULL;
+        J.Delete(rq);
+    } else if (ok && (js_get(f[F_REQUEST], "body", &bs) || js_get(f[F_REQUEST], "payload", &bs))) {
         body = lr_json_parse(bs.p, bs.n);
-    lr_rec_sdk_to_wire(body);
+        lr_rec_sdk_to_wire(body);
+    }
     free(mapped);
     free(text);
     return body;
@@ -245,9 +269,89 @@ bool lr_rec_response_span(const char *text, size_t len, span_t *resp)
 }
 
 /* llama-stack replaces, in the serialized recording, every original id by its normalized
- * form (mapping: normalized -> original). Done on the text, as llama-stack does. */
-char *lr_rec_apply_id_mapping(const char *text, size_t len, size_t *outlen)
+ * form (mapping: normalized -> original), one entry after the other over the whole text. Here
+ * it is one left-to-right pass: at each place the first entry (in file order) whose original
+ * is there; a replacement is never replaced again. The same for real mappings (distinct ids),
+ * and bounded for hostile ones (see LR_IDMAP_*). */
+typedef struct { const char *from, *to; size_t fl, tl; uint64_t h; int next; } idmap_t;
+
+/* A mapped text is at most GROWTH times the file plus SLACK, found in at most WORK entry
+ * comparisons per byte plus SLACK: else the file is refused, with a warning naming it. */
+#define LR_IDMAP_GROWTH 2
+#define LR_IDMAP_WORK 16
+#define LR_IDMAP_SLACK ((size_t)1 << 20)
+
+#define HBASE 1099511628211ULL
+
+static uint64_t win_hash(const char *p, size_t n)
 {
+    uint64_t h = 0;
+    for (size_t i = 0; i < n; i++) h = h * HBASE + (unsigned char)p[i];
+    return h;
+}
+
+/* The entries whose original is not empty; *minlen: the shortest original. */
+static idmap_t *idmap_entries(const cJSON *mj, int *n, size_t *minlen)
+{
+    int k = 0;
+    for (const cJSON *e = mj->child; e; e = e->next) k++;
+    idmap_t *v = k ? calloc((size_t)k, sizeof *v) : NULL;
+    *n = k && !v ? -1 : 0;
+    *minlen = SIZE_MAX;
+    for (const cJSON *e = mj->child; v && e; e = e->next) {
+        if (!cJSON_IsString(e) || !e->string || !e->valuestring || !*e->valuestring) continue;
+        idmap_t *m = &v[(*n)++];
+        *m = (idmap_t){e->valuestring, e->string, strlen(e->valuestring), strlen(e->string), 0, -1};
+        if (m->fl < *minlen) *minlen = m->fl;
+    }
+    return v;
+}
+
+/* Entries hashed by their first L bytes, compared with a rolling hash of the text. */
+static char *idmap_scan(const char *text, size_t len, idmap_t *e, int ne, size_t L, size_t *outlen, const char **refused)
+{
+    size_t nb = 16;
+    while (nb < 2 * (size_t)ne) nb <<= 1;
+    int *head = malloc(nb * sizeof *head);
+    if (!head) { *refused = "its id_normalization_mapping cannot be applied: out of memory"; return NULL; }
+    memset(head, 0xff, nb * sizeof *head);
+    for (int i = ne - 1; i >= 0; i--) { /* chains in file order */
+        e[i].h = win_hash(e[i].from, L);
+        e[i].next = head[e[i].h & (nb - 1)];
+        head[e[i].h & (nb - 1)] = i;
+    }
+    uint64_t top = 1; /* HBASE^(L-1), to roll the first byte out */
+    for (size_t i = 1; i < L; i++) top *= HBASE;
+    size_t limit = LR_IDMAP_GROWTH * len + LR_IDMAP_SLACK, work = 0, budget = LR_IDMAP_WORK * len + LR_IDMAP_SLACK;
+    buf_t b;
+    buf_init(&b);
+    size_t i = 0, hpos = 0, copied = 0;
+    uint64_t h = len >= L ? win_hash(text, L) : 0;
+    const unsigned char *u = (const unsigned char *)text;
+    while (i + L <= len && !*refused) {
+        for (; hpos < i; hpos++) h = (h - u[hpos] * top) * HBASE + u[hpos + L];
+        int hit = -1;
+        for (int k = head[h & (nb - 1)]; k >= 0 && hit < 0; k = e[k].next) {
+            if (++work > budget) *refused = "its id_normalization_mapping costs too much to apply (over 16 comparisons a byte)";
+            else if (e[k].h == h && e[k].fl <= len - i && !memcmp(text + i, e[k].from, e[k].fl)) hit = k;
+        }
+        if (hit < 0) { i++; continue; }
+        buf_add(&b, text + copied, i - copied);
+        buf_add(&b, e[hit].to, e[hit].tl);
+        i += e[hit].fl;
+        copied = i;
+        if (b.len > limit) *refused = "its id_normalization_mapping would make it over twice as large (plus 1 MiB)";
+    }
+    free(head);
+    if (!*refused && copied) buf_add(&b, text + copied, len - copied);
+    if (!*refused && b.oom) *refused = "its id_normalization_mapping cannot be applied: out of memory";
+    if (*refused || !copied) { buf_free(&b); return NULL; }
+    return buf_steal(&b, outlen);
+}
+
+char *lr_rec_apply_id_mapping(const char *text, size_t len, size_t *outlen, const char **refused)
+{
+    *refused = NULL;
     /* most recordings have no mapping or an empty one: decide that without a full parse */
     const char *k = memmem(text, len, "\"id_normalization_mapping\"", 26);
     if (!k) return NULL;
@@ -264,28 +368,12 @@ char *lr_rec_apply_id_mapping(const char *text, size_t len, size_t *outlen)
     span_t map = f[F_MAPPING];
     cJSON *mj = lr_json_parse(map.p, map.n);
     if (!mj) return NULL;
-    char *cur = NULL;
-    size_t curlen = len;
-    for (const cJSON *e = mj->child; e; e = e->next) {
-        if (!cJSON_IsString(e) || !e->string || !e->valuestring || !*e->valuestring) continue;
-        const char *from = e->valuestring, *to = e->string;
-        size_t fl = strlen(from), tl = strlen(to);
-        const char *src = cur ? cur : text;
-        buf_t b;
-        buf_init(&b);
-        const char *p = src, *stop = src + curlen;
-        while (p < stop) {
-            const char *hit = memmem(p, (size_t)(stop - p), from, fl);
-            if (!hit) { buf_add(&b, p, (size_t)(stop - p)); break; }
-            buf_add(&b, p, (size_t)(hit - p));
-            buf_add(&b, to, tl);
-            p = hit + fl;
-        }
-        free(cur);
-        cur = buf_steal(&b, &curlen);
-        if (!cur) break;
-    }
+    int n;
+    size_t minlen;
+    idmap_t *e = idmap_entries(mj, &n, &minlen);
+    if (n < 0) *refused = "its id_normalization_mapping cannot be applied: out of memory";
+    char *out = n > 0 ? idmap_scan(text, len, e, n, minlen, outlen, refused) : NULL;
+    free(e);
     J.Delete(mj);
-    if (cur) *outlen = curlen;
-    return cur;
+    return out;
 }

@@ -57,8 +57,9 @@ bool lr_rec_unchanged(const lr_rec_t *r);
 bool lr_rec_fresh(lr_rec_t *r);
 /* Re-read the recorded request body (for diagnostics); NULL when the file changed. */
 cJSON *lr_rec_request_body(const lr_rec_t *r);
-/* Apply id_normalization_mapping to a recording's text (a new buffer, or NULL when none). */
-char *lr_rec_apply_id_mapping(const char *text, size_t len, size_t *outlen);
+/* Apply id_normalization_mapping to a recording's text: a new buffer, or NULL when there is
+ * nothing to apply or when *refused says why it cannot be (a hostile mapping's cost). */
+char *lr_rec_apply_id_mapping(const char *text, size_t len, size_t *outlen, const char **refused);
 size_t lr_max_file_bytes(void);
 /* The "response" object of a recording's text, after one validating pass. */
 bool lr_rec_response_span(const char *text, size_t len, span_t *resp);

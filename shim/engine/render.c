@@ -2,6 +2,7 @@
 #include "engine/raw.h"
 #include "base/config.h"
 #include "base/log.h"
+#include "engine/gemini.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -86,8 +87,12 @@ static void frame(lr_frame_t f, span_t data, const char *raw, buf_t *b)
 }
 
 /* An error body in the operation's dialect; code NULL writes null. */
-static void error_body(lr_op_t op, const char *type, const char *code, const char *msg, buf_t *b)
+static void error_body(lr_op_t op, int status, const char *type, const char *code, const char *msg, buf_t *b)
 {
+    if (lr_op_info(op)->errors == ERR_GOOGLE) {
+        lr_gemini_error_body(status, msg, b);
+        return;
+    }
     if (lr_op_info(op)->errors == ERR_OLLAMA) {
         buf_adds(b, "{\"error\":");
         buf_json_str(b, msg, strlen(msg));
@@ -105,7 +110,7 @@ static void error_body(lr_op_t op, const char *type, const char *code, const cha
 }
 
 /* Error body of an exception recording: the provider's own body when recorded. */
-static void exception_body(lr_op_t op, span_t resp, buf_t *b)
+static void exception_body(lr_op_t op, int status, span_t resp, buf_t *b)
 {
     span_t ed, eb, v;
     bool have_ed = js_get(resp, "exception_data", &ed) && js_kind(ed) == '{';
@@ -118,7 +123,7 @@ static void exception_body(lr_op_t op, span_t resp, buf_t *b)
     if (have_ed && js_get(ed, "message", &v) && js_kind(v) == '"') msg = js_strdup(v);
     if (!msg && js_get(resp, "exception_message", &v) && js_kind(v) == '"') msg = js_strdup(v);
     if (have_ed && js_get(ed, "type", &v) && js_kind(v) == '"') type = js_strdup(v);
-    error_body(op, type ? type : "api_error", NULL, msg ? msg : "recorded error", b);
+    error_body(op, status, type ? type : "api_error", NULL, msg ? msg : "recorded error", b);
     free(msg);
     free(type);
 }
@@ -151,7 +156,12 @@ static void render_stream(lr_response_t *o, const lr_rec_t *r, span_t resp, span
         span_t rawspan;
         char *raw = js_kind(item) == '{' && js_get(item, "llmreplay_raw", &rawspan) && js_kind(rawspan) == '"'
                         ? js_strdup(rawspan) : NULL;
-        frame(f, payload(item), raw, b);
+        buf_t w;
+        buf_init(&w);
+        span_t data = payload(item);
+        if (!raw && lr_op_info(r->op)->google && lr_gemini_answer(data, &w)) data = (span_t){w.data, w.len};
+        frame(f, data, raw, b);
+        buf_free(&w);
         free(raw);
         lr_response_event(o, b);
     }
@@ -167,7 +177,7 @@ static void render_stream(lr_response_t *o, const lr_rec_t *r, span_t resp, span
         /* The stream broke upstream: send what came, then the error, never a clean end. */
         buf_t e;
         buf_init(&e);
-        exception_body(r->op, resp, &e);
+        exception_body(r->op, r->status, resp, &e);
         frame(f, (span_t){e.data ? e.data : "{}", e.len}, NULL, b);
         buf_free(&e);
         lr_response_event(o, b);
@@ -184,7 +194,7 @@ static void render_plain(lr_response_t *o, const lr_rec_t *r, span_t resp, span_
 {
     o->content_type = "application/json";
     if (r->exception) {
-        exception_body(r->op, resp, b);
+        exception_body(r->op, r->status, resp, b);
     } else if (!have_body) {
         buf_adds(b, "null");
     } else if (js_kind(body) == '[') {
@@ -196,7 +206,7 @@ static void render_plain(lr_response_t *o, const lr_rec_t *r, span_t resp, span_
             js_minify(payload(item), b);
         }
         buf_adds(b, wrap ? "]}" : "]");
-    } else {
+    } else if (!(lr_op_info(r->op)->google && lr_gemini_answer(payload(body), b))) {
         js_minify(payload(body), b);
     }
     lr_response_event(o, b);
@@ -207,7 +217,9 @@ lr_response_t *lr_render_recording(const lr_rec_t *r)
     size_t len, mlen;
     char *text = lr_read_file(r->path, lr_max_file_bytes(), &len);
     if (!text) return fail(r, "the file can no longer be read");
-    char *mapped = lr_rec_apply_id_mapping(text, len, &mlen);
+    const char *refused;
+    char *mapped = lr_rec_apply_id_mapping(text, len, &mlen, &refused);
+    if (refused) { free(text); return fail(r, refused); }
     if (mapped) { free(text); text = mapped; len = mlen; }
     span_t resp, body, raw;
     if (!lr_rec_response_span(text, len, &resp)) { free(text); return fail(r, "it changed since it was indexed"); }
@@ -230,7 +242,8 @@ lr_response_t *lr_render_recording(const lr_rec_t *r)
         }
     } else if (r->streaming && have_body && js_kind(body) == '[') {
         render_stream(o, r, resp, body, &b);
-    } else if (js_get(resp, "llmreplay_raw_body", &raw) && js_kind(raw) == '"') {
+    } else if (js_get(resp, "llmreplay_raw_body", &raw) && js_kind(raw) == '"' &&
+               !(lr_op_info(r->op)->google && lr_op_info(r->op)->listing)) { /* Google's listings: one page */
         /* recorded by llmreplay: the bytes the client saw live */
         o->content_type = "application/json";
         char *t = js_strdup(raw);
@@ -256,7 +269,7 @@ lr_response_t *lr_render_error(lr_op_t op, int status, const char *type, const c
     o->owned = true;
     buf_t b;
     buf_init(&b);
-    error_body(op, type, code, message, &b);
+    error_body(op, status, type, code, message, &b);
     lr_response_event(o, &b);
     /* OpenAI SDKs honour x-should-retry: a miss is final, retrying only hides it. */
     o->extra_headers = strdup("x-should-retry: false\r\n");

@@ -143,6 +143,8 @@ static bool read_head(lr_conn_t *c, const lr_http_req_t *q, long n)
         if (lr_http_has_token(v, vl, "keep-alive")) c->keep_alive = true;
     }
     c->head_chunked = false;
+    c->chunked_body.len = 0;
+    c->dechunk = (lr_dechunk_t){0};
     c->content_length = 0;
     const char *te = lr_http_header(q, "Transfer-Encoding", &vl);
     if (te) {
@@ -272,17 +274,16 @@ static void process(lr_conn_t *c)
         buf_t body;
         buf_init(&body);
         if (c->head_chunked) {
-            long r = lr_http_dechunk(c->in.data + c->head_len, avail, &body, c->max_request);
+            long r = lr_http_dechunk(c->in.data + c->head_len, avail, &c->chunked_body, c->max_request, &c->dechunk);
             if (r == -1) {
-                bool big = body.len >= c->max_request || avail > c->max_request;
-                buf_free(&body);
+                bool big = c->chunked_body.len >= c->max_request || avail > c->max_request;
+                buf_free(&c->chunked_body);
                 refuse(c, big ? 413 : 400, "llmreplay: malformed or too large chunked body");
                 return;
             }
-            if (r == -2) {
-                buf_free(&body);
-                goto need_more;
-            }
+            if (r == -2) goto need_more;
+            body = c->chunked_body; /* the request's now */
+            buf_init(&c->chunked_body);
             consumed = (size_t)c->head_len + (size_t)r;
         } else {
             if (avail < c->content_length) goto need_more;
@@ -377,6 +378,7 @@ void lr_conn_free(lr_conn_t *c)
     lr_h2_free(c->h2);
     buf_free(&c->in);
     buf_free(&c->out);
+    buf_free(&c->chunked_body);
     buf_free(&c->fwd_headers);
     free(c->url);
     free(c);

@@ -8,6 +8,7 @@
 #include "engine/faults.h"
 #include "engine/render.h"
 #include "net/h2.h"
+#include "net/http.h"
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -27,6 +28,8 @@ typedef struct lr_conn {
     /* the request being read */
     bool have_head, sent_continue, head_chunked, expect_continue, keep_alive, head_only;
     long head_len;
+    buf_t chunked_body;     /* a chunked body decoded so far: each byte once, not on every read */
+    lr_dechunk_t dechunk;
     size_t content_length;
     char method[16];
     char *url;

@@ -83,7 +83,7 @@ static void parse_hosts(rules_t *rs, const char *spec)
 static const char *const provider_hosts[] = {
     "api.openai.com", "*.openai.azure.com", "*.cognitiveservices.azure.com", "*.services.ai.azure.com",
     "api.anthropic.com", "generativelanguage.googleapis.com", "aiplatform.googleapis.com",
-    "*-aiplatform.googleapis.com", "api.mistral.ai", "api.groq.com", "api.together.xyz", "api.together.ai",
+    "*-aiplatform.googleapis.com", "oauth2.googleapis.com", "api.mistral.ai", "api.groq.com", "api.together.xyz", "api.together.ai",
     "api.fireworks.ai", "openrouter.ai", "api.deepseek.com", "api.x.ai", "api.cohere.com", "api.cohere.ai",
     "*.ml.cloud.ibm.com", "bedrock-runtime.*.amazonaws.com", "bedrock.*.amazonaws.com",
     "bedrock-agent-runtime.*.amazonaws.com", "*:11434",

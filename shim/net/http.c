@@ -88,12 +88,22 @@ bool lr_http_has_token(const char *v, size_t vlen, const char *token)
     return false;
 }
 
-long lr_http_dechunk(const char *buf, size_t len, buf_t *out, size_t max)
+/* A chunk-size or trailer line (e: its end): 1, 0 incomplete, -1 longer than 8 KB, refused
+ * rather than searched again on every read. */
+static int chunk_line(const char *p, const char *end, const char **e, const char **next)
 {
-    const char *p = buf, *end = buf + len, *next, *e;
-    out->len = 0;
-    for (;;) {
-        if (!(e = eol(p, end, &next))) return -2;
+    size_t n = (size_t)(end - p) < 8192 ? (size_t)(end - p) : 8192;
+    if ((*e = eol(p, p + n, next))) return 1;
+    return n == 8192 ? -1 : 0;
+}
+
+long lr_http_dechunk(const char *buf, size_t len, buf_t *out, size_t max, lr_dechunk_t *st)
+{
+    const char *p = buf + st->done, *end = buf + len, *next, *e;
+    if (st->done > len) return -1;
+    int l;
+    while (!st->trailers) {
+        if ((l = chunk_line(p, end, &e, &next)) <= 0) return l ? -1 : -2;
         /* chunk-size [; extensions] */
         size_t size = 0;
         const char *q = p;
@@ -105,20 +115,21 @@ long lr_http_dechunk(const char *buf, size_t len, buf_t *out, size_t max)
         }
         while (q < e && (*q == ' ' || *q == '\t')) q++;
         if (q < e && *q != ';') return -1;
-        p = next;
-        if (size == 0) break;
+        if (size == 0) { st->trailers = true; st->done = (size_t)(next - buf); p = next; break; }
         if (out->len + size > max) return -1;
-        if ((size_t)(end - p) < size + 1) return -2;
-        buf_add(out, p, size);
-        p += size;
-        if (!(e = eol(p, end, &next))) return -2;
-        if (e != p) return -1; /* data must end exactly at CRLF */
+        const char *data = next;
+        if ((size_t)(end - data) < size + 1) return -2;
+        if (!(e = eol(data + size, end, &next))) return -2;
+        if (e != data + size) return -1; /* data must end exactly at CRLF */
+        buf_add(out, data, size);
         p = next;
+        st->done = (size_t)(p - buf);
     }
     /* trailers, then the empty line */
     for (;;) {
-        if (!(e = eol(p, end, &next))) return -2;
+        if ((l = chunk_line(p, end, &e, &next)) <= 0) return l ? -1 : -2;
         if (e == p) return (long)(next - buf);
         p = next;
+        st->done = (size_t)(p - buf);
     }
 }

@@ -26,7 +26,13 @@ long lr_http_parse_head(const char *buf, size_t len, lr_http_req_t *r);
 const char *lr_http_header(const lr_http_req_t *r, const char *name, size_t *vlen);
 /* Does the comma-separated header value list contain token (case-insensitive)? */
 bool lr_http_has_token(const char *v, size_t vlen, const char *token);
-/* Decode a chunked body at the start of buf into out (cleared first): bytes consumed
- * (through the trailers), -1 malformed, -2 incomplete. */
-long lr_http_dechunk(const char *buf, size_t len, buf_t *out, size_t max);
+/* Where decoding a chunked body stopped (-2): zeroed, with out empty, for a new body. */
+typedef struct {
+    size_t done;   /* bytes of buf decoded into out (whole chunks) or, in trailers, read */
+    bool trailers; /* the last chunk was seen */
+} lr_dechunk_t;
+/* Decode a chunked body at the start of buf into out, going on from where st says the last
+ * call stopped (buf then starts with the same bytes): bytes consumed (through the trailers),
+ * -1 malformed, -2 incomplete. Each byte is decoded once, however many calls it takes. */
+long lr_http_dechunk(const char *buf, size_t len, buf_t *out, size_t max, lr_dechunk_t *st);
 #endif

@@ -82,19 +82,24 @@ static lr_conn_t **snapshot(int *k)
 /* Milliseconds until the next paced event is due; -1 when no stream is paced. */
 static int next_timeout(void)
 {
-    double now = lr_now(), best = -1;
+    double now = lr_now(), best = 0;
+    bool any = false; /* not best < 0: an overdue stream's time left is negative */
     pthread_mutex_lock(&resp_lock);
     for (int i = 0; i < nconns; i++) {
         lr_conn_t *c = conns[i];
         if (c->resp && c->pace_ms != 0 && (c->next_ev < c->resp->nevents || c->fault.on) && !c->want_out) {
             double left = c->due - now;
-            if (best < 0 || left < best) best = left;
+            if (!any || left < best) best = left;
+            any = true;
         }
-        double due = c->want_out ? -1 : lr_conn_h2_due(c);
-        if (due >= 0 && (best < 0 || due - now < best)) best = due - now;
+        double due = c->want_out ? -1 : lr_conn_h2_due(c); /* < 0: no h2 stream waits */
+        if (due >= 0 && (!any || due - now < best)) {
+            best = due - now;
+            any = true;
+        }
     }
     pthread_mutex_unlock(&resp_lock);
-    if (best < 0) return -1;
+    if (!any) return -1;
     return best <= 0 ? 0 : (int)(best * 1000) + 1;
 }
 

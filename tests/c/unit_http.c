@@ -2,6 +2,7 @@
  * ending at a guard page, every truncated prefix of valid heads and chunked bodies, chunked
  * bodies fed one byte at a time, malformed and mutated inputs.
  * One line per check, "ok NAME" or "not ok NAME: detail"; exit status 1 when any failed. */
+#include "unit.h"
 #include "net/http.h"
 #include <signal.h>
 #include <stdarg.h>
@@ -13,75 +14,10 @@
 
 /* ---- reporting -------------------------------------------------------------------------- */
 
-static int failures;
-static const char *volatile current = "startup"; /* named by the crash handler */
-
-static void put_clean(const char *s, size_t max)
-{
-    size_t n = 0;
-    for (; *s && n < max; s++, n++) {
-        unsigned char c = (unsigned char)*s;
-        if (c == '\n') fputs("\\n", stdout);
-        else if (c == '\r') fputs("\\r", stdout);
-        else if (c < 0x20 || c >= 0x7f) printf("\\x%02x", c);
-        else putchar(c);
-    }
-    if (*s) fputs("...", stdout);
-}
-
-static bool check(bool ok, const char *name, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static bool check(bool ok, const char *name, const char *fmt, ...)
-{
-    if (ok) {
-        printf("ok %s\n", name);
-        return true;
-    }
-    failures++;
-    char d[2048];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(d, sizeof d, fmt, ap);
-    va_end(ap);
-    printf("not ok %s: ", name);
-    put_clean(d, 600);
-    putchar('\n');
-    return false;
-}
-
-static void on_crash(int sig)
-{
-    /* The guard page turns a read past the input into SIGSEGV: name the check. */
-    char line[512];
-    int n = snprintf(line, sizeof line, "not ok %s: crashed with signal %d (read past the end of the input?)\n",
-                     current, sig);
-    ssize_t w = write(STDOUT_FILENO, line, (size_t)n);
-    (void)w;
-    _exit(1);
-}
-
 /* ---- guard pages ------------------------------------------------------------------------ */
 
-typedef struct { char *map; size_t size; char *end; } guard_t; /* end: first unreadable byte */
-
-static bool guard_init(guard_t *g, size_t maxlen)
-{
-    size_t pg = (size_t)sysconf(_SC_PAGESIZE), data = (maxlen + pg - 1) / pg * pg;
-    if (!data) data = pg;
-    g->size = data + pg;
-    g->map = mmap(NULL, g->size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (g->map == MAP_FAILED) return false;
-    g->end = g->map + data;
-    return mprotect(g->end, pg, PROT_NONE) == 0;
-}
-
 /* Copy s[0..n) so that its last byte is the last readable one. */
-static const char *guard_put(guard_t *g, const char *s, size_t n)
-{
-    memcpy(g->end - n, s, n);
-    return g->end - n;
-}
-
-static void guard_free(guard_t *g) { munmap(g->map, g->size); }
+static const char *guard_put(guard_t *g, const char *s, size_t n) { return guard_bytes(g, s, n); }
 
 static guard_t G;
 
@@ -278,6 +214,14 @@ static const chunked_t chunked[] = {
 };
 #define NCHUNKED (sizeof chunked / sizeof chunked[0])
 
+/* One chunked body decoded from its start: out cleared, a fresh decode state. */
+static long dechunk(const char *buf, size_t len, buf_t *out, size_t max)
+{
+    lr_dechunk_t st = {0};
+    out->len = 0;
+    return lr_http_dechunk(buf, len, out, max, &st);
+}
+
 /* The body decodes completely, with the next request after it too; every strict prefix asks
  * for more. */
 static void test_chunked_prefixes(void)
@@ -292,17 +236,17 @@ static void test_chunked_prefixes(void)
         current = name;
         int bad = 0;
         for (size_t k = 0; k < len; k++) {
-            long n = lr_http_dechunk(guard_put(&G, in, k), k, &out, 1 << 20);
+            long n = dechunk(guard_put(&G, in, k), k, &out, 1 << 20);
             if (n != -2 && !bad++) snprintf(why, sizeof why, "prefix of %zu bytes gave %ld, not -2", k, n);
         }
-        buf_adds(&out, "stale"); /* out is cleared first */
-        long n = lr_http_dechunk(guard_put(&G, in, len), len, &out, 1 << 20);
+        buf_adds(&out, "stale"); /* a fresh decode clears out first */
+        long n = dechunk(guard_put(&G, in, len), len, &out, 1 << 20);
         size_t blen = strlen(chunked[i].body);
         if ((n != (long)len || out.len != blen || memcmp(out.data ? out.data : "", chunked[i].body, blen)) && !bad++)
             snprintf(why, sizeof why, "the whole body gave %ld and %zu bytes", n, out.len);
         char more[512];
         snprintf(more, sizeof more, "%sPOST / HTTP/1.1\r\n", in);
-        n = lr_http_dechunk(guard_put(&G, more, strlen(more)), strlen(more), &out, 1 << 20);
+        n = dechunk(guard_put(&G, more, strlen(more)), strlen(more), &out, 1 << 20);
         if (n != (long)len && !bad++) snprintf(why, sizeof why, "with a request after it gave %ld, not %zu", n, len);
         check(!bad, name, "%d bad, first: %s", bad, why);
     }
@@ -317,9 +261,11 @@ static long feed_bytewise(const char *in, size_t len, buf_t *out, size_t max)
     char *acc = malloc(len ? len : 1);
     if (!acc) return -1;
     long done = 0;
+    lr_dechunk_t st = {0}; /* the incremental API: each call goes on where the last stopped */
+    out->len = 0;
     for (size_t k = 1; k <= len && !done; k++) {
         acc[k - 1] = in[k - 1];
-        long n = lr_http_dechunk(guard_put(&G, acc, k), k, out, max);
+        long n = lr_http_dechunk(guard_put(&G, acc, k), k, out, max, &st);
         if (n == -1) { done = -1; break; }
         if (n >= 0) done = (long)k;
     }
@@ -390,10 +336,10 @@ static void test_chunked_malformed(void)
         snprintf(name, sizeof name, "http.chunked.malformed[%zu]", i);
         current = name;
         int bad = 0;
-        long n = lr_http_dechunk(guard_put(&G, in, len), len, &out, 1 << 20);
+        long n = dechunk(guard_put(&G, in, len), len, &out, 1 << 20);
         if (n != -1 && !bad++) snprintf(why, sizeof why, "gave %ld, not -1", n);
         for (size_t k = 0; k < len; k++) {
-            n = lr_http_dechunk(guard_put(&G, in, k), k, &out, 1 << 20);
+            n = dechunk(guard_put(&G, in, k), k, &out, 1 << 20);
             if (n != -1 && n != -2 && !bad++) snprintf(why, sizeof why, "prefix of %zu bytes gave %ld", k, n);
         }
         check(!bad, name, "%s: %s", in, why);
@@ -401,9 +347,9 @@ static void test_chunked_malformed(void)
     /* over the limit, in one chunk or across several */
     current = "http.chunked.limit";
     const char *one = "5\r\nhello\r\n0\r\n\r\n", *two = "3\r\nabc\r\n3\r\ndef\r\n0\r\n\r\n";
-    check(lr_http_dechunk(guard_put(&G, one, strlen(one)), strlen(one), &out, 4) == -1 &&
-              lr_http_dechunk(guard_put(&G, two, strlen(two)), strlen(two), &out, 5) == -1 &&
-              lr_http_dechunk(guard_put(&G, two, strlen(two)), strlen(two), &out, 6) == (long)strlen(two),
+    check(dechunk(guard_put(&G, one, strlen(one)), strlen(one), &out, 4) == -1 &&
+              dechunk(guard_put(&G, two, strlen(two)), strlen(two), &out, 5) == -1 &&
+              dechunk(guard_put(&G, two, strlen(two)), strlen(two), &out, 6) == (long)strlen(two),
           "http.chunked.limit", "a body over max was not refused, or one at max was");
     buf_free(&out);
 }
@@ -424,7 +370,7 @@ static void test_chunked_mutations(void)
             for (size_t s = 0; s < sizeof subst; s++) {
                 memcpy(m, chunked[i].in, len);
                 m[at] = (char)subst[s];
-                long n = lr_http_dechunk(guard_put(&G, m, len), len, &out, 1 << 20);
+                long n = dechunk(guard_put(&G, m, len), len, &out, 1 << 20);
                 if ((n < -2 || n == 0 || n > (long)len || (n > 0 && out.len > (size_t)n)) && !bad++)
                     snprintf(why, sizeof why, "body %zu, byte %zu = 0x%02x gave %ld", i, at, subst[s], n);
             }
