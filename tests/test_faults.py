@@ -3,7 +3,8 @@ the failures a real server would give them, with nothing but the recordings (uns
 import json, os, time
 
 from lib import CLI, EXAMPLES, PY, SEED, SEED_DIR, load, request_body, rmtree, run, shim_env, tmpdir
-from test_sockets import NODE_DIR, _unshare
+from lib import unshare as _unshare
+from test_sockets import NODE_DIR
 
 FAULTS_JS = os.path.join(NODE_DIR, "faults.mjs")
 SEED_BODY = json.loads(request_body(load(SEED)))
