@@ -24,7 +24,7 @@ if [ -n "$missing" ]; then
 fi
 # The npm clients of the test suite, pinned in tests/node/package-lock.json.
 if [ ! -d tests/node/node_modules/openai ] || [ ! -d tests/node/node_modules/ollama ] ||
-   [ ! -d tests/node/node_modules/@google/genai ]; then
+   [ ! -d tests/node/node_modules/@google/genai ] || [ ! -d tests/node/node_modules/@anthropic-ai/sdk ]; then
     echo "llmreplay: installing the Node test clients (npm ci in tests/node)"
     (cd tests/node && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
 fi

@@ -10,7 +10,7 @@
 #include <unistd.h>
 
 /* One row per variable: how it is parsed, its default and what it accepts. */
-typedef enum { K_STR, K_MB, K_MS, K_ENUM, K_LAYERS, K_COUNT, K_REGEX } kind_t;
+typedef enum { K_STR, K_MB, K_MS, K_ENUM, K_LAYERS, K_COUNT, K_REGEX, K_SEED } kind_t;
 
 typedef struct {
     const char *name;
@@ -45,10 +45,15 @@ static const setting_t settings[] = {
     {"LLMREPLAY_CACHE_DIR", K_STR, F(cache_dir), NULL, "a directory", false},
     {"LLMREPLAY_BIN", K_STR, F(bin), NULL, "the llmreplay binary", false},
     {"LLMREPLAY_LIB", K_STR, F(lib), NULL, "libllmreplay.so", false},
+    {"LLMREPLAY_FAULTS", K_STR, F(faults), NULL, "fault rules, comma separated (see README, Faults and timing)", false},
+    {"LLMREPLAY_FAULT_LOG", K_STR, F(fault_log), NULL, "a file", false},
+    {"LLMREPLAY_SEED", K_SEED, F(seed), NULL, "an integer >= 0", false},
+    {"LLMREPLAY_SPEED", K_MS, F(speed), "1", "a factor >= 0 such as 2 or 0.5 (0: no pacing)", false},
     {"LLMREPLAY_MAX_LIVE", K_COUNT, F(max_live), NULL, "a number of calls, an integer >= 0", false},
     {"LLMREPLAY_ALLOW_MODELS", K_STR, F(allow_models), NULL, "model names or globs, comma separated", false},
     {"LLMREPLAY_ONLY", K_REGEX, F(only), NULL, "an extended regular expression", false},
     {"LLMREPLAY__STRICT_FILE", K_STR, F(strict_file), NULL, "a file", true},
+    {"LLMREPLAY__FAULT_FILE", K_STR, F(fault_file), NULL, "a file", true},
     {"LLMREPLAY__RUN", K_STR, F(run), NULL, "1", true},
     {"LLMREPLAY__USAGE_FILE", K_STR, F(usage_file), NULL, "a file", true},
     {"LLMREPLAY__LIVE_FILE", K_STR, F(live_file), NULL, "a file", true},
@@ -124,6 +129,12 @@ static bool parse(const setting_t *s, const char *v, void *field)
         if (s->off == F(mode) && i > MODE_ONCE) i = vcr[i - MODE_ONCE - 1];
         if (s->off == F(log_level) || s->off == F(mode)) *(int *)field = i;
         else *(bool *)field = i != 0;
+        return true;
+    }
+    case K_SEED: {
+        unsigned long long n = strtoull(v, &end, 10);
+        if (end == v || *end || *v == '-') return false;
+        if (field) { *(unsigned long long *)field = n; ((lr_config_t *)((char *)field - F(seed)))->seed_set = true; }
         return true;
     }
     case K_COUNT: {

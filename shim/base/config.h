@@ -36,6 +36,12 @@ typedef struct {
     const char *lib;          /* LLMREPLAY_LIB (the CLI's) */
     bool cache;               /* LLMREPLAY_CACHE (off: no persistent index) */
     const char *cache_dir;    /* LLMREPLAY_CACHE_DIR, else $XDG_CACHE_HOME/llmreplay, else ~/.cache/llmreplay */
+    const char *faults;       /* LLMREPLAY_FAULTS: fault rules (engine/faults.c parses them) */
+    const char *fault_log;    /* LLMREPLAY_FAULT_LOG */
+    const char *fault_file;   /* LLMREPLAY__FAULT_FILE: fired rules, for llmreplay run --strict */
+    unsigned long long seed;  /* LLMREPLAY_SEED */
+    bool seed_set;
+    double speed;             /* LLMREPLAY_SPEED: pacing divided by it; 0: none */
     long max_live;            /* LLMREPLAY_MAX_LIVE: upstream calls allowed, -1 unlimited */
     const char *allow_models; /* LLMREPLAY_ALLOW_MODELS: globs, comma separated */
     const char *only;         /* LLMREPLAY_ONLY: extended regex (record: only matching calls go upstream) */

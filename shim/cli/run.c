@@ -4,6 +4,7 @@
 #include "base/config.h"
 #include "base/util.h"
 #include "cli/run_proxy.h"
+#include "engine/faults.h"
 #include "engine/record.h"
 #include <dirent.h>
 #include <errno.h>
@@ -20,15 +21,21 @@
 extern char **environ;
 
 static const char *const usage_run =
-    "usage: llmreplay run [-d DIR]... [--strict] [--proxy] [--ignore FIELDS] [--pace MS] [--mode MODE] [--record-dir DIR]\n"
-    "                     [--report FILE] [--only REGEX] [--max-live N] [--allow-models GLOBS] -- CMD [ARGS...]\n"
+    "usage: llmreplay run [-d DIR]... [--strict] [--proxy] [--ignore FIELDS] [--pace MS] [--speed X] [--mode MODE]\n"
+    "                     [--record-dir DIR] [--report FILE] [--only REGEX] [--max-live N] [--allow-models GLOBS]\n"
+    "                     [--fault RULE]... [--seed N] [--fault-log FILE] -- CMD [ARGS...]\n"
     "\n"
     "Run CMD with libllmreplay.so added to LD_PRELOAD (existing entries are kept).\n"
     "  -d, --dir DIR     recording directory (repeatable, also --dir=DIR; sets LLMREPLAY_DIR, else it is\n"
     "                    inherited); when replaying, each must exist\n"
-    "  --strict          exit non-zero when any request had no recording, even if CMD succeeded\n"
+    "  --strict          exit non-zero when any request had no recording (or a --fault rule never fired),\n"
+    "                    even if CMD succeeded\n"
     "  --ignore FIELDS   comma list of body fields left out of matching (LLMREPLAY_IGNORE)\n"
     "  --pace MS         space streamed events MS milliseconds apart (LLMREPLAY_PACE_MS)\n"
+    "  --speed X         replay streams with their recorded timing, X times as fast (0: no pacing; LLMREPLAY_SPEED)\n"
+    "  --fault RULE      inject a fault, e.g. chat:nth=1:status=429 (repeatable; LLMREPLAY_FAULTS; see README)\n"
+    "  --seed N          seed of the fault rules' p= draws, for a reproducible run (LLMREPLAY_SEED)\n"
+    "  --fault-log FILE  append one JSON line per injected fault (LLMREPLAY_FAULT_LOG)\n"
     "  --mode MODE       replay (default), record, record-if-missing, live or trace (LLMREPLAY_MODE); VCR's\n"
     "                    names: none (replay), once (record if the directories hold no recording, else\n"
     "                    replay), new_episodes (record-if-missing), all (record)\n"
@@ -49,7 +56,7 @@ static const char *const usage_run =
     "ca-bundle.pem (the system CAs plus llmreplay's); one already set names a copy of its file with\n"
     "llmreplay's CA appended (see llmreplay ca). With a JDK (JAVA_HOME or java on PATH), JAVA_TOOL_OPTIONS\n"
     "names a PKCS12 trust store: the JDK's cacerts (or the trustStore already set there) plus the CA.\n"
-    "Exit status: CMD's; with --strict and misses, CMD's if non-zero, else 3.\n";
+    "Exit status: CMD's; with --strict and misses (or a fault rule that never fired), CMD's if non-zero, else 3.\n";
 
 static char *find_library(void)
 {
@@ -76,6 +83,7 @@ typedef struct {
     const char *report; /* --report FILE */
     buf_t dirs;       /* the -d directories, absolute, colon separated */
     const char *mode; /* --mode, NULL: inherited */
+    buf_t faults;     /* the --fault rules, comma separated */
     int first_cmd;    /* argv index of CMD */
 } run_opts_t;
 
@@ -87,6 +95,9 @@ static const struct {
     {"--pace", "LLMREPLAY_PACE_MS", "MS"},
     {"--mode", "LLMREPLAY_MODE", "MODE"},
     {"--record-dir", "LLMREPLAY_RECORD_DIR", "DIR"},
+    {"--speed", "LLMREPLAY_SPEED", "X"},
+    {"--seed", "LLMREPLAY_SEED", "N"},
+    {"--fault-log", "LLMREPLAY_FAULT_LOG", "FILE"},
     {"--only", "LLMREPLAY_ONLY", "REGEX"},
     {"--max-live", "LLMREPLAY_MAX_LIVE", "N"},
     {"--allow-models", "LLMREPLAY_ALLOW_MODELS", "GLOBS"},
@@ -114,10 +125,65 @@ static int env_option(int end, char **argv, int *i, run_opts_t *o)
             return -1;
         }
         if (!strcmp(env_opts[k].var, "LLMREPLAY_MODE")) o->mode = val;
+        /* --speed scales the recorded timing, so it asks for it unless a fixed pace is set */
+        if (!strcmp(env_opts[k].var, "LLMREPLAY_SPEED") && !getenv("LLMREPLAY_PACE_MS")) setenv("LLMREPLAY_PACE", "recorded", 1);
         setenv(env_opts[k].var, val, 1);
         return 1;
     }
     return 0;
+}
+
+/* --fault RULE / --fault=RULE: 1 taken, 0 not one, -1 said why. */
+static int fault_option(int end, char **argv, int *i, run_opts_t *o)
+{
+    const char *a = argv[*i], *val;
+    if (!strncmp(a, "--fault=", 8)) val = a + 8;
+    else if (!strcmp(a, "--fault")) val = *i + 1 < end ? argv[++*i] : NULL;
+    else return 0;
+    char why[1200];
+    if (!val) { fprintf(stderr, "llmreplay: --fault needs a rule (--fault RULE, e.g. --fault chat:nth=1:status=429)\n"); return -1; }
+    if (!lr_fault_check(val, why, sizeof why)) { fprintf(stderr, "llmreplay: --fault: %s\n", why); return -1; }
+    if (o->faults.len) buf_addc(&o->faults, ',');
+    buf_adds(&o->faults, val);
+    return 1;
+}
+
+/* The rules CMD gets: LLMREPLAY_FAULTS (checked: a bad one is refused) and the --fault ones. */
+static int fault_env(run_opts_t *o)
+{
+    const char *env = getenv("LLMREPLAY_FAULTS");
+    char why[1200];
+    if (env && *env && !lr_faults_check(env, why, sizeof why)) {
+        fprintf(stderr, "llmreplay: LLMREPLAY_FAULTS: %s\n", why);
+        return 2;
+    }
+    if (!o->faults.len) return 0;
+    buf_t all;
+    buf_init(&all);
+    if (env && *env) { buf_adds(&all, env); buf_addc(&all, ','); }
+    buf_add(&all, o->faults.data, o->faults.len);
+    setenv("LLMREPLAY_FAULTS", all.data, 1);
+    buf_free(&all);
+    return 0;
+}
+
+/* --strict: the rules the shim never reported as fired (one line each in file). */
+static int strict_faults(const char *file)
+{
+    size_t len = 0;
+    char *fired = lr_read_file(file, (size_t)1 << 30, &len);
+    const char *list = getenv("LLMREPLAY_FAULTS"), *tok;
+    size_t n;
+    int idle = 0;
+    for (const char *p = list ? list : ""; lr_list_next(&p, &tok, &n);) {
+        bool seen = false;
+        for (const char *l = fired; l && *l && !seen; l += strcspn(l, "\n") + (l[strcspn(l, "\n")] != 0))
+            seen = strcspn(l, "\n") == n && !strncmp(l, tok, n);
+        if (!seen) { fprintf(stderr, "llmreplay: --strict: fault rule '%.*s' never fired\n", (int)n, tok); idle++; }
+    }
+    free(fired);
+    unlink(file);
+    return idle;
 }
 
 /* The options before CMD: 0, or 2 having said why. */
@@ -139,6 +205,7 @@ static int parse_run(int argc, char **argv, run_opts_t *o)
             continue;
         }
         if (r == 0) r = env_option(end, argv, &i, o);
+        if (r == 0) r = fault_option(end, argv, &i, o);
         if (r < 0) return 2;
         if (r > 0) continue;
         if (!strcmp(argv[i], "--strict")) o->strict = true;
@@ -294,7 +361,10 @@ int cli_run(int argc, char **argv, bool *ran)
     if (h >= 0) return h;
     run_opts_t o = {0};
     buf_init(&o.dirs);
+    buf_init(&o.faults);
     int rc = parse_run(argc, argv, &o);
+    if (!rc) rc = fault_env(&o);
+    buf_free(&o.faults);
     if (!rc && check_dirs(&o)) rc = 2;
     if (!rc) rc = child_env(&o, argv[o.first_cmd]);
     buf_free(&o.dirs);
@@ -305,6 +375,14 @@ int cli_run(int argc, char **argv, bool *ran)
         if (fd < 0) { fprintf(stderr, "llmreplay: cannot create a temporary file: %s\n", strerror(errno)); return 2; }
         close(fd);
         setenv("LLMREPLAY__STRICT_FILE", strict_file, 1);
+    }
+    char fault_file[] = "/tmp/llmreplay-faults-XXXXXX";
+    bool check_faults = o.strict && getenv("LLMREPLAY_FAULTS") && *getenv("LLMREPLAY_FAULTS");
+    if (check_faults) {
+        int fd = mkstemp(fault_file);
+        if (fd < 0) { fprintf(stderr, "llmreplay: cannot create a temporary file: %s\n", strerror(errno)); return 2; }
+        close(fd);
+        setenv("LLMREPLAY__FAULT_FILE", fault_file, 1);
     }
     /* the report, and a spend guard shared by all processes, need the run's usage files */
     bool usage = o.report || getenv("LLMREPLAY_MAX_LIVE");
@@ -324,6 +402,7 @@ int cli_run(int argc, char **argv, bool *ran)
                 misses == 1 ? "" : "s");
         if (!rc) rc = 3;
     }
+    if (check_faults && strict_faults(fault_file) && !rc) rc = 3;
     return rc;
 }
 

@@ -39,6 +39,7 @@ typedef struct {
     bool plain_eof, plain_dead; /* no more from the responder / cannot write to it */
     bool plain_shut, tls_shut;  /* our EOF was passed on: shutdown(SHUT_WR), close_notify */
     bool alpn_refused;          /* said why already: no second message */
+    int reset_fd;               /* the client's end, sent by the responder: reset, not close_notify */
 } conn_t;
 
 static SSL_CTX *ctx;
@@ -179,10 +180,49 @@ static bool relay_to_plain(conn_t *c)
     return true;
 }
 
+/* A fault rule's reset: the responder's last plaintext byte carries the client's end of the
+ * connection (SCM_RIGHTS); that byte is no plaintext. */
+static ssize_t recv_plain(conn_t *c, char *p, size_t cap, bool *marker)
+{
+    *marker = false;
+    union { struct cmsghdr h; char b[CMSG_SPACE(sizeof(int) * 4)]; } cm;
+    struct iovec iov = {p, cap};
+    struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cm.b, .msg_controllen = sizeof cm.b};
+    ssize_t n = recvmsg(c->plain, &m, MSG_CMSG_CLOEXEC);
+    for (struct cmsghdr *h = n > 0 ? CMSG_FIRSTHDR(&m) : NULL; h; h = CMSG_NXTHDR(&m, h)) {
+        if (h->cmsg_level != SOL_SOCKET || h->cmsg_type != SCM_RIGHTS) continue;
+        size_t k = (h->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+        for (size_t i = 0; i < k; i++) {
+            int fd;
+            memcpy(&fd, CMSG_DATA(h) + i * sizeof(int), sizeof fd);
+            if (c->reset_fd < 0) c->reset_fd = fd;
+            else close(fd);
+        }
+        n--; /* the marker byte: the fd-carrying message is the last one read */
+        *marker = true;
+    }
+    return n;
+}
+
+/* Reset the client's connection, as a server's RST: the TLS records written so far are read,
+ * then ECONNRESET (a unix socket closed with unread input resets its peer). */
+static void reset_tls(conn_t *c)
+{
+    ssize_t w = send(c->reset_fd, "!", 1, MSG_DONTWAIT | MSG_NOSIGNAL);
+    (void)w;
+    close(c->reset_fd);
+    c->reset_fd = -1;
+    close(c->tls);
+    c->tls = -1;
+    c->tls_dead = c->tls_eof = c->tls_shut = c->failed = true;
+}
+
 static bool plain_to_relay(conn_t *c)
 {
     if (c->plain_eof || !room(&c->out)) return false;
-    ssize_t n = recv(c->plain, c->out.d + c->out.off + c->out.len, room(&c->out), 0);
+    bool marker;
+    ssize_t n = recv_plain(c, c->out.d + c->out.off + c->out.len, room(&c->out), &marker);
+    if (n == 0 && marker) return true; /* only the marker */
     if (n > 0) { c->out.len += (size_t)n; return true; }
     if (n < 0 && (errno == EAGAIN || errno == EINTR)) return false;
     c->plain_eof = true;
@@ -210,6 +250,7 @@ static void pass_eofs(conn_t *c)
         c->plain_shut = true;
     }
     if (c->plain_eof && !c->out.len && !c->tls_shut) {
+        if (c->reset_fd >= 0 && !c->tls_dead) { reset_tls(c); return; }
         if (c->tls_dead) { c->tls_shut = true; return; }
         ERR_clear_error();
         int r = SSL_shutdown(c->ssl); /* sends close_notify; the client's is read by SSL_read */
@@ -265,7 +306,8 @@ static short plain_events(const conn_t *c)
 static void conn_free(conn_t *c)
 {
     if (c->ssl) SSL_free(c->ssl);
-    close(c->tls);
+    if (c->tls >= 0) close(c->tls);
+    if (c->reset_fd >= 0) close(c->reset_fd);
     close(c->plain);
     free(c);
 }
@@ -284,7 +326,7 @@ static void add_conn(int tls, int plain, const char *host)
         return;
     }
     conns = grown;
-    *c = (conn_t){.tls = tls, .plain = plain, .hs_want = POLLIN, .rd_want = POLLIN, .wr_want = POLLOUT, .sd_want = POLLOUT};
+    *c = (conn_t){.tls = tls, .plain = plain, .reset_fd = -1, .hs_want = POLLIN, .rd_want = POLLIN, .wr_want = POLLOUT, .sd_want = POLLOUT};
     snprintf(c->host, sizeof c->host, "%.255s", *host ? host : "localhost");
     set_nonblock(tls);
     set_nonblock(plain);

@@ -3,6 +3,7 @@
 #ifndef LR_CURL_LAYER_H
 #define LR_CURL_LAYER_H
 #include "engine/engine.h"
+#include "engine/faults.h"
 #include "engine/record.h"
 /* The shim needs curl.h's plain prototypes, not its type-checking macros. */
 #define CURL_DISABLE_TYPECHECK 1
@@ -75,6 +76,7 @@ typedef struct shadow {
     void *debug_data;
     char *errorbuffer;
     long timeout_ms;
+    long low_speed_limit, low_speed_time; /* CURLOPT_LOW_SPEED_*: a fault's stall ends the transfer */
     struct curl_slist *headers; /* CURLOPT_HTTPHEADER (the application keeps it alive) */
     void *tee;                  /* an upstream transfer running in a multi handle */
     int in_cb;                  /* inside one of the application's callbacks for a replay */
@@ -103,6 +105,11 @@ struct xfer {
     CURLcode result;
     char *body;     /* request body, kept for debug output */
     size_t body_len;
+    lr_fplan_t fault;  /* a fault rule's plan for this answer (curl/fault.c) */
+    lr_fstep_t fstep;  /* the fault step being delivered (a paused write resumes it) */
+    bool fstep_open;
+    double stall_until; /* inside a fault's stall until then (0: not stalled) */
+    double stall_start;
 };
 
 typedef struct mshadow {
@@ -130,6 +137,13 @@ const char *method_name(const shadow_t *s);
 xfer_t *xfer_start(shadow_t *s, CURLcode *err);
 void xfer_free(xfer_t *x);
 bool intercepted(shadow_t *s);
+/* replay.c's steps, shared with curl/fault.c */
+void set_error(shadow_t *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+bool progress(shadow_t *s, xfer_t *x);
+bool send_headers(shadow_t *s, xfer_t *x);
+bool send_event(shadow_t *s, xfer_t *x, const lr_event_t *ev);
+/* One step of a replay under a fault rule: libcurl's errors for resets, EOF, stalls. */
+void xfer_fault_step(xfer_t *x);
 CURLcode replay_easy(shadow_t *s);
 void ms_push_msg(mshadow_t *ms, CURL *h, CURLcode rc);
 void ms_drop(mshadow_t *ms, shadow_t *s);

@@ -43,8 +43,7 @@ const char *method_name(const shadow_t *s)
     }
 }
 
-static void set_error(shadow_t *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void set_error(shadow_t *s, const char *fmt, ...)
+void set_error(shadow_t *s, const char *fmt, ...)
 {
     if (!s->errorbuffer) return;
     va_list ap;
@@ -123,7 +122,8 @@ xfer_t *xfer_start(shadow_t *s, CURLcode *err)
     CURLcode rc = request_body(s, &x->body, &x->body_len);
     if (rc != CURLE_OK) { free(x); *err = rc; return NULL; }
     s->ul = (curl_off_t)x->body_len;
-    x->resp = lr_engine_serve(s->eff_method, url, x->body, x->body_len);
+    x->resp = lr_fault_serve(s->eff_method, url, x->body, x->body_len, &x->fault);
+    if (s->nobody || s->method == M_HEAD) x->fault.on = false;
     size_t plen;
     const char *path = lr_url_path(url, &plen);
     buf_t rq;
@@ -146,12 +146,13 @@ void xfer_free(xfer_t *x)
 {
     if (!x) return;
     lr_response_free(x->resp);
+    lr_fault_plan_free(&x->fault);
     free(x->body);
     free(x);
 }
 
 /* Progress callback as libcurl calls it; non-zero aborts. */
-static bool progress(shadow_t *s, xfer_t *x)
+bool progress(shadow_t *s, xfer_t *x)
 {
     if (s->noprogress) return true;
     curl_off_t total = x->resp && !x->resp->stream ? (curl_off_t)x->resp->body_len : 0;
@@ -190,13 +191,13 @@ fail:
     return false;
 }
 
-static bool send_headers(shadow_t *s, xfer_t *x)
+bool send_headers(shadow_t *s, xfer_t *x)
 {
     lr_response_t *r = x->resp;
     s->status = r->status;
     s->content_type = r->content_type;
     s->content_length = r->stream ? -1 : (curl_off_t)r->body_len;
-    s->t_first = x->pace_ms != 0 ? elapsed(s) : 0;
+    s->t_first = x->pace_ms != 0 || x->fault.on ? elapsed(s) : 0;
     if (s->failonerror && r->status >= 400) {
         set_error(s, "The requested URL returned error: %d", r->status);
         x->result = CURLE_HTTP_RETURNED_ERROR;
@@ -218,7 +219,7 @@ static bool send_headers(shadow_t *s, xfer_t *x)
 }
 
 /* Deliver the rest of one event; false when the transfer stops (error or pause). */
-static bool send_event(shadow_t *s, xfer_t *x, const lr_event_t *ev)
+bool send_event(shadow_t *s, xfer_t *x, const lr_event_t *ev)
 {
     while (x->off < ev->len) {
         /* libcurl never hands the write callback more than CURL_MAX_WRITE_SIZE at once */
@@ -257,6 +258,7 @@ static void xfer_step_inner(xfer_t *x)
 {
     shadow_t *s = x->sh;
     if (x->done || x->paused) return;
+    if (x->fault.on) { xfer_fault_step(x); return; }
     if (s->timeout_ms > 0 && x->pace_ms != 0 && elapsed(s) * 1000 > (double)s->timeout_ms) {
         set_error(s, "Operation timed out after %ld milliseconds with %lld bytes received", s->timeout_ms, (long long)s->dl);
         x->result = CURLE_OPERATION_TIMEDOUT;
@@ -337,7 +339,7 @@ CURLcode replay_easy(shadow_t *s)
             if (!progress(s, x)) break;
             if (x->paused) { lr_sleep_ms(1); continue; }
         }
-        if (x->pace_ms != 0 && x->next > 0) {
+        if ((x->pace_ms != 0 && x->next > 0) || x->fault.on) {
             double wait = x->due - lr_now();
             if (wait > 0) lr_sleep_ms(wait * 1000);
         }
@@ -386,7 +388,7 @@ int ms_run(mshadow_t *ms)
     for (int i = 0; i < ms->nactive;) {
         shadow_t *s = ms->active[i];
         xfer_t *x = s->xfer;
-        if (x && !x->done && !x->paused && (x->next <= 0 || x->due <= now)) {
+        if (x && !x->done && !x->paused && ((x->next <= 0 && !x->fault.on) || x->due <= now)) {
             xfer_step(x);
             if (x->next == 0 && !x->done) xfer_step(x); /* headers and the first event together */
         }
@@ -410,7 +412,7 @@ long ms_due_ms(mshadow_t *ms)
     for (int i = 0; i < ms->nactive; i++) {
         xfer_t *x = ms->active[i]->xfer;
         if (!x) return 0;
-        long ms_left = x->paused ? 1 : x->next <= 0 ? 0 : (long)((x->due - now) * 1000 + 0.999);
+        long ms_left = x->paused ? 1 : x->next <= 0 && !x->fault.on ? 0 : (long)((x->due - now) * 1000 + 0.999);
         if (ms_left < 0) ms_left = 0;
         if (best < 0 || ms_left < best) best = ms_left;
     }

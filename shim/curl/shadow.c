@@ -142,6 +142,8 @@ void shadow_set(shadow_t *s, CURLoption opt, long lv, void *pv, curl_off_t ov)
     case CURLOPT_HTTPHEADER: s->headers = pv; break;
     case CURLOPT_TIMEOUT: s->timeout_ms = lv * 1000; break;
     case CURLOPT_TIMEOUT_MS: s->timeout_ms = lv; break;
+    case CURLOPT_LOW_SPEED_LIMIT: s->low_speed_limit = lv; break;
+    case CURLOPT_LOW_SPEED_TIME: s->low_speed_time = lv; break;
     default: break;
     }
 }

@@ -289,19 +289,20 @@ void lr_response_free(lr_response_t *r)
 
 double lr_pace_setting(void)
 {
+    if (lr_cfg()->speed == 0) return 0; /* LLMREPLAY_SPEED=0: as fast as possible */
     if (lr_cfg()->pace_recorded) return -1;
     return lr_cfg()->pace_ms;
 }
 
 double lr_event_gap_ms(const lr_response_t *r, int i, double pace_ms)
 {
-    if (i <= 0) return 0;
+    if (i <= 0 || lr_cfg()->speed == 0) return 0;
     if (pace_ms < 0) {
         if (!r->times_ms || i >= r->ntimes) return 0;
         double g = r->times_ms[i] - r->times_ms[i - 1];
-        return g > 0 ? g : 0;
+        return g > 0 ? g / lr_cfg()->speed : 0;
     }
-    return pace_ms;
+    return pace_ms / lr_cfg()->speed;
 }
 
 void lr_render_head(const lr_response_t *r, buf_t *out, bool chunked)

@@ -59,16 +59,19 @@ static void start_answer(lr_conn_t *c, lr_response_t *r)
         h.len -= 2; /* reopen the head for one more header */
         buf_adds(&h, "Connection: close\r\n\r\n");
     }
-    buf_add(&c->out, h.data, h.len);
-    buf_free(&h);
     c->pace_ms = r->stream ? lr_pace_setting() : 0; /* -1: the recorded timing */
     c->due = 0;
+    if (c->head_only) c->fault.on = false;
+    if (c->fault.on) lr_conn_fault_start(c, &h); /* takes the head */
+    else buf_add(&c->out, h.data, h.len);
+    buf_free(&h);
     if (c->head_only) c->next_ev = r->nevents;
 }
 
 /* Queue events that are due; each is written on its own so a client sees them one by one. */
 static bool pump(lr_conn_t *c)
 {
+    if (c->fault.on && c->resp) return lr_conn_fault_pump(c);
     while (c->resp) {
         lr_response_t *r = c->resp;
         if (c->next_ev < r->nevents) {
@@ -188,16 +191,17 @@ static bool read_head(lr_conn_t *c, const lr_http_req_t *q, long n)
 }
 
 /* Every request on an intercepted connection is the engine's: LLM operations, and any other
- * call wire-level (a miss on those is the 404 "llmreplay_not_an_llm_endpoint"). */
-lr_response_t *lr_conn_reply(const char *method, const char *url, const char *body, size_t len)
+ * call wire-level (a miss on those is the 404 "llmreplay_not_an_llm_endpoint"), with the
+ * fault rules applied (plan: engine/faults.h). */
+lr_response_t *lr_conn_reply(const char *method, const char *url, const char *body, size_t len, lr_fplan_t *plan)
 {
-    return lr_engine_serve(method, url, body, len);
+    return lr_fault_serve(method, url, body, len, plan);
 }
 
 static void answer(lr_conn_t *c, const char *body, size_t len)
 {
     if (lr_engine_upstream(c->method, c->url, body, len) && lr_upstream_forward(c, body, len)) return;
-    lr_response_t *r = lr_conn_reply(c->method, c->url, body, len);
+    lr_response_t *r = lr_conn_reply(c->method, c->url, body, len, &c->fault);
     c->served++;
     if (r) start_answer(c, r);
     else refuse(c, 500, "llmreplay: out of memory");
@@ -362,6 +366,7 @@ lr_conn_t *lr_conn_new(int fd, const char *host, int port, const char *scheme)
     lr_conn_t *c = calloc(1, sizeof *c);
     if (!c) return NULL;
     c->fd = fd;
+    c->client_fd = -1;
     c->scheme = scheme;
     c->refs = 1; /* the registry's */
     pthread_mutex_init(&c->lock, NULL);
@@ -377,6 +382,8 @@ void lr_conn_free(lr_conn_t *c)
 {
     if (c->fd >= 0) lr_close(c->fd);
     lr_response_free(c->resp);
+    lr_fault_plan_free(&c->fault);
+    buf_free(&c->fault_head);
     lr_h2_free(c->h2);
     buf_free(&c->in);
     buf_free(&c->out);

@@ -5,6 +5,7 @@
 #ifndef LR_CONN_H
 #define LR_CONN_H
 #include "base/util.h"
+#include "engine/faults.h"
 #include "engine/render.h"
 #include "net/h2.h"
 #include <pthread.h>
@@ -42,6 +43,15 @@ typedef struct lr_conn {
     int minor;          /* HTTP/1.minor of the request being answered */
     buf_t fwd_headers;  /* its headers, for an upstream call */
     int upstream;       /* an upstream call owns the connection's output (atomic) */
+    /* fault injection (conn_fault.c) */
+    int client_fd;          /* the application's end, to reset the connection (-1: unknown) */
+    unsigned long client_ino;
+    bool tls_helper;        /* TLS terminated by the helper: c->fd carries its plaintext */
+    lr_fplan_t fault;       /* the fault rule applied to the answer being written */
+    double fault_pace;      /* the pacing in force (c->pace_ms only marks the connection as timed) */
+    buf_t fault_head;       /* the head, held back until the fault lets it go */
+    int fault_break;        /* LR_FS_RESET or LR_FS_EOF once the queued bytes are out; 0: none */
+    bool fault_stuck;       /* stalled until the client gives up */
     lr_h2_t *h2;        /* the client spoke HTTP/2 (its preface): the session answers */
     bool helper;        /* its TLS went to the helper: c->fd is the helper's, not the pair's */
     bool one_chunk;     /* an unpaced stream goes out as one HTTP chunk */
@@ -69,8 +79,9 @@ void lr_conn_readable(lr_conn_t *c);
 void lr_conn_service(lr_conn_t *c);
 /* Write what is queued; false when the connection is gone. */
 bool lr_conn_flush(lr_conn_t *c);
-/* The answer from recordings (or the miss, or the 404 for a path that is no LLM call). */
-lr_response_t *lr_conn_reply(const char *method, const char *url, const char *body, size_t len);
+/* The answer from recordings (or the miss, or the 404 for a path that is no LLM call), with
+ * the fault rules applied: plan says what to do to it (engine/faults.h). */
+lr_response_t *lr_conn_reply(const char *method, const char *url, const char *body, size_t len, lr_fplan_t *plan);
 
 /* conn_h2.c: a connection that starts with the h2 preface. True when c speaks HTTP/2 (then it
  * was served), false for HTTP/1.x. */
@@ -78,6 +89,11 @@ bool lr_conn_h2_service(lr_conn_t *c);
 /* When c's next paced HTTP/2 event is due (lr_now() seconds), -1 for none. */
 double lr_conn_h2_due(const lr_conn_t *c);
 static inline bool lr_conn_upstream_busy(const lr_conn_t *c) { return __atomic_load_n(&c->upstream, __ATOMIC_ACQUIRE) != 0; }
+
+/* conn_fault.c: an answer under a fault rule. start takes the head (h); pump replaces conn.c's
+ * pump while c->fault.on; false when the connection is gone. */
+void lr_conn_fault_start(lr_conn_t *c, buf_t *h);
+bool lr_conn_fault_pump(lr_conn_t *c);
 
 /* hello.c: what comes first on a connection; false while HELLO is incomplete. */
 bool lr_hello_sniff(lr_conn_t *c);

@@ -9,7 +9,9 @@ static void on_request(void *ud, int32_t id, const lr_h2_req_t *q)
 {
     lr_conn_t *c = ud;
     if (lr_engine_upstream(q->method, q->url, q->body, q->len) && lr_upstream_h2(c, id, q)) return;
-    lr_h2_respond(c->h2, id, lr_conn_reply(q->method, q->url, q->body, q->len));
+    lr_fplan_t plan; /* HTTP/2 streams take a status= rule; the stream actions are HTTP/1's */
+    lr_h2_respond(c->h2, id, lr_conn_reply(q->method, q->url, q->body, q->len, &plan));
+    lr_fault_plan_free(&plan);
 }
 
 /* Is this connection HTTP/2? Asked while no HTTP/1 request is under way; -1: wait for more. */

@@ -55,6 +55,7 @@ bool lr_hello_sniff(lr_conn_t *c)
             c->sniffed = true;
             c->helper = true;
             c->scheme = "https";
+            c->tls_helper = true; /* a reset is the helper's: the client's end goes to it (conn_fault.c) */
             lr_server_watch(c, fd);
             return false; /* the plaintext arrives on the new descriptor */
         }

@@ -6,9 +6,10 @@
  * The loop and the hook never work on a connection at once: each holds its lock. When the
  * pair already holds bytes (written by a path no hook sees) or the client shut its side down,
  * the bytes go the real way, after them, and the loop reads them all: the client's order and
- * EPIPE are kept. Only replay without pacing is answered here, and only on a connection that is idle, speaks HTTP/1 (plain, or hooked TLS) and has
- * had a first request answered by the loop (which tells HELLO, ClientHello, h2 and HTTP/1
- * apart). Whatever the answer leaves to do (a large answer waiting for the client to read, a
+ * EPIPE are kept. Only replay without pacing or fault rules is answered here, and only on a
+ * connection that is idle, speaks HTTP/1 (plain, or hooked TLS; no proxy) and has had a first
+ * request answered by the loop (which tells HELLO, ClientHello, h2 and HTTP/1 apart).
+ * Whatever the answer leaves to do (a large answer waiting for the client to read, a
  * connection to close) goes back to the loop. */
 #include "net/inline.h"
 #include "base/config.h"
@@ -26,15 +27,15 @@
 
 static unsigned long long answered; /* requests answered in callers' threads (debug, tests) */
 
-/* Replay, unpaced: decided once (the settings never change). Fault injection, when there is
- * any, must go through the loop too. */
+/* Replay, unpaced, no fault rule (their steps are timed by the loop): decided once (the
+ * settings never change). */
 static bool mode_allows(void)
 {
     static int ok = -1;
     int v = __atomic_load_n(&ok, __ATOMIC_RELAXED);
     if (v < 0) {
         const lr_config_t *cf = lr_cfg();
-        v = cf->mode == MODE_REPLAY && lr_pace_setting() == 0;
+        v = cf->mode == MODE_REPLAY && lr_pace_setting() == 0 && !(cf->faults && *cf->faults);
         __atomic_store_n(&ok, v, __ATOMIC_RELAXED);
     }
     return v;

@@ -156,7 +156,7 @@ static void *accept_loop(void *arg)
             if (host[0] && host[strlen(host) - 1] == ']') host[strlen(host) - 1] = 0;
         }
         __atomic_add_fetch(&accepted, 1, __ATOMIC_RELAXED);
-        if (!lr_responder_add_proxy(fd, host, port, NULL, 0)) lr_close(fd);
+        if (!lr_responder_add_proxy(fd, host, port, NULL, 0, -1, 0)) lr_close(fd);
     }
 }
 

@@ -108,7 +108,7 @@ static int next_timeout(void)
         lr_conn_t *c = conns[i];
         /* a client's hook at work on it wakes the loop if it leaves it anything to do */
         if (pthread_mutex_trylock(&c->lock) != 0) continue;
-        if (c->resp && c->pace_ms != 0 && c->next_ev < c->resp->nevents && !c->want_out) {
+        if (c->resp && c->pace_ms != 0 && (c->next_ev < c->resp->nevents || c->fault.on) && !c->want_out) {
             double left = c->due - now;
             if (!any || left < best) best = left;
             any = true;
@@ -243,7 +243,7 @@ static bool register_conn(lr_conn_t *c)
 }
 
 static bool add(int fd, const char *host, int port, const char *scheme, bool proxy, const char *hop, int hop_port,
-                lr_conn_ref_t *ref)
+                int client_fd, unsigned long client_ino, lr_conn_ref_t *ref)
 {
     static unsigned long long next_id;
     lr_tls_term_prepare();
@@ -252,6 +252,8 @@ static bool add(int fd, const char *host, int port, const char *scheme, bool pro
     if (!c) return false;
     c->id = __atomic_add_fetch(&next_id, 1, __ATOMIC_RELAXED);
     if (ref) *ref = (lr_conn_ref_t){c, c->id};
+    c->client_fd = client_fd;
+    c->client_ino = client_ino;
     c->proxy = proxy;
     snprintf(c->hop, sizeof c->hop, "%s", hop ? hop : "");
     c->hop_port = hop_port;
@@ -269,12 +271,14 @@ static bool add(int fd, const char *host, int port, const char *scheme, bool pro
     return ok;
 }
 
-bool lr_responder_add(int fd, const char *host, int port, const char *scheme, lr_conn_ref_t *ref)
+bool lr_responder_add(int fd, const char *host, int port, const char *scheme, int client_fd, unsigned long client_ino,
+                      lr_conn_ref_t *ref)
 {
-    return add(fd, host, port, scheme, false, NULL, 0, ref);
+    return add(fd, host, port, scheme, false, NULL, 0, client_fd, client_ino, ref);
 }
 
-bool lr_responder_add_proxy(int fd, const char *host, int port, const char *hop, int hop_port)
+bool lr_responder_add_proxy(int fd, const char *host, int port, const char *hop, int hop_port, int client_fd,
+                            unsigned long client_ino)
 {
-    return add(fd, host, port, "http", true, hop, hop_port, NULL);
+    return add(fd, host, port, "http", true, hop, hop_port, client_fd, client_ino, NULL);
 }

@@ -128,8 +128,10 @@ static int swap_in(int fd, const struct sockaddr *sa, socklen_t len, const char 
     }
     /* the client's configured proxy: its CONNECTs to recorded hosts are answered (net/proxy.c) */
     bool hop = lr_proxy_is_hop(host, port);
+    unsigned long ino = (unsigned long)st.st_ino;
     lr_conn_ref_t ref = {NULL, 0};
-    if (!(hop ? lr_responder_add_proxy(sv[1], host, port, host, port) : lr_responder_add(sv[1], host, port, "http", &ref))) {
+    if (!(hop ? lr_responder_add_proxy(sv[1], host, port, host, port, fd, ino)
+              : lr_responder_add(sv[1], host, port, "http", fd, ino, &ref))) {
         real.close(sv[1]);
         errno = ECONNREFUSED;
         return -1;
