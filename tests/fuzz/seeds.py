@@ -74,10 +74,17 @@ def main():
         ctype, resp = raw_events(rec)
         sel = bytes([hashlib.sha1(text).digest()[0] & 0x3f])
         put(out, "record", sel + f"{ctype}\0{resp}\0{body}".encode())
+        if "generativelanguage" in url or "aiplatform" in url or ":generateContent" in url or "/raw" in url:
+            put(out, "gemini", f"{url}\0{body}\0{json.dumps((rec.get('response') or {}).get('body'))}")
+        put(out, "gemini", f"{url}\0{body}\0")
         put(out, "canon", f"{body}\0{edited}\0")
         put(out, "canon", f"{body}\0{body}\0messages.content,model")
     for alpn in [b"\x02h2\x08http/1.1", b"\x02h2", b"\x08http/1.1", b"\x00\x08http/1.1", b"\x03h2"]:
         put(out, "ops", alpn)
+    for g in ["https://generativelanguage.googleapis.com/v1beta/models/gemini-2.0-flash:generateContent?key=K&alt=sse",
+              "https://us-central1-aiplatform.googleapis.com/v1/projects/p/locations/us-central1/publishers/google/models/gemini-2.0-flash:streamGenerateContent"]:
+        put(out, "gemini", f'{g}\0{{"contents":[{{"role":"user","parts":[{{"text":"hi"}}]}}]}}\0{{"candidates":[],"sdk_http_response":{{}},"usage_metadata":{{"prompt_token_count":1}}}}')
+        put(out, "gemini", f'{g}\0--b0undary\r\nContent-Type: text/plain\r\n\r\nx\r\n--b0undary--\0aGVsbG8=')
     put(out, "responder", "GET /v1/models HTTP/1.1\r\nHost: api.openai.com\r\n\r\n")
     put(out, "responder", "POST /v1/chat/completions HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n{}")
     # the index: one file written by the target itself from the small store
