@@ -25,7 +25,7 @@ SAN := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recove
 SAN_OBJ  := $(LIB_SRC:shim/%.c=$(B)/asan/%.o)
 CORE_SAN := $(CORE_SRC:shim/%.c=$(B)/asan/%.o)
 
-.PHONY: all deps demo test test-fast asan bench clean check-layers install uninstall
+.PHONY: all deps demo test test-fast asan bench clean check-layers install uninstall fuzz fuzz-build tsan
 all: $(B)/libllmreplay.so $(B)/llmreplay
 
 $(B)/obj/%.o: shim/%.c $(HEADERS)
@@ -55,6 +55,47 @@ $(B)/tests:
 TEST_BINS := $(patsubst tests/c/%.c,$(B)/tests/%,$(wildcard tests/c/*.c))
 ASAN_BINS := $(patsubst tests/c/%.c,$(B)/tests/asan_%,$(wildcard tests/c/*.c))
 
+# libFuzzer targets (tests/fuzz/fuzz_*.c), built with clang against the shim's objects compiled
+# with the same sanitizers; the hook files are left out (they would interpose the fuzzer's own
+# calls). Sanitizer runtimes refuse RTLD_DEEPBIND: -DLR_NO_DEEPBIND (a build flag, not a
+# setting). `make fuzz` runs each target for FUZZ_S seconds from seeds made from ../shared.
+FUZZ_CC  ?= clang
+FUZZ_S   ?= 60
+FZ       := $(B)/fuzz
+FZ_FLAGS := -Wno-string-plus-int -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -DLR_NO_DEEPBIND
+FZ_SRC   := $(call src_of,base json engine net)
+FZ_OBJ   := $(FZ_SRC:shim/%.c=$(FZ)/obj/%.o)
+FZ_BINS  := $(patsubst tests/fuzz/%.c,$(FZ)/%,$(wildcard tests/fuzz/fuzz_*.c))
+$(FZ)/obj/%.o: shim/%.c $(HEADERS)
+	@mkdir -p $(@D)
+	$(FUZZ_CC) $(BASE) $(FZ_FLAGS) -fsanitize=fuzzer-no-link -c $< -o $@
+$(FZ)/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz.h $(FZ_OBJ)
+	$(FUZZ_CC) $(BASE) $(FZ_FLAGS) -fsanitize=fuzzer $< $(FZ_OBJ) -o $@ $(LDLIBS)
+fuzz-build: $(FZ_BINS)
+fuzz: deps
+	@$(MAKE) --no-print-directory -s fuzz-build
+	@FUZZ_S=$(FUZZ_S) scripts/fuzz.sh
+
+# ThreadSanitizer: the library, the CLI and the C test programs in build/tsan/ (gcc's libtsan;
+# a program that is not built with it preloads libtsan.so.2 before the library).
+TS       := $(B)/tsan
+TS_FLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=thread -DLR_NO_DEEPBIND
+TS_OBJ   := $(LIB_SRC:shim/%.c=$(TS)/obj/%.o)
+TS_CLI   := $(CLI_SRC:shim/%.c=$(TS)/obj/%.o)
+TS_CORE  := $(CORE_SRC:shim/%.c=$(TS)/obj/%.o)
+TS_BINS  := $(patsubst tests/c/%.c,$(TS)/tests/%,$(wildcard tests/c/*.c))
+$(TS)/obj/%.o: shim/%.c $(HEADERS)
+	@mkdir -p $(@D)
+	$(CC) $(BASE) $(TS_FLAGS) -c $< -o $@
+$(TS)/libllmreplay.so: $(TS_OBJ)
+	$(CC) -shared -fsanitize=thread $(TS_OBJ) -o $@ $(LDLIBS)
+$(TS)/llmreplay: $(TS_CLI)
+	$(CC) -fsanitize=thread $(TS_CLI) -o $@ -lssl -lcrypto $(LDLIBS)
+$(TS)/tests/%: tests/c/%.c $(HEADERS) $(TS_CORE)
+	@mkdir -p $(@D)
+	$(CC) $(BASE) $(TS_FLAGS) $< -o $@ $(if $(filter unit_%,$*),$(TS_CORE)) -lcurl -lssl -lcrypto $(LDLIBS)
+tsan: $(TS)/libllmreplay.so $(TS)/llmreplay $(TS_BINS)
+
 deps:
 	@scripts/install-deps.sh
 
@@ -63,7 +104,7 @@ demo: deps
 	@scripts/demo.sh
 
 test: deps
-	@$(MAKE) --no-print-directory -s all asan $(TEST_BINS)
+	@$(MAKE) --no-print-directory -s all asan $(TEST_BINS) fuzz-build tsan
 	@scripts/check-layers.sh $(B)
 	@/usr/bin/python3 tests/run.py
 

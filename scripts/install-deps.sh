@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 PKGS="build-essential golang-go libcurl4-openssl-dev libssl-dev libcjson-dev libcjson1 libnghttp2-dev libnghttp2-14 uthash-dev curl strace
 python3 python3-requests python3-httpx python3-h2 python3-aiohttp python3-pycurl util-linux openssl nghttp2-client
 php-cli php-curl php-guzzlehttp-guzzle ruby wget default-jdk-headless
-python3-pytest man-db"
+python3-pytest man-db clang libclang-rt-14-dev"
 missing=""
 for p in $PKGS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

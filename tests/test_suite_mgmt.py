@@ -50,12 +50,18 @@ def test_other():
 '''
 
 
+@contextlib.contextmanager
 def upstream():
-    return fake_upstream("--delay-ms", "1")
+    p = subprocess.Popen([PY, UPSTREAM, "--delay-ms", "1"], stdout=subprocess.PIPE, text=True)
+    try:
+        yield int(p.stdout.readline())
+    finally:
+        p.kill()
+        p.wait()
 
 
 def _unshare():
-    return unshare()
+    return ["unshare", "-rn"] if run(["unshare", "-rn", "true"]).returncode == 0 else []
 
 
 class Suite:

@@ -2,6 +2,7 @@
 #include "base/config.h"
 #include "base/util.h"
 #include <errno.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -33,8 +34,16 @@ void lr_log(int level, const char *fmt, ...)
     size_t len = (size_t)n + (m < 0 ? 0 : (size_t)m);
     if (len > sizeof line - 2) len = sizeof line - 2;
     line[len++] = '\n';
-    /* One write(2) keeps lines from concurrent threads and processes whole. */
-    ssize_t w = syscall(SYS_write, STDERR_FILENO, line, len); /* not lr_write: logs may come from inside lr_libc() */
-    (void)w;
+    /* A line is never worth stalling the host (the responder thread logs misses): a stderr
+     * pipe nobody reads gets 1 s once, then lines are dropped until it drains. */
+    static int stuck;
+    struct pollfd p = {STDERR_FILENO, POLLOUT, 0};
+    int ready = poll(&p, 1, __atomic_load_n(&stuck, __ATOMIC_RELAXED) ? 0 : 1000);
+    __atomic_store_n(&stuck, ready == 0, __ATOMIC_RELAXED);
+    if (ready != 0) { /* writable, or poll failed: write as before */
+        /* One write(2) keeps lines from concurrent threads and processes whole. */
+        ssize_t w = syscall(SYS_write, STDERR_FILENO, line, len); /* not lr_write: logs may come from inside lr_libc() */
+        (void)w;
+    }
     errno = saved;
 }

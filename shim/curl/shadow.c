@@ -55,10 +55,13 @@ void shadow_clear(shadow_t *s)
     free(s->eff_url);
     free(s->eff_method);
     CURL *h = s->h;
+    /* h and hh belong to the table too: other threads' look-ups walk them (curl_easy_reset) */
+    pthread_mutex_lock(&table_lock);
     UT_hash_handle hh = s->hh;
     memset(s, 0, sizeof *s);
     s->h = h;
     s->hh = hh;
+    pthread_mutex_unlock(&table_lock);
     shadow_defaults(s);
 }
 
@@ -152,10 +155,12 @@ shadow_t *shadow_dup(const shadow_t *o, CURL *h)
 {
     shadow_t *s = shadow_of(h, true);
     if (!s) return NULL;
+    pthread_mutex_lock(&table_lock); /* as in shadow_clear: h and hh are the table's */
     UT_hash_handle hh = s->hh;
     *s = *o;
     s->h = h;
     s->hh = hh;
+    pthread_mutex_unlock(&table_lock);
     s->url = dup_or_null(o->url);
     s->custom = dup_or_null(o->custom);
     s->eff_url = dup_or_null(o->eff_url);

@@ -166,7 +166,7 @@ int lr_capture_events(const lr_capture_t *c, span_t **evp, double **msp)
     span_t *ev = *evp = calloc((size_t)max, sizeof *ev);
     double *ms = *msp = calloc((size_t)max, sizeof *ms);
     if (!ev || !ms) return 0;
-    const char *p = c->body.data, *end = p + c->body.len;
+    const char *p = c->body.data, *end = p ? p + c->body.len : p; /* no body: NULL, and NULL + 0 is UB */
     int n = 0, piece = 0;
     while (p && p < end && n < max) {
         const char *stop;

@@ -1,6 +1,7 @@
 #include "engine/ops.h"
 #include "base/util.h"
 #include <ctype.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -98,6 +99,34 @@ const lr_opinfo_t *lr_ops_builtin(int *n)
     return builtin;
 }
 
+/* Each row's last tail segment (or verb), found once per table: URL recognition compares it
+ * first, so a row whose ending differs costs one length and one memcmp. */
+typedef struct { const char *s; size_t n; } seg_t;
+static seg_t *lasts;
+static const lr_opinfo_t *lasts_of;
+static pthread_mutex_t lasts_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static const seg_t *row_lasts(void)
+{
+    const seg_t *l = __atomic_load_n(&lasts, __ATOMIC_ACQUIRE);
+    if (l && __atomic_load_n(&lasts_of, __ATOMIC_ACQUIRE) == rows) return l;
+    pthread_mutex_lock(&lasts_lock);
+    seg_t *v = calloc((size_t)nrows, sizeof *v);
+    for (int i = 0; v && i < nrows; i++) {
+        const char *t = rows[i].tail;
+        if (!t) continue;
+        const char *slash = t[0] == ':' ? NULL : strrchr(t, '/');
+        v[i].s = slash ? slash + 1 : t;
+        v[i].n = strlen(v[i].s);
+    }
+    if (v) { /* a replaced array stays allocated: a reader may still hold it (tests swap tables) */
+        __atomic_store_n(&lasts_of, rows, __ATOMIC_RELEASE);
+        __atomic_store_n(&lasts, v, __ATOMIC_RELEASE);
+    }
+    pthread_mutex_unlock(&lasts_lock);
+    return v;
+}
+
 void lr_ops_use(const lr_opinfo_t *r, int n)
 {
     rows = r && n > 0 ? r : builtin;
@@ -180,8 +209,6 @@ static bool version_seg(const char *s, size_t n)
     return n >= 2 && s[0] == 'v' && isdigit((unsigned char)s[1]);
 }
 
-typedef struct { const char *s; size_t n; } seg_t;
-
 /* The last k segments of path (fewer when the path is shorter). */
 static int last_segments(const char *p, size_t n, seg_t *out, int k)
 {
@@ -246,9 +273,11 @@ lr_op_t lr_op_of_url(const char *url)
     int k = last_segments(p, n, sg, 6), best = 0;
     lr_op_t op = OP_NONE;
     if (k < 1) return OP_NONE;
+    const seg_t *last = row_lasts();
     for (int i = 1; i < nrows; i++) {
         const lr_opinfo_t *o = &rows[i];
         if (!o->tail) continue;
+        if (last && o->tail[0] != ':' && (sg[0].n != last[i].n || memcmp(sg[0].s, last[i].s, last[i].n))) continue;
         int nt = o->tail[0] == ':' ? verb_matches(sg, k, o->tail) : tail_matches(sg, k, o->tail);
         if (nt <= best) continue;
         if (o->parent == PARENT_API && !api_parent(sg, k, nt)) continue;

@@ -15,7 +15,7 @@ static void load(void)
      * reaching the shim's exported hooks (sanitizer builds cannot use it; the hooks then pass
      * these calls through, since no shadow state exists for the shim's own handles). */
     int flags = RTLD_NOW | RTLD_LOCAL;
-#if !defined(__SANITIZE_ADDRESS__)
+#if !defined(__SANITIZE_ADDRESS__) && !defined(LR_NO_DEEPBIND)
     flags |= RTLD_DEEPBIND;
 #endif
     static const char *names[] = {"libcurl.so.4", "libcurl-gnutls.so.4", "libcurl-nss.so.4"};

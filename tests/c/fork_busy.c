@@ -9,7 +9,7 @@
 #include <unistd.h>
 
 static char body[1 << 16];
-static volatile int stop;
+static int stop; /* atomic: read by the busy threads */
 static int failures;
 
 static size_t sink(char *p, size_t s, size_t n, void *u) { (void)p; (void)u; return s * n; }
@@ -36,7 +36,7 @@ static int replay(void)
 static void *busy(void *arg)
 {
     (void)arg;
-    while (!stop)
+    while (!__atomic_load_n(&stop, __ATOMIC_RELAXED))
         if (!replay()) __atomic_fetch_add(&failures, 1, __ATOMIC_RELAXED);
     return NULL;
 }
@@ -70,7 +70,7 @@ int main(int argc, char **argv)
                         WIFSIGNALED(st) ? WTERMSIG(st) : WEXITSTATUS(st));
         }
     }
-    stop = 1;
+    __atomic_store_n(&stop, 1, __ATOMIC_RELAXED);
     for (int i = 0; i < 3; i++) pthread_join(th[i], NULL);
     printf("%d bad children, %d failed replays\n", bad_children, failures);
     return bad_children || failures ? 1 : 0;
