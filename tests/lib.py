@@ -1,6 +1,6 @@
 """Shared helpers for the test suite: paths, running clients with the shim, and an independent
 Python rendering of what a recording must look like on the wire (the oracle)."""
-import glob, json, os, re, shutil, subprocess, tempfile, urllib.parse
+import contextlib, glob, json, os, re, shutil, subprocess, tempfile, urllib.parse
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BUILD = os.path.join(ROOT, "build")
@@ -230,3 +230,44 @@ def distinct_requests(files):
         seen.add(_key(rec))
         out.append((f, rec, _url(rec)))
     return out
+
+
+def unshare(lo=False):
+    """The prefix that runs a command in an empty network namespace (with loopback up when lo),
+    or nothing where unprivileged namespaces are not allowed."""
+    if run(["unshare", "-rn", "true"]).returncode != 0:
+        return []
+    return ["unshare", "-rn", "sh", "-c", 'ip link set lo up && exec "$0" "$@"'] if lo else ["unshare", "-rn"]
+
+
+@contextlib.contextmanager
+def fake_upstream(*args, script=None):
+    """tests/fake_upstream.py (or script) serving on a free loopback port; yields the port."""
+    p = subprocess.Popen([PY, script or os.path.join(ROOT, "tests", "fake_upstream.py")] + list(args),
+                         stdout=subprocess.PIPE, text=True)
+    try:
+        yield int(p.stdout.readline())
+    finally:
+        p.kill()
+        p.wait()
+
+
+def client_jobs(items):
+    """The requests of (file, recording, url) items, as tests/clients/py_client.py and
+    tests/node/client.mjs take them."""
+    return [{"method": "POST" if request_body(rec) is not None else "GET", "url": url, "body": request_body(rec)}
+            for f, rec, url in items]
+
+
+def check_client_results(items, results, ctype=True):
+    """Each client result against the recording's expected status, content type and bytes."""
+    import base64
+    bad = []
+    for (f, rec, url), got in zip(items, results):
+        status, want_ctype, evs = expected(rec)
+        want = "".join(e for e in evs if e is not None).encode()
+        body = base64.b64decode(got["body"])
+        if got["status"] != status or (ctype and got["ctype"] != want_ctype) or body != want:
+            bad.append(f"{f}: status {got['status']} ctype {got['ctype']!r} {len(body)} bytes (want {status} {len(want)})")
+    assert len(results) == len(items), (len(results), len(items))
+    assert not bad, f"{len(bad)} of {len(items)} differ; first: " + "; ".join(bad[:3])
