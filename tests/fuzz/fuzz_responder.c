@@ -31,7 +31,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *d, size_t n)
     if (n && d[0] == 0x16) return 0;
     int sv[2];
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv)) abort();
-    if (!lr_responder_add(sv[1], "api.openai.com", 443, "http")) { close(sv[0]); return 0; }
+    if (!lr_responder_add(sv[1], "api.openai.com", 443, "http", -1, 0, NULL)) { close(sv[0]); return 0; }
     fcntl(sv[0], F_SETFL, O_NONBLOCK);
     size_t off = 0, got = 0;
     bool shut = false;
