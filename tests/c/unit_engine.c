@@ -1,6 +1,7 @@
 /* Unit tests of the engine (jspan, canon, ops, recording, render, store, match).
  * One line per check, "ok NAME" or "not ok NAME: detail"; exit status 1 when any failed.
  * Run from the project root: the seed recording is read from ../shared/seed/. */
+#include "unit.h"
 #include "base/config.h"
 #include "engine/canon.h"
 #include "json/jspan.h"
@@ -24,41 +25,6 @@
 
 /* ---- reporting -------------------------------------------------------------------------- */
 
-static int failures;
-static const char *volatile current = "startup"; /* named by the crash handler */
-
-/* Details go on the check's one line: control bytes are escaped, long text shortened. */
-static void put_clean(const char *s, size_t max)
-{
-    size_t n = 0;
-    for (; *s && n < max; s++, n++) {
-        unsigned char c = (unsigned char)*s;
-        if (c == '\n') fputs("\\n", stdout);
-        else if (c < 0x20 || c == 0x7f) printf("\\x%02x", c);
-        else putchar(c);
-    }
-    if (*s) fputs("...", stdout);
-}
-
-static bool check(bool ok, const char *name, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static bool check(bool ok, const char *name, const char *fmt, ...)
-{
-    if (ok) {
-        printf("ok %s\n", name);
-        return true;
-    }
-    failures++;
-    char d[2048];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(d, sizeof d, fmt, ap);
-    va_end(ap);
-    printf("not ok %s: ", name);
-    put_clean(d, 600);
-    putchar('\n');
-    return false;
-}
-
 static bool check_str(const char *name, const char *got, const char *want)
 {
     bool ok = got && !strcmp(got, want);
@@ -68,17 +34,6 @@ static bool check_str(const char *name, const char *got, const char *want)
 static bool check_has(const char *name, const char *hay, const char *needle)
 {
     return check(hay && strstr(hay, needle), name, "'%s' does not contain '%s'", hay ? hay : "(NULL)", needle);
-}
-
-static void on_crash(int sig)
-{
-    /* The guard-page checks turn a read past the input into SIGSEGV: name the check. */
-    char line[512];
-    int n = snprintf(line, sizeof line, "not ok %s: crashed with signal %d (read past the end of the input?)\n",
-                     current, sig);
-    ssize_t w = write(STDOUT_FILENO, line, (size_t)n);
-    (void)w;
-    _exit(1);
 }
 
 /* Test JSON written with single quotes (no escaping noise); returns a rotating static buffer. */
@@ -144,27 +99,8 @@ static void resp_free(lr_response_t *r)
 
 /* ---- guard pages ------------------------------------------------------------------------ */
 
-typedef struct { char *map; size_t size; char *end; } guard_t; /* end: first unreadable byte */
-
-static bool guard_init(guard_t *g, size_t maxlen)
-{
-    size_t pg = (size_t)sysconf(_SC_PAGESIZE), data = (maxlen + pg - 1) / pg * pg;
-    if (!data) data = pg;
-    g->size = data + pg;
-    g->map = mmap(NULL, g->size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (g->map == MAP_FAILED) return false;
-    g->end = g->map + data;
-    return mprotect(g->end, pg, PROT_NONE) == 0;
-}
-
 /* Copy s[0..n) so that its last byte is the last readable one. */
-static span_t guard_put(guard_t *g, const char *s, size_t n)
-{
-    memcpy(g->end - n, s, n);
-    return (span_t){g->end - n, n};
-}
-
-static void guard_free(guard_t *g) { munmap(g->map, g->size); }
+static span_t guard_put(guard_t *g, const char *s, size_t n) { return (span_t){guard_bytes(g, s, n), n}; }
 
 /* Every prefix of s, at the end of a page: no read past it, and for a complete
  * object/array/string, no strict prefix of the value is valid. Returns failures. */

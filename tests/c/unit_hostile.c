@@ -1,6 +1,7 @@
 /* Unit tests of what hostile or unusual input may cost (issue 17): each check failed, hung or
  * crashed (under ASan/UBSan) before its fix. One line per check, "ok NAME" or "not ok NAME:
  * detail"; exit status 1 when any failed. Run from the project root. */
+#include "unit.h"
 #include "engine/pyjson.h"
 #include "engine/recording.h"
 #include "engine/index.h"
@@ -17,33 +18,6 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
-
-static int failures;
-static const char *volatile current = "startup"; /* named by the crash handler */
-
-static bool check(bool ok, const char *name, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static bool check(bool ok, const char *name, const char *fmt, ...)
-{
-    if (ok) { printf("ok %s\n", name); return true; }
-    failures++;
-    char d[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(d, sizeof d, fmt, ap);
-    va_end(ap);
-    for (char *c = d; *c; c++) if (*c == '\n') *c = ' ';
-    printf("not ok %s: %.600s\n", name, d);
-    return false;
-}
-
-static void on_crash(int sig)
-{
-    char line[256];
-    int n = snprintf(line, sizeof line, "not ok %s: crashed with signal %d\n", current, sig);
-    ssize_t w = write(STDOUT_FILENO, line, (size_t)n);
-    (void)w;
-    _exit(1);
-}
 
 static double now_s(void)
 {

@@ -2,6 +2,7 @@
  * ending at a guard page, every truncated prefix of valid heads and chunked bodies, chunked
  * bodies fed one byte at a time, malformed and mutated inputs.
  * One line per check, "ok NAME" or "not ok NAME: detail"; exit status 1 when any failed. */
+#include "unit.h"
 #include "net/http.h"
 #include <signal.h>
 #include <stdarg.h>
@@ -13,75 +14,10 @@
 
 /* ---- reporting -------------------------------------------------------------------------- */
 
-static int failures;
-static const char *volatile current = "startup"; /* named by the crash handler */
-
-static void put_clean(const char *s, size_t max)
-{
-    size_t n = 0;
-    for (; *s && n < max; s++, n++) {
-        unsigned char c = (unsigned char)*s;
-        if (c == '\n') fputs("\\n", stdout);
-        else if (c == '\r') fputs("\\r", stdout);
-        else if (c < 0x20 || c >= 0x7f) printf("\\x%02x", c);
-        else putchar(c);
-    }
-    if (*s) fputs("...", stdout);
-}
-
-static bool check(bool ok, const char *name, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static bool check(bool ok, const char *name, const char *fmt, ...)
-{
-    if (ok) {
-        printf("ok %s\n", name);
-        return true;
-    }
-    failures++;
-    char d[2048];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(d, sizeof d, fmt, ap);
-    va_end(ap);
-    printf("not ok %s: ", name);
-    put_clean(d, 600);
-    putchar('\n');
-    return false;
-}
-
-static void on_crash(int sig)
-{
-    /* The guard page turns a read past the input into SIGSEGV: name the check. */
-    char line[512];
-    int n = snprintf(line, sizeof line, "not ok %s: crashed with signal %d (read past the end of the input?)\n",
-                     current, sig);
-    ssize_t w = write(STDOUT_FILENO, line, (size_t)n);
-    (void)w;
-    _exit(1);
-}
-
 /* ---- guard pages ------------------------------------------------------------------------ */
 
-typedef struct { char *map; size_t size; char *end; } guard_t; /* end: first unreadable byte */
-
-static bool guard_init(guard_t *g, size_t maxlen)
-{
-    size_t pg = (size_t)sysconf(_SC_PAGESIZE), data = (maxlen + pg - 1) / pg * pg;
-    if (!data) data = pg;
-    g->size = data + pg;
-    g->map = mmap(NULL, g->size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (g->map == MAP_FAILED) return false;
-    g->end = g->map + data;
-    return mprotect(g->end, pg, PROT_NONE) == 0;
-}
-
 /* Copy s[0..n) so that its last byte is the last readable one. */
-static const char *guard_put(guard_t *g, const char *s, size_t n)
-{
-    memcpy(g->end - n, s, n);
-    return g->end - n;
-}
-
-static void guard_free(guard_t *g) { munmap(g->map, g->size); }
+static const char *guard_put(guard_t *g, const char *s, size_t n) { return guard_bytes(g, s, n); }
 
 static guard_t G;
 

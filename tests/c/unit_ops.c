@@ -2,6 +2,7 @@
  * and typed like a built-in one; match keys name operations, so a row inserted in the middle
  * keeps every other operation's keys; an index made with another table is rebuilt.
  * One line per check, "ok NAME" or "not ok NAME: detail"; exit status 1 when any failed. */
+#include "unit.h"
 #include "base/config.h"
 #include "engine/index.h"
 #include "engine/ops.h"
@@ -12,22 +13,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-
-static int failures;
-
-static void check(bool ok, const char *name, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void check(bool ok, const char *name, const char *fmt, ...)
-{
-    if (ok) { printf("ok %s\n", name); return; }
-    failures++;
-    char d[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(d, sizeof d, fmt, ap);
-    va_end(ap);
-    for (char *p = d; *p; p++) if (*p == '\n') *p = ' ';
-    printf("not ok %s: %s\n", name, d);
-}
 
 /* The recipe of README "Adding an API operation": this row is all a new operation needs. */
 static const lr_opinfo_t RERANK = {

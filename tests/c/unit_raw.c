@@ -2,6 +2,7 @@
  * JSON, multipart parts whatever the boundary), base64 and text checks, and hostile queries and
  * multipart bodies placed at the end of a page followed by a guard page, so that any read past
  * the input crashes (and names the check). One line per check; exit 1 when any failed. */
+#include "unit.h"
 #include "base/config.h"
 #include "engine/raw.h"
 #include "engine/recording.h"
@@ -13,47 +14,9 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-static int failures;
-static const char *volatile current = "startup";
-
-static bool check(bool ok, const char *name, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static bool check(bool ok, const char *name, const char *fmt, ...)
-{
-    if (ok) { printf("ok %s\n", name); return true; }
-    failures++;
-    char d[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(d, sizeof d, fmt, ap);
-    va_end(ap);
-    for (char *p = d; *p; p++) if ((unsigned char)*p < 0x20) *p = '.';
-    printf("not ok %s: %s\n", name, d);
-    return false;
-}
-
-static void on_crash(int sig)
-{
-    char line[256];
-    int n = snprintf(line, sizeof line, "not ok %s: crashed with signal %d (read past the end of the input?)\n", current, sig);
-    ssize_t w = write(STDOUT_FILENO, line, (size_t)n);
-    (void)w;
-    _exit(1);
-}
-
 /* ---- guard pages: the input's last byte is the last readable one ----------------------- */
 
-typedef struct { char *map; size_t size; char *end; } guard_t;
-
-static bool guard_init(guard_t *g, size_t maxlen)
-{
-    size_t pg = (size_t)sysconf(_SC_PAGESIZE), data = (maxlen + pg) / pg * pg;
-    g->size = data + pg;
-    g->map = mmap(NULL, g->size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (g->map == MAP_FAILED) return false;
-    g->end = g->map + data;
-    return mprotect(g->end, pg, PROT_NONE) == 0;
-}
-static char *guard_put(guard_t *g, const void *s, size_t n) { memcpy(g->end - n, s, n); return g->end - n; }
+static char *guard_put(guard_t *g, const void *s, size_t n) { return guard_bytes(g, s, n); }
 /* A C string whose NUL is the last readable byte. */
 static char *guard_str(guard_t *g, const char *s, size_t n)
 {
