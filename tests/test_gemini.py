@@ -4,7 +4,7 @@ through curl and requests, llama-stack's Vertex recordings replayed text for tex
 then replay against a fake Gemini upstream with the API key kept out of every file."""
 import contextlib, glob, json, os, shutil, subprocess
 
-from lib import CLI, CACHE, PY, ROOT, SHARED, load, rmtree, run, tmpdir
+from lib import CLI, CACHE, PY, ROOT, SHARED, load, rmtree, run, tmpdir, unshare
 
 NODE = os.path.join(ROOT, "tests", "node", "gemini.mjs")
 FAKE = os.path.join(ROOT, "tests", "fake_gemini.py")
@@ -13,7 +13,7 @@ KEY = "AIzaSy-llmreplay-SECRET-4f2a9c"
 
 
 def _unshare():
-    return ["unshare", "-rn"] if run(["unshare", "-rn", "true"]).returncode == 0 else []
+    return unshare()
 
 
 def _env(**extra):

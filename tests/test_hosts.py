@@ -11,10 +11,7 @@ SAMPLE = os.path.join(SHARED, "corpus-2026-sample")
 UPSTREAM = os.path.join(ROOT, "tests", "fake_upstream.py")
 
 
-def _unshare(lo=False):
-    if run(["unshare", "-rn", "true"]).returncode != 0:
-        return []
-    return ["unshare", "-rn", "sh", "-c", 'ip link set lo up && exec "$0" "$@"'] if lo else ["unshare", "-rn"]
+_unshare = unshare
 
 
 def sample_items():
@@ -24,20 +21,11 @@ def sample_items():
     return every_request([f for f in files if "body" in load(f).get("request", {})])
 
 
-def _jobs(items):
-    return [{"method": "POST" if request_body(rec) is not None else "GET", "url": url, "body": request_body(rec)}
-            for f, rec, url in items]
+_jobs = client_jobs
 
 
 def _check(items, results):
-    bad = []
-    for (f, rec, url), got in zip(items, results):
-        status, ctype, evs = expected(rec)
-        want = "".join(e for e in evs if e is not None).encode()
-        body = base64.b64decode(got["body"])
-        if got["status"] != status or body != want:
-            bad.append(f"{f}: status {got['status']} {len(body)} bytes (want {status} {len(want)})")
-    assert len(results) == len(items) and not bad, f"{len(bad)} of {len(items)} differ: " + "; ".join(bad[:3])
+    check_client_results(items, results, ctype=False)
 
 
 def test_extra_body_recordings_replay_as_the_sdk_sends_them():

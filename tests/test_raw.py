@@ -10,18 +10,12 @@ UPSTREAM = os.path.join(ROOT, "tests", "fake_upstream.py")
 SAMPLE = os.path.join(SHARED, "corpus-2026-sample")
 
 
-@contextlib.contextmanager
 def upstream():
-    p = subprocess.Popen([PY, UPSTREAM, "--delay-ms", "30"], stdout=subprocess.PIPE, text=True)
-    try:
-        yield int(p.stdout.readline())
-    finally:
-        p.kill()
-        p.wait()
+    return fake_upstream("--delay-ms", "30")
 
 
 def _unshare():
-    return ["unshare", "-rn"] if run(["unshare", "-rn", "true"]).returncode == 0 else []
+    return unshare()
 
 
 def _env(rec, mode, port, **extra):

@@ -8,15 +8,8 @@ UPSTREAM = os.path.join(ROOT, "tests", "fake_upstream.py")
 CHAT = {"model": "m", "messages": [{"role": "user", "content": "hello there"}]}
 
 
-@contextlib.contextmanager
 def upstream(*args):
-    p = subprocess.Popen([PY, UPSTREAM] + list(args), stdout=subprocess.PIPE, text=True)
-    try:
-        port = int(p.stdout.readline())
-        yield port
-    finally:
-        p.kill()
-        p.wait()
+    return fake_upstream(*args)
 
 
 def _ca(tmp):
@@ -46,7 +39,7 @@ def _curl(url, body, env, extra=()):
 
 
 def _unshare():
-    return ["unshare", "-rn"] if run(["unshare", "-rn", "true"]).returncode == 0 else []
+    return unshare()
 
 
 def _strip_date(head):

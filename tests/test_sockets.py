@@ -13,21 +13,10 @@ def http_items():
     return [it for it in every_request(corpus_files()) if it[2].startswith("http://")]
 
 
-def _jobs(items):
-    return [{"method": "POST" if request_body(rec) is not None else "GET", "url": url, "body": request_body(rec)}
-            for f, rec, url in items]
+_jobs = client_jobs
 
 
-def _check(items, results):
-    bad = []
-    for (f, rec, url), got in zip(items, results):
-        status, ctype, evs = expected(rec)
-        want = "".join(e for e in evs if e is not None).encode()
-        body = base64.b64decode(got["body"])
-        if got["status"] != status or got["ctype"] != ctype or body != want:
-            bad.append(f"{f}: status {got['status']} ctype {got['ctype']!r} {len(body)} bytes (want {status} {len(want)})")
-    assert len(results) == len(items), (len(results), len(items))
-    assert not bad, f"{len(bad)} of {len(items)} differ; first: " + "; ".join(bad[:3])
+_check = check_client_results
 
 
 def _run_client(cmd, items, env, tmp, timeout=600):
@@ -44,7 +33,7 @@ def _sock_env(dirs=CORPUS, **extra):
 
 
 def _unshare():
-    return ["unshare", "-rn"] if run(["unshare", "-rn", "true"]).returncode == 0 else []
+    return unshare()
 
 
 def test_corpus_http_recordings_through_one_python_process():

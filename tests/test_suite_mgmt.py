@@ -50,18 +50,12 @@ def test_other():
 '''
 
 
-@contextlib.contextmanager
 def upstream():
-    p = subprocess.Popen([PY, UPSTREAM, "--delay-ms", "1"], stdout=subprocess.PIPE, text=True)
-    try:
-        yield int(p.stdout.readline())
-    finally:
-        p.kill()
-        p.wait()
+    return fake_upstream("--delay-ms", "1")
 
 
 def _unshare():
-    return ["unshare", "-rn"] if run(["unshare", "-rn", "true"]).returncode == 0 else []
+    return unshare()
 
 
 class Suite:
