@@ -5,6 +5,7 @@
 #define LR_REAL_H
 #include "base/util.h"
 #include <stdbool.h>
+#include <dlfcn.h>
 #include <netdb.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
@@ -61,6 +62,18 @@ static inline int lr_close(int fd) { return lr_libc()->close(fd); }
 static inline ssize_t lr_write(int fd, const void *p, size_t n) { return lr_libc()->write(fd, p, n); }
 static inline ssize_t lr_send(int fd, const void *p, size_t n, int fl) { return lr_libc()->send(fd, p, n, fl); }
 static inline void *lr_dlopen(const char *file, int mode) { return lr_libc()->dlopen(file, mode); }
+/* A library the shim uses for itself (libcjson, libcurl, libnghttp2), loaded RTLD_LOCAL and
+ * RTLD_DEEPBIND: its calls to its own functions stay inside it, never reaching a host's copy
+ * of the same names or the shim's hooks. Sanitizer runtimes refuse DEEPBIND, so sanitized
+ * builds load it RTLD_LOCAL only. */
+static inline void *lr_dlopen_private(const char *file)
+{
+    int flags = RTLD_NOW | RTLD_LOCAL;
+#if !defined(__SANITIZE_ADDRESS__) && !defined(LR_NO_DEEPBIND)
+    flags |= RTLD_DEEPBIND;
+#endif
+    return lr_dlopen(file, flags);
+}
 #define lr_fcntl(fd, cmd, arg) (lr_libc()->fcntl((fd), (cmd), (arg)))
 static inline int lr_getsockopt(int fd, int level, int opt, void *v, socklen_t *l)
 {

@@ -11,13 +11,7 @@ static pthread_once_t once = PTHREAD_ONCE_INIT;
 
 static void load(void)
 {
-    /* RTLD_DEEPBIND makes libcjson's internal calls bind to itself, not to a host copy.
-     * Sanitizer runtimes refuse DEEPBIND, so sanitized builds load it RTLD_LOCAL only. */
-    int flags = RTLD_NOW | RTLD_LOCAL;
-#if !defined(__SANITIZE_ADDRESS__) && !defined(LR_NO_DEEPBIND)
-    flags |= RTLD_DEEPBIND;
-#endif
-    void *h = lr_dlopen("libcjson.so.1", flags);
+    void *h = lr_dlopen_private("libcjson.so.1"); /* never a host's own cJSON_* */
     if (!h) {
         lr_error("cannot load libcjson.so.1 (%s); install it: apt-get install libcjson1", dlerror());
         return;

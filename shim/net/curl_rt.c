@@ -11,16 +11,12 @@ static pthread_once_t once = PTHREAD_ONCE_INIT;
 
 static void load(void)
 {
-    /* RTLD_DEEPBIND: libcurl's calls to its own curl_* functions stay inside it rather than
-     * reaching the shim's exported hooks (sanitizer builds cannot use it; the hooks then pass
-     * these calls through, since no shadow state exists for the shim's own handles). */
-    int flags = RTLD_NOW | RTLD_LOCAL;
-#if !defined(__SANITIZE_ADDRESS__) && !defined(LR_NO_DEEPBIND)
-    flags |= RTLD_DEEPBIND;
-#endif
+    /* libcurl's calls to its own curl_* functions stay inside it rather than reaching the
+     * shim's exported hooks (in sanitizer builds, without DEEPBIND, the hooks pass these calls
+     * through, since no shadow state exists for the shim's own handles). */
     static const char *names[] = {"libcurl.so.4", "libcurl-gnutls.so.4", "libcurl-nss.so.4"};
     void *h = NULL;
-    for (int i = 0; i < 3 && !h; i++) h = lr_dlopen(names[i], flags);
+    for (int i = 0; i < 3 && !h; i++) h = lr_dlopen_private(names[i]);
     if (!h) { lr_error("cannot load libcurl for upstream calls (%s); install libcurl4", dlerror()); return; }
 #define SYM(f, n) if (!(*(void **)&table.f = dlsym(h, n))) goto missing
     SYM(easy_init, "curl_easy_init");

@@ -100,13 +100,7 @@ static int on_close(nghttp2_session *s, int32_t id, uint32_t code, void *ud);
 
 static void load(void)
 {
-    /* RTLD_DEEPBIND: libnghttp2's calls to its own functions stay inside it; Node exports its
-     * own built-in nghttp2, of another version. Sanitizer runtimes refuse DEEPBIND. */
-    int flags = RTLD_NOW | RTLD_LOCAL;
-#if !defined(__SANITIZE_ADDRESS__) && !defined(LR_NO_DEEPBIND)
-    flags |= RTLD_DEEPBIND;
-#endif
-    void *h = lr_dlopen("libnghttp2.so.14", flags);
+    void *h = lr_dlopen_private("libnghttp2.so.14"); /* Node exports its own nghttp2, of another version */
     if (!h) {
         lr_error("an HTTP/2 client connected, and libnghttp2 cannot be loaded (%s); install it: apt-get install "
                  "libnghttp2-14, or make the client use HTTP/1.1", dlerror());
