@@ -51,7 +51,7 @@ static void put_body(span_t b, bool json_ok, buf_t *o, const char **enc)
  * them: SSE up to a blank line, else per line). */
 static void put_lines(const lr_capture_t *c, bool sse, buf_t *o, buf_t *times)
 {
-    const char *p = c->body.data, *end = p + c->body.len;
+    const char *p = c->body.data ? c->body.data : "", *end = p + c->body.len; /* an empty stream has no buffer */
     int piece = 0;
     bool first = true;
     while (p < end) {
