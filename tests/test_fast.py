@@ -196,3 +196,48 @@ print("ok")
 def test_bytes_past_the_hooks_come_first_and_shutdown_is_kept():
     r = _py(RAW_ORDER)
     assert _inline_count(r.stderr) >= 10, r.stderr.decode()[-1500:]
+
+
+# Requests met before take their match key from a memo (engine/keymemo.c) by their exact bytes:
+# the same request still gets its recordings in order, and one that differs from it only in
+# the middle of its body (same length, same ends) gets its own.
+MEMO_CLIENT = r'''
+import http.client, json, sys
+bodies = json.loads(sys.argv[1])
+c = http.client.HTTPConnection("api.openai.com", 80)
+out = []
+for b in bodies:
+    c.request("POST", "/v1/chat/completions", b, {"content-type": "application/json"})
+    r = c.getresponse()
+    d = r.read()
+    out.append(json.loads(d)["choices"][0]["message"]["content"] if r.status == 200 else r.status)
+print(json.dumps(out))
+'''
+
+
+def test_memoised_keys_keep_order_and_tell_look_alikes_apart():
+    rec = load(os.path.join(EXAMPLES, "openai-chat.json"))
+    tmp = tmpdir()
+    try:
+        def body(mid):
+            b = json.loads(json.dumps(rec["request"]["body"]))
+            b["messages"][0]["content"] = "x" * 60 + mid + "x" * 60
+            return b
+        for name, mid in (("a1", "A"), ("a2", "A"), ("b", "B")):
+            r = json.loads(json.dumps(rec))
+            r["request"]["body"] = body(mid)
+            r["response"]["body"]["__data__"]["choices"][0]["message"]["content"] = "answer " + name
+            with open(os.path.join(tmp, name + ".json"), "w") as f:
+                json.dump(r, f)
+        a, b = json.dumps(body("A")), json.dumps(body("B"))
+        assert len(a) == len(b) and a[:40] == b[:40] and a[-40:] == b[-40:]
+        c = json.dumps(body("C"))  # the same length and ends again, recorded nowhere
+        reordered = json.dumps(dict(reversed(list(body("B").items()))))  # other bytes, the same request
+        sent = [a, b, a, b, a, c, reordered]
+        r = run(_unshare() + [PY, "-c", MEMO_CLIENT, json.dumps(sent)], env=shim_env(tmp, LLMREPLAY_LOG="debug"), timeout=120)
+        assert r.returncode == 0, r.stderr.decode()[-2000:]
+        got = json.loads(r.stdout)
+        assert got == ["answer a1", "answer b", "answer a2", "answer b", "answer a2", 404, "answer b"], got
+        assert _inline_count(r.stderr) == len(sent) - 1, r.stderr.decode()[-1500:]
+    finally:
+        rmtree(tmp)

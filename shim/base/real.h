@@ -61,6 +61,7 @@ static inline const lr_libc_t *lr_libc(void)
 static inline int lr_close(int fd) { return lr_libc()->close(fd); }
 static inline ssize_t lr_write(int fd, const void *p, size_t n) { return lr_libc()->write(fd, p, n); }
 static inline ssize_t lr_send(int fd, const void *p, size_t n, int fl) { return lr_libc()->send(fd, p, n, fl); }
+static inline ssize_t lr_sendmsg(int fd, const struct msghdr *m, int fl) { return lr_libc()->sendmsg(fd, m, fl); }
 static inline void *lr_dlopen(const char *file, int mode) { return lr_libc()->dlopen(file, mode); }
 /* A library the shim uses for itself (libcjson, libcurl, libnghttp2), loaded RTLD_LOCAL and
  * RTLD_DEEPBIND: its calls to its own functions stay inside it, never reaching a host's copy

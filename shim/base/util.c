@@ -55,6 +55,13 @@ void buf_printf(buf_t *b, const char *fmt, ...)
     b->len += (size_t)n;
 }
 
+void buf_addu(buf_t *b, unsigned long long v, unsigned base)
+{
+    char tmp[24], *e = tmp + sizeof tmp, *p = e;
+    do { *--p = "0123456789abcdef"[v % base]; v /= base; } while (v);
+    buf_add(b, p, (size_t)(e - p));
+}
+
 void buf_json_str(buf_t *b, const char *s, size_t n)
 {
     static const char hex[] = "0123456789abcdef";

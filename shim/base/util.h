@@ -22,6 +22,8 @@ void buf_add(buf_t *b, const void *p, size_t n);
 void buf_adds(buf_t *b, const char *s);
 void buf_addc(buf_t *b, char c);
 void buf_printf(buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* v in base 10 or 16, without printf (per-request paths) */
+void buf_addu(buf_t *b, unsigned long long v, unsigned base);
 /* Append s as a JSON string literal (quotes included). */
 void buf_json_str(buf_t *b, const char *s, size_t n);
 /* Take ownership of the NUL-terminated contents. */

@@ -3,6 +3,7 @@
 #include "base/config.h"
 #include "base/log.h"
 #include "engine/gemini.h"
+#include "engine/keymemo.h"
 #include "engine/match.h"
 #include "engine/raw.h"
 #include "engine/record.h"
@@ -24,11 +25,13 @@ static void fork_prepare(void)
 {
     pthread_mutex_lock(&render_lock);
     pthread_mutex_lock(&miss_lock);
+    lr_keymemo_lock(true);
     lr_store_lock(true);
 }
 static void fork_release(void)
 {
     lr_store_lock(false);
+    lr_keymemo_lock(false);
     pthread_mutex_unlock(&miss_lock);
     pthread_mutex_unlock(&render_lock);
 }
@@ -50,16 +53,23 @@ lr_op_t lr_engine_intercepts(const char *url)
     return lr_op_of_url(url);
 }
 
-/* The request as the matcher sees it; the caller deletes rq->body. */
-static void req_init(lr_req_t *rq, const char *method, const char *url, const char *body, size_t body_len)
+/* The request as the matcher sees it, but for its body (req_body). */
+static void req_head(lr_req_t *rq, lr_op_t op, const char *method, const char *url, const char *body, size_t body_len)
 {
-    *rq = (lr_req_t){.op = lr_op_of_url(url), .method = method && *method ? method : "POST", .url = url};
+    *rq = (lr_req_t){.op = op ? op : lr_op_of_url(url), .method = method && *method ? method : "POST", .url = url};
     bool https;
     if (!lr_url_hostport(url, rq->host, sizeof rq->host, &rq->port, &https)) rq->host[0] = 0;
     if (!rq->op) { /* any other call to an intercepted host: wire-level (engine/raw.c) */
         rq->op = lr_op_http();
         rq->raw = body ? body : "";
         rq->raw_len = body ? body_len : 0;
+    }
+}
+
+/* The parsed body; the caller deletes rq->body. */
+static void req_body(lr_req_t *rq, const char *body, size_t body_len)
+{
+    if (lr_op_is_raw(rq->op)) {
         if (body_len) rq->body = lr_json_parse(body, body_len); /* NULL: not JSON, matched by bytes */
         return;
     }
@@ -68,10 +78,41 @@ static void req_init(lr_req_t *rq, const char *method, const char *url, const ch
         rq->body_invalid = !rq->body;
     }
     if (lr_op_info(rq->op)->google && !rq->body_invalid) { /* the model is in the URL */
-        cJSON *g = lr_gemini_client_body(url, rq->body);
+        cJSON *g = lr_gemini_client_body(rq->url, rq->body);
         if (rq->body) J.Delete(rq->body);
         rq->body = g;
     }
+}
+
+static void req_init(lr_req_t *rq, const char *method, const char *url, const char *body, size_t body_len)
+{
+    req_head(rq, OP_NONE, method, url, body, body_len);
+    req_body(rq, body, body_len);
+}
+
+/* req_init with the match key for s: a request seen before (the same bytes) takes its key
+ * from the memo and is not parsed (in replay, where nothing else reads the body before a
+ * miss: *parsed tells whether req_body is still to do). */
+static void req_keyed(lr_req_t *rq, lr_store_t *s, lr_op_t op, const char *method, const char *url, const char *body,
+                      size_t body_len, bool *parsed)
+{
+    req_head(rq, op, method, url, body, body_len);
+    *parsed = true;
+    if (!s) { req_body(rq, body, body_len); return; }
+    unsigned gen = lr_store_generation(s);
+    lr_memo_key_t k;
+    if (lr_mode() == MODE_REPLAY && lr_keymemo_get(gen, rq->method, url, body, body_len, &k)) {
+        *parsed = false;
+    } else {
+        req_body(rq, body, body_len);
+        k.body_invalid = rq->body_invalid;
+        k.h1 = k.h2 = 0;
+        if (!k.body_invalid) lr_req_key(rq, lr_store_ignore(s), &k.h1, &k.h2);
+        lr_keymemo_put(gen, rq->method, url, body, body_len, &k);
+    }
+    rq->body_invalid = k.body_invalid;
+    rq->h1 = k.h1, rq->h2 = k.h2;
+    rq->keyed = !k.body_invalid;
 }
 
 /* An answer the shim makes itself (an OAuth token exchange in replay). */
@@ -149,7 +190,11 @@ static lr_response_t *cached_render(lr_rec_t *r)
     lr_response_t *resp = __atomic_load_n(&r->resp, __ATOMIC_ACQUIRE);
     if (resp) return resp;
     pthread_mutex_lock(&render_lock);
-    if (!r->resp) __atomic_store_n(&r->resp, lr_render_recording(r), __ATOMIC_RELEASE);
+    if (!r->resp) {
+        lr_response_t *fresh = lr_render_recording(r);
+        lr_response_join(fresh); /* shared from now on: joined before any connection sees it */
+        __atomic_store_n(&r->resp, fresh, __ATOMIC_RELEASE);
+    }
     resp = r->resp;
     pthread_mutex_unlock(&render_lock);
     return resp;
@@ -236,33 +281,35 @@ static void log_miss(const lr_req_t *rq, const char *nearest, const char *body, 
     buf_free(&b);
 }
 
-static lr_response_t *serve(const char *method, const char *url, const char *body, size_t body_len);
+static lr_response_t *serve(lr_op_t op, const char *method, const char *url, const char *body, size_t body_len);
 
 lr_response_t *lr_engine_serve(const char *method, const char *url, const char *body, size_t body_len)
 {
     static lr_response_t oom = {.status = 500, .reason = "Internal Server Error", .content_type = "application/json"};
+    lr_op_t op = lr_op_of_url(url);
     if (!lr_cjson()) {
-        lr_response_t *e = lr_render_error(lr_op_of_url(url), 500, "llmreplay_error", "llmreplay_unavailable",
+        lr_response_t *e = lr_render_error(op, 500, "llmreplay_error", "llmreplay_unavailable",
                                            "llmreplay: libcjson.so.1 cannot be loaded; install libcjson1");
         return e ? e : &oom;
     }
-    if (lr_op_info(lr_op_of_url(url))->local) {
+    if (lr_op_info(op)->local) {
         lr_response_t *t = local_answer();
         return t ? t : &oom;
     }
     char *clean = lr_url_without_key(url); /* the Gemini API key never reaches a log or a file */
     if (clean) url = clean;
-    lr_response_t *r = serve(method, url, body, body_len);
+    lr_response_t *r = serve(op, method, url, body, body_len); /* a key in the query is not in the path */
     free(clean);
     return r;
 }
 
-static lr_response_t *serve(const char *method, const char *url, const char *body, size_t body_len)
+static lr_response_t *serve(lr_op_t op, const char *method, const char *url, const char *body, size_t body_len)
 {
     static lr_response_t oom = {.status = 500, .reason = "Internal Server Error", .content_type = "application/json"};
     lr_req_t rq;
-    req_init(&rq, method, url, body, body_len);
     lr_store_t *s = lr_store_global();
+    bool parsed;
+    req_keyed(&rq, s, op, method, url, body, body_len, &parsed);
     static int told;
     /* said here, when an LLM call is served, not when some other name is resolved */
     if (s && !lr_store_info(s).ndirs && lr_mode() == MODE_REPLAY && !__atomic_exchange_n(&told, 1, __ATOMIC_RELAXED))
@@ -283,8 +330,9 @@ static lr_response_t *serve(const char *method, const char *url, const char *bod
         lr_response_t *a = r && hit->op != rq.op && lr_op_info(rq.op)->google ? lr_gemini_adapt(r, rq.op) : NULL;
         return a ? a : r ? r : &oom;
     }
-    uint64_t h1, h2;
-    lr_req_key(&rq, s ? lr_store_ignore(s) : NULL, &h1, &h2);
+    if (!parsed) req_body(&rq, body, body_len); /* a miss explains itself from the body */
+    uint64_t h1 = rq.h1, h2 = rq.h2;
+    if (!rq.keyed) lr_req_key(&rq, s ? lr_store_ignore(s) : NULL, &h1, &h2);
     if (rq.body_invalid) h1 ^= lr_hash64(body, body_len, 7);
     pthread_mutex_lock(&miss_lock);
     miss_t *known = miss_find(h1);

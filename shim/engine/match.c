@@ -8,6 +8,22 @@
 #include <string.h>
 #include <strings.h>
 
+/* group += sep name[:port], cut at gcap (no printf: every match runs this) */
+static void group_add(char *group, size_t gcap, const char *sep, const char *name, int port)
+{
+    size_t l = strlen(group);
+    for (const char *p = sep; *p && l + 1 < gcap; p++) group[l++] = *p;
+    for (const char *p = name; *p && l + 1 < gcap; p++) group[l++] = *p;
+    if (port >= 0 && l + 1 < gcap) {
+        char d[12];
+        int k = 0;
+        do { d[k++] = (char)('0' + port % 10); port /= 10; } while (port && k < 11);
+        group[l++] = ':';
+        while (k && l + 1 < gcap) group[l++] = d[--k];
+    }
+    group[l] = 0;
+}
+
 /* Among equal candidates, prefer the caller's test id, then the same endpoint (chat and
  * completions, which match as one, each get their own answer), then the host: a recording
  * made against the host the client talks to is the better answer, but any host may answer.
@@ -21,22 +37,20 @@ static int preferred(lr_rec_t *const *v, int n, const lr_req_t *rq, lr_rec_t **o
     if (tid) {
         for (int i = 0; i < n; i++)
             if (v[i]->test_id && !strcmp(v[i]->test_id, tid)) out[m++] = v[i];
-        if (m) { v = out; n = m; snprintf(group, gcap, "%s", tid); }
+        if (m) { v = out; n = m; group_add(group, gcap, "", tid, -1); }
     }
     m = 0;
     for (int i = 0; i < n; i++)
         if (v[i]->op == rq->op) out[m++] = v[i];
     if (m && m < n) {
         v = out, n = m;
-        size_t l = strlen(group);
-        snprintf(group + l, gcap - l, "#%s", lr_op_info(rq->op)->name);
+        group_add(group, gcap, "#", lr_op_info(rq->op)->name, -1);
     }
     int k = 0;
     for (int i = 0; i < n; i++)
         if (rq->host[0] && !strcmp(v[i]->host, rq->host) && v[i]->port == rq->port) out[k++] = v[i];
     if (k) {
-        size_t l = strlen(group);
-        snprintf(group + l, gcap - l, "@%s:%d", rq->host, rq->port);
+        group_add(group, gcap, "@", rq->host, rq->port);
         return k;
     }
     if (v != out) memcpy(out, v, sizeof *v * (size_t)n);
@@ -46,8 +60,8 @@ static int preferred(lr_rec_t *const *v, int n, const lr_req_t *rq, lr_rec_t **o
 const lr_rec_t *lr_match(lr_store_t *s, const lr_req_t *rq, bool advance)
 {
     if (!s || rq->body_invalid) return NULL;
-    uint64_t h1, h2;
-    lr_req_key(rq, lr_store_ignore(s), &h1, &h2);
+    uint64_t h1 = rq->h1, h2 = rq->h2;
+    if (!rq->keyed) lr_req_key(rq, lr_store_ignore(s), &h1, &h2);
     int ne;
     lr_rec_t *const *recs = lr_store_find(s, h1, h2, &ne);
     if (!ne) return NULL;

@@ -13,6 +13,8 @@ typedef struct {
     size_t raw_len;
     char host[128];
     int port;
+    bool keyed; /* h1, h2 hold its match key already */
+    uint64_t h1, h2;
 } lr_req_t;
 
 /* The recording to serve, advancing the per-request counter; NULL on a miss. */

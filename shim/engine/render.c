@@ -279,12 +279,28 @@ lr_response_t *lr_render_error(lr_op_t op, int status, const char *type, const c
 void lr_response_free(lr_response_t *r)
 {
     if (!r || !r->owned) return;
-    for (int i = 0; i < r->nevents; i++) free(r->events[i].data);
+    for (int i = 0; i < r->nevents && !r->body; i++) free(r->events[i].data);
+    free(r->body);
     free(r->events);
     free(r->times_ms);
     free(r->extra_headers);
     free(r->own_ctype);
     free(r);
+}
+
+void lr_response_join(lr_response_t *r)
+{
+    if (!r || r->body || r->nevents < 1) return;
+    char *b = malloc(r->body_len + 1), *p = b;
+    if (!b) return;
+    for (int i = 0; i < r->nevents; i++) {
+        memcpy(p, r->events[i].data, r->events[i].len);
+        free(r->events[i].data);
+        r->events[i].data = p;
+        p += r->events[i].len;
+    }
+    *p = 0;
+    r->body = b;
 }
 
 double lr_pace_setting(void)
@@ -307,9 +323,20 @@ double lr_event_gap_ms(const lr_response_t *r, int i, double pace_ms)
 
 void lr_render_head(const lr_response_t *r, buf_t *out, bool chunked)
 {
-    buf_printf(out, "HTTP/1.1 %d %s\r\nContent-Type: %s\r\n", r->status, r->reason, r->content_type);
-    if (chunked) buf_adds(out, "Transfer-Encoding: chunked\r\n");
-    else buf_printf(out, "Content-Length: %zu\r\n", r->body_len);
+    /* no printf: this runs for every answer */
+    buf_adds(out, "HTTP/1.1 ");
+    buf_addu(out, (unsigned)r->status, 10);
+    buf_addc(out, ' ');
+    buf_adds(out, r->reason);
+    buf_adds(out, "\r\nContent-Type: ");
+    buf_adds(out, r->content_type);
+    if (chunked) {
+        buf_adds(out, "\r\nTransfer-Encoding: chunked\r\n");
+    } else {
+        buf_adds(out, "\r\nContent-Length: ");
+        buf_addu(out, r->body_len, 10);
+        buf_adds(out, "\r\n");
+    }
     if (r->stream) buf_adds(out, "Cache-Control: no-cache\r\n");
     if (r->extra_headers) buf_adds(out, r->extra_headers);
     buf_adds(out, "\r\n");

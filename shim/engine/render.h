@@ -20,6 +20,7 @@ typedef struct lr_response {
     int ntimes;
     bool owned;           /* freed by lr_response_free (misses); cached ones live on */
     char *own_ctype;      /* content_type when it is the response's own (raw recordings) */
+    char *body;           /* every event, back to back (lr_response_join), or NULL */
 } lr_response_t;
 
 /* Append b's contents as the response's next event (b is emptied). */
@@ -30,6 +31,9 @@ lr_response_t *lr_render_recording(const lr_rec_t *r);
 /* The answer to a request that matched nothing: an OpenAI- (or Ollama-) shaped error. */
 lr_response_t *lr_render_error(lr_op_t op, int status, const char *type, const char *code, const char *message);
 void lr_response_free(lr_response_t *r);
+/* Put the events in one block (r->body; each event then points into it), so an answer
+ * written at once is one copy. Unchanged when there is no memory for it. */
+void lr_response_join(lr_response_t *r);
 /* Pacing before event i (i > 0): LLMREPLAY_PACE=recorded replays the recorded gaps when the
  * recording has them, else LLMREPLAY_PACE_MS (pace_ms). 0 for none. */
 double lr_event_gap_ms(const lr_response_t *r, int i, double pace_ms);

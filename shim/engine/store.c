@@ -36,6 +36,7 @@ struct lr_store {
     char **dirs;
     int ndirs;
     lr_ignore_t ig;
+    unsigned gen; /* names ig (a hash of its paths) */
     double build_ms;
     lr_sdir_t *sdirs;       /* every directory scanned, to detect additions and removals */
     int nsdirs;
@@ -256,6 +257,7 @@ lr_store_info_t lr_store_info(const lr_store_t *s)
 }
 
 const lr_ignore_t *lr_store_ignore(const lr_store_t *s) { return &s->ig; }
+unsigned lr_store_generation(const lr_store_t *s) { return s->gen; }
 
 void lr_store_report(const lr_store_t *s, lr_report_fn report, void *ctx)
 {
@@ -293,6 +295,9 @@ static lr_store_t *store_new(char *const *dirs, int ndirs, const char *ignore_sp
     if (!s) return NULL;
     pthread_mutex_init(&s->lock, NULL);
     lr_ignore_parse(&s->ig, ignore_spec);
+    uint64_t g = (uint64_t)s->ig.n;
+    for (int i = 0; i < s->ig.n; i++) g = lr_hash64(s->ig.paths[i], strlen(s->ig.paths[i]) + 1, g);
+    s->gen = (unsigned)g;
     s->dirs = calloc((size_t)ndirs + 1, sizeof *s->dirs);
     for (int d = 0; d < ndirs && s->dirs; d++) s->dirs[s->ndirs++] = strdup(dirs[d]);
     return s;

@@ -68,6 +68,47 @@ static void start_answer(lr_conn_t *c, lr_response_t *r)
     if (c->head_only) c->next_ev = r->nevents;
 }
 
+static void end_answer(lr_conn_t *c)
+{
+    c->one_chunk = false;
+    lr_response_free(c->resp);
+    c->resp = NULL;
+    if (c->close_after) c->closing = true;
+}
+
+/* An unpaced answer whose events are one block (lr_response_join): what is queued, the body
+ * (one HTTP chunk when chunked) and the end of the chunks in one sendmsg, straight from the
+ * shared response; only what the socket does not take is copied into c->out. */
+static bool send_whole(lr_conn_t *c, const lr_response_t *r)
+{
+    if (c->chunked && r->body_len) {
+        buf_addu(&c->out, r->body_len, 16);
+        buf_adds(&c->out, "\r\n");
+    }
+    const char *tail = !c->chunked ? "" : r->body_len ? "\r\n0\r\n\r\n" : "0\r\n\r\n";
+    struct iovec v[3] = {{c->out.data + c->out_off, c->out.len - c->out_off}, {r->body, r->body_len}, {(char *)tail, strlen(tail)}};
+    struct msghdr m = {.msg_iov = v, .msg_iovlen = 3};
+    ssize_t w;
+    if (c->out.oom) return false; /* the head is not whole */
+    do w = lr_sendmsg(c->fd, &m, MSG_NOSIGNAL | MSG_DONTWAIT);
+    while (w < 0 && errno == EINTR);
+    if (w < 0 && errno != EAGAIN && errno != EWOULDBLOCK) return false; /* EPIPE: gone mid-answer */
+    size_t done = w > 0 ? (size_t)w : 0;
+    if (done < v[0].iov_len) {
+        c->out_off += done;
+        done = 0;
+    } else {
+        done -= v[0].iov_len;
+        c->out.len = c->out_off = 0;
+    }
+    for (int i = 1; i < 3; i++) { /* what is left, in order, for lr_conn_flush and EPOLLOUT */
+        size_t skip = done < v[i].iov_len ? done : v[i].iov_len;
+        buf_add(&c->out, (char *)v[i].iov_base + skip, v[i].iov_len - skip);
+        done -= skip;
+    }
+    return lr_conn_flush(c);
+}
+
 /* Queue events that are due; each is written on its own so a client sees them one by one. */
 static bool pump(lr_conn_t *c)
 {
@@ -80,15 +121,22 @@ static bool pump(lr_conn_t *c)
                 if (!lr_conn_flush(c)) return false;
                 if (c->want_out) return true; /* EPOLLOUT brings us back */
             }
+            if (c->pace_ms == 0 && c->next_ev == 0 && r->body && !c->head_only) {
+                if (!send_whole(c, r)) return false;
+                c->next_ev = r->nevents;
+                end_answer(c);
+                continue;
+            }
             if (c->chunked && c->pace_ms == 0 && c->next_ev == 0 && r->body_len) {
                 /* unpaced, the whole stream is ready at once: one HTTP chunk holds every event
                  * (chunk boundaries mean nothing in HTTP; a client parses one chunk fastest) */
-                buf_printf(&c->out, "%zx\r\n", r->body_len);
+                buf_addu(&c->out, r->body_len, 16);
+                buf_adds(&c->out, "\r\n");
                 c->one_chunk = true;
             }
             const lr_event_t *ev = &r->events[c->next_ev++];
             bool framed = c->chunked && !c->one_chunk;
-            if (framed) buf_printf(&c->out, "%zx\r\n", ev->len);
+            if (framed) { buf_addu(&c->out, ev->len, 16); buf_adds(&c->out, "\r\n"); }
             buf_add(&c->out, ev->data, ev->len);
             if (framed) buf_adds(&c->out, "\r\n");
             if (c->pace_ms != 0) {
@@ -98,10 +146,7 @@ static bool pump(lr_conn_t *c)
             continue; /* unpaced: written together, which saves a wake-up per event */
         }
         if (c->chunked && !c->head_only) buf_adds(&c->out, c->one_chunk ? "\r\n0\r\n\r\n" : "0\r\n\r\n");
-        c->one_chunk = false;
-        lr_response_free(r);
-        c->resp = NULL;
-        if (c->close_after) c->closing = true;
+        end_answer(c);
     }
     return lr_conn_flush(c);
 }
@@ -122,6 +167,16 @@ static void refuse(lr_conn_t *c, int status, const char *msg)
     c->in.len = 0;
 }
 
+/* Headers a forwarded request does not carry (the upstream call sets its own). */
+static bool hop_by_hop(const char *name, size_t n)
+{
+    static const char *const hop[] = {"host", "content-length", "transfer-encoding", "connection", "expect", "keep-alive",
+                                      "proxy-connection", "te", "upgrade", "accept-encoding"};
+    for (size_t i = 0; i < sizeof hop / sizeof *hop; i++)
+        if (strlen(hop[i]) == n && !strncasecmp(hop[i], name, n)) return true;
+    return false;
+}
+
 /* Take the request head apart: target, length, encoding, expectations. */
 static bool read_head(lr_conn_t *c, const lr_http_req_t *q, long n)
 {
@@ -130,15 +185,16 @@ static bool read_head(lr_conn_t *c, const lr_http_req_t *q, long n)
     c->head_len = n;
     c->have_head = true;
     c->sent_continue = false;
-    snprintf(c->method, sizeof c->method, "%.*s", (int)(q->mlen < 15 ? q->mlen : 15), q->method);
+    size_t ml = q->mlen < sizeof c->method - 1 ? q->mlen : sizeof c->method - 1;
+    memcpy(c->method, q->method, ml);
+    c->method[ml] = 0;
     c->head_only = !strcmp(c->method, "HEAD");
     c->keep_alive = q->minor >= 1;
     c->minor = q->minor;
     c->fwd_headers.len = 0;
-    for (int i = 0; i < q->nheaders; i++) {
+    for (int i = 0; i < q->nheaders && lr_cfg()->mode != MODE_REPLAY; i++) { /* replay never forwards */
         const lr_http_header_t *hd = &q->headers[i];
-        static const char *hop = "host,content-length,transfer-encoding,connection,expect,keep-alive,proxy-connection,te,upgrade,accept-encoding";
-        if (lr_list_has(hop, hd->name, hd->nlen)) continue;
+        if (hop_by_hop(hd->name, hd->nlen)) continue;
         buf_add(&c->fwd_headers, hd->name, hd->nlen);
         buf_adds(&c->fwd_headers, ": ");
         buf_add(&c->fwd_headers, hd->value, hd->vlen);
@@ -179,7 +235,8 @@ static bool read_head(lr_conn_t *c, const lr_http_req_t *q, long n)
         buf_add(&u, q->target, q->tlen);
     } else {
         const char *h = lr_http_header(q, "Host", &vl);
-        buf_printf(&u, "%s://", c->scheme);
+        buf_adds(&u, c->scheme);
+        buf_adds(&u, "://");
         if (h && vl) buf_add(&u, h, vl);
         else buf_adds(&u, c->host);
         if (q->target[0] != '/') buf_addc(&u, '/');

@@ -6,7 +6,13 @@
 
 static bool tchar(unsigned char c)
 {
-    return c > 0x20 && c < 0x7f && !strchr("\"(),/:;<=>?@[\\]{}", c);
+    switch (c) { /* RFC 9110's delimiters; a switch, not strchr: this runs for every byte of a head */
+    case '"': case '(': case ')': case ',': case '/': case ':': case ';': case '<': case '=':
+    case '>': case '?': case '@': case '[': case '\\': case ']': case '{': case '}':
+        return false;
+    default:
+        return c > 0x20 && c < 0x7f;
+    }
 }
 
 /* The end of the line starting at p (pointing at its CR or LF), or NULL if not complete. */
