@@ -3,6 +3,7 @@
 #include "cli/cli.h"
 #include "base/config.h"
 #include "cli/tlsd.h"
+#include "net/proxy.h"
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -152,6 +153,7 @@ int cmd_config(int argc, char **argv)
 
 int main(int argc, char **argv)
 {
+    lr_proxy_disable_hops(); /* a client's configured proxy is answered in the shim only, never in llmreplay serve */
     if (argc < 2) { usage_main(stderr); return 2; }
     const char *c = argv[1];
     if (!strcmp(c, "--help") || !strcmp(c, "-h") || !strcmp(c, "help")) { usage_main(stdout); return 0; }

@@ -20,6 +20,7 @@
 #include "net/fdtable.h"
 #include <errno.h>
 #include <limits.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 
@@ -47,6 +48,15 @@ static bool idle_http1(const lr_conn_t *c)
            !c->resp && c->out_off >= c->out.len && !lr_conn_upstream_busy(c);
 }
 
+/* LLMREPLAY_LOG=debug: how many requests skipped the trip to the responder thread (at exit;
+ * registered with the first such answer, so other programs have no exit handler of ours). */
+static void inline_report(void)
+{
+    unsigned long long n = __atomic_load_n(&answered, __ATOMIC_RELAXED);
+    if (n) lr_debug("%llu requests answered in the caller's thread", n);
+}
+static void report_init(void) { atexit(inline_report); }
+
 /* Under c->lock: take the bytes, answer what they complete. False: the caller writes them. */
 static bool feed(lr_conn_t *c, int fd, const struct iovec *iov, int n, size_t total)
 {
@@ -61,6 +71,8 @@ static bool feed(lr_conn_t *c, int fd, const struct iovec *iov, int n, size_t to
     lr_conn_service(c);
     if (c->served > before) {
         __atomic_add_fetch(&answered, (unsigned long long)(c->served - before), __ATOMIC_RELAXED);
+        static pthread_once_t once = PTHREAD_ONCE_INIT;
+        pthread_once(&once, report_init);
         if (!c->inline_logged) {
             c->inline_logged = true;
             lr_debug("requests on fd %d are answered in the caller's thread", fd);
@@ -96,10 +108,3 @@ ssize_t lr_inline_write(int fd, const struct iovec *iov, int n)
 }
 
 unsigned long long lr_inline_count(void) { return __atomic_load_n(&answered, __ATOMIC_RELAXED); }
-
-/* LLMREPLAY_LOG=debug: how many requests skipped the trip to the responder thread. */
-__attribute__((destructor)) static void inline_report(void)
-{
-    unsigned long long n = lr_inline_count();
-    if (n) lr_debug("%llu requests answered in the caller's thread", n);
-}

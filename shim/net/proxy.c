@@ -268,10 +268,10 @@ typedef struct {
 } hop_t;
 static hop_t hops[6];
 static int nhops;
-static bool hops_on;
+static bool hops_on = true; /* no constructor: a program that never calls an LLM runs none of this */
 static pthread_once_t hops_once = PTHREAD_ONCE_INIT;
 
-void lr_proxy_enable_hops(void) { hops_on = true; }
+void lr_proxy_disable_hops(void) { hops_on = false; }
 
 /* "http://[user:pass@]host[:port][/]" or "host:port"; other schemes (socks5, https) are not
  * answered: the client's own connection to them passes through untouched. */

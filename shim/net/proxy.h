@@ -35,11 +35,11 @@ bool lr_proxy_chain(bool tunnel, const char *host, char *hop, size_t cap, int *p
 /* Read those variables now, on an application thread (never on the responder's). */
 void lr_proxy_prepare(void);
 
-/* The shim only (hook_socket.c turns it on): is host (a name or an address literal) and port
+/* The shim only (the CLI turns it off): is host (a name or an address literal) and port
  * (0: any) the proxy that HTTPS_PROXY, HTTP_PROXY or ALL_PROXY (either case) name? Then its
  * connections are answered in-process too. Only while LLMREPLAY_DIR or LLMREPLAY_HOSTS is set. */
 bool lr_proxy_is_hop(const char *host, int port);
-void lr_proxy_enable_hops(void);
+void lr_proxy_disable_hops(void);
 
 /* llmreplay serve --upstream URL: the scheme://host[:port] that origin-form requests made to
  * the server directly (as a base URL) are meant for; NULL when unset. */

@@ -197,8 +197,7 @@ static void answer_failure(job_t *j)
  * client has its last byte): a program that exits at once must not lose them. */
 static unsigned inflight; /* (atomic) */
 static void inflight_child(void) { inflight = 0; } /* a forked child has no worker threads */
-__attribute__((constructor)) static void upstream_init(void) { pthread_atfork(NULL, NULL, inflight_child); }
-__attribute__((destructor)) static void upstream_drain(void)
+static void upstream_drain(void)
 {
     for (int i = 0; i < 1000 && __atomic_load_n(&inflight, __ATOMIC_ACQUIRE) > 0; i++) lr_sleep_ms(5);
 }
@@ -232,8 +231,18 @@ static void *upstream_worker(void *arg)
     return NULL;
 }
 
+/* Registered with the first exchange, not in a constructor: a program that never goes
+ * upstream pays nothing at start-up or exit. */
+static void drain_init(void)
+{
+    pthread_atfork(NULL, NULL, inflight_child);
+    atexit(upstream_drain);
+}
+
 static bool start_worker(job_t *j)
 {
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, drain_init);
     pthread_t th;
     pthread_attr_t a;
     pthread_attr_init(&a);

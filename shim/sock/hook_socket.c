@@ -14,8 +14,6 @@
 #define real (*lr_libc())
 
 static bool sockets_on(void) { return !lr_inside && lr_layer_on(LR_LAYER_SOCKETS); }
-/* A client's configured proxy is answered in-process in the shim only, never in llmreplay serve. */
-__attribute__((constructor)) static void hops_init(void) { lr_proxy_enable_hops(); }
 
 LR_EXPORT int connect(int fd, const struct sockaddr *sa, socklen_t len)
 {
