@@ -3,16 +3,20 @@
 (a) Python http.client keep-alive over http and over hooked https, and Node fetch keep-alive,
     each against the shim and against nginx serving the same bytes (POST, keep-alive; https with
     a self-signed certificate the client trusts): wall time per request (medians of interleaved
-    rounds, the ratio of each round's pair) and, with valgrind, instructions per request counted
-    by callgrind: for the shim the whole client process (responder included), for nginx the
-    client plus nginx itself (run under callgrind too);
+    rounds, the ratio of each round's pair), twice: with client and nginx free to run on any
+    core (as a test suite runs), and both pinned to one core (nginx then needs no cross-core
+    wake-up); beside them the client's own floor: http.client parsing the shim's very answer
+    from a socketpair written in its own thread, no server at all. With valgrind, instructions
+    per request counted by callgrind: for the shim the whole client process (responder
+    included), for nginx the client plus nginx itself (run under callgrind too);
 (b) what the write hooks cost a program that never talks to an LLM: a million 64-byte writes
     to a pipe (scripts/bench_write.c), and /bin/true, with and without the shim preloaded.
 Instruction counts are the figure the load of other sessions cannot move; wall times on this
 shared machine vary from run to run (ranges are printed).
 
 usage: bench_fast.py LIB CLI SEED_JSON BENCH_WRITE [N]   (run by scripts/bench.sh)
-knobs: BENCH_FAST_ROUNDS=5  BENCH_FAST_CALLGRIND=0 (skip the counts)  BENCH_PIN_CPU=0 (empty: unpinned)"""
+knobs: BENCH_FAST_ROUNDS=5  BENCH_FAST_CALLGRIND=0 (skip the counts)  BENCH_PIN_CPU=0 (the core of the pinned runs;
+       empty: no pinned runs)"""
 import json, os, shutil, signal, socket, statistics, subprocess, sys, tempfile, time
 
 LIB, CLI, SEED, WRITER = sys.argv[1:5]
@@ -21,7 +25,7 @@ ROUNDS = int(os.environ.get("BENCH_FAST_ROUNDS", "5"))
 CALLGRIND = shutil.which("valgrind") and os.environ.get("BENCH_FAST_CALLGRIND", "1") != "0"
 PY = "/usr/bin/python3"
 PATH = "/v1/chat/completions"
-PIN = ["taskset", "-c", os.environ.get("BENCH_PIN_CPU", "0")] if shutil.which("taskset") and os.environ.get("BENCH_PIN_CPU", "0") else []
+PIN_CPU = os.environ.get("BENCH_PIN_CPU", "0") if shutil.which("taskset") else ""
 
 PY_CLIENT = r'''
 import http.client, json, ssl, sys, time
@@ -33,6 +37,25 @@ else:
     c = http.client.HTTPConnection(host, port)
 def one():
     c.request("POST", path, body=body, headers={"Content-Type": "application/json"})
+    r = c.getresponse(); d = r.read()
+    assert r.status == 200 and len(d) > 1000, (r.status, len(d))
+for _ in range(min(200, n)): one()
+t0 = time.perf_counter()
+for _ in range(n): one()
+print(json.dumps({"us": (time.perf_counter() - t0) / n * 1e6}))
+'''
+
+# The client's floor: the same http.client requests, each answered by writing the recorded
+# answer (the bytes the shim sends) into a socketpair in the client's own thread.
+PY_FLOOR = r'''
+import http.client, json, socket, sys, time
+path, body, n, answer = sys.argv[1], sys.argv[2], int(sys.argv[3]), open(sys.argv[4], "rb").read()
+a, b = socket.socketpair()
+c = http.client.HTTPConnection("localhost", 80)
+c.sock = a
+def one():
+    c.request("POST", path, body=body, headers={"Content-Type": "application/json"})
+    b.recv(65536); b.sendall(answer)  # two Python calls the floor keeps: an upper bound
     r = c.getresponse(); d = r.read()
     assert r.status == 200 and len(d) > 1000, (r.status, len(d))
 for _ in range(min(200, n)): one()
@@ -63,8 +86,8 @@ def free_port():
     return p
 
 
-def measure(cmd, env):
-    r = subprocess.run(PIN + cmd, env=env, capture_output=True, text=True, timeout=900)
+def measure(cmd, env, pin=""):
+    r = subprocess.run((["taskset", "-c", pin] if pin else []) + cmd, env=env, capture_output=True, text=True, timeout=900)
     if r.returncode != 0:
         raise SystemExit(f"client failed: {' '.join(cmd[:4])}: {r.stderr[-2000:]}")
     return json.loads(r.stdout.strip().splitlines()[-1])
@@ -90,7 +113,7 @@ def instructions(cmd, env, tmp, only=None):
 class Nginx:
     """nginx on 127.0.0.1: POST to PATH returns the answer file, over http and https."""
 
-    def __init__(self, tmp, answer, cert, key, env, callgrind=False):
+    def __init__(self, tmp, answer, cert, key, env, callgrind=False, pin=""):
         self.tmp, self.env = tmp, env
         self.http, self.https = free_port(), free_port()
         d = os.path.join(tmp, "nginx")
@@ -109,7 +132,7 @@ http {{ access_log off; client_body_temp_path {d}; proxy_temp_path {d}; fastcgi_
         cmd = [nginx, "-c", conf, "-p", d]
         if callgrind:
             cmd = ["valgrind", "--tool=callgrind", "--callgrind-out-file=" + os.path.join(tmp, "cg-nginx.%p.out")] + cmd
-        self.p = subprocess.Popen(PIN + cmd if not callgrind else cmd, env=env, stderr=subprocess.PIPE, text=True)
+        self.p = subprocess.Popen((["taskset", "-c", pin] if pin and not callgrind else []) + cmd, env=env, stderr=subprocess.PIPE, text=True)
         for _ in range(600 if callgrind else 100):
             try:
                 socket.create_connection(("127.0.0.1", self.http), timeout=1).close()
@@ -166,31 +189,75 @@ def clients(body, cert, ng):
     return c
 
 
+RAW_ANSWER = r'''
+import socket, sys
+body, path, out = sys.argv[1].encode(), sys.argv[2].encode(), sys.argv[3]
+s = socket.create_connection(("api.openai.com", 80))
+s.sendall(b"POST %s HTTP/1.1\r\nHost: api.openai.com\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n"
+          % (path, len(body)) + body)
+d = b""
+while not d.endswith(b"\r\n0\r\n\r\n"):
+    k = s.recv(65536)
+    assert k, d[:300]
+    d += k
+open(out, "wb").write(d)
+'''
+
+
+def raw_answer(path, body, env):
+    """The shim's answer to the seed request as it goes on the wire (head and chunks)."""
+    subprocess.run([PY, "-c", RAW_ANSWER, body, PATH, path], env=env, check=True, timeout=60)
+
+
+def wall_rounds(cases, ng, shim_env, plain, floor, pin):
+    wall = {k: ([], []) for k in cases}
+    floors = []
+    for _ in range(ROUNDS):  # interleaved: other sessions' load hits both sides alike
+        floors.append(measure(floor(N), plain, pin)["us"])
+        for k, (s, g) in cases.items():
+            wall[k][0].append(measure(s(N), shim_env, pin)["us"])
+            wall[k][1].append(measure(g(N, ng), plain, pin)["us"])
+    return wall, floors
+
+
+def wall_report(wall, floors, label):
+    goals = {"python http.client http": 0.35, "python http.client https": 0.35, "node fetch http": 0.5}
+    print(f"  {label}:")
+    print(f"  {'client':26} {'shim us/req (range)':>24} {'nginx us/req (range)':>24} {'shim/nginx':>10}  goal")
+    for k, (s, g) in wall.items():
+        r = [a / b for a, b in zip(s, g)]
+        ratio = statistics.median(r)
+        print(f"  {k:26} {statistics.median(s):8.1f} ({min(s):6.1f}..{max(s):6.1f}) {statistics.median(g):8.1f} "
+              f"({min(g):6.1f}..{max(g):6.1f}) {ratio:9.2f}x  <= {goals[k]}")
+        print(f"RATIO {k}, shim/nginx wall, {label} (goal <= {goals[k]}) = {ratio:.2f} (rounds {min(r):.2f}..{max(r):.2f})")
+    f, s = statistics.median(floors), wall["python http.client http"][0]
+    fr = statistics.median(a / b for a, b in zip(s, floors))
+    print(f"  {'client floor, http':26} {f:8.1f} ({min(floors):6.1f}..{max(floors):6.1f})   http.client alone, the same bytes from a"
+          f" socketpair: shim/floor {fr:.2f}x, the best any server could do is {statistics.median(floors[i] / wall['python http.client http'][1][i] for i in range(len(floors))):.2f}x nginx")
+    print(f"RATIO python http.client http, shim/client floor, {label} = {fr:.2f}")
+
+
 def request_section(tmp, body, shim_env, plain):
     cert, key = self_signed(tmp)
     answer = os.path.join(tmp, "answer.sse")
     r = subprocess.run(["curl", "-sS", "--fail", "http://api.openai.com" + PATH, "-d", body, "-o", answer], env=shim_env, capture_output=True)
     if r.returncode != 0:
         raise SystemExit("replaying the seed with curl failed: " + r.stderr.decode()[-500:])
-    ng = Nginx(tmp, answer, cert, key, plain)
-    try:
-        cases = clients(body, cert, ng)
-        wall = {k: ([], []) for k in cases}
-        for _ in range(ROUNDS):  # interleaved: other sessions' load hits both sides alike
-            for k, (s, g) in cases.items():
-                wall[k][0].append(measure(s(N), shim_env)["us"])
-                wall[k][1].append(measure(g(N, ng), plain)["us"])
-    finally:
-        ng.stop()
-    goals = {"python http.client http": 0.35, "python http.client https": 0.35, "node fetch http": 0.5}
-    print(f"  seed answer ({os.path.getsize(answer)} bytes), {N} keep-alive requests per run, {ROUNDS} interleaved rounds"
-          f"{', pinned to CPU ' + PIN[2] if PIN else ''}")
-    print(f"  {'client':26} {'shim us/req (range)':>24} {'nginx us/req (range)':>24} {'shim/nginx':>10}  goal")
-    for k, (s, g) in wall.items():
-        ratio = statistics.median(a / b for a, b in zip(s, g))
-        print(f"  {k:26} {statistics.median(s):8.1f} ({min(s):6.1f}..{max(s):6.1f}) {statistics.median(g):8.1f} "
-              f"({min(g):6.1f}..{max(g):6.1f}) {ratio:9.2f}x  <= {goals[k]}")
-        print(f"RATIO {k}, shim/nginx wall (goal <= {goals[k]}) = {ratio:.2f} (rounds {min(a / b for a, b in zip(s, g)):.2f}..{max(a / b for a, b in zip(s, g)):.2f})")
+    wire = os.path.join(tmp, "answer.http")
+    raw_answer(wire, body, shim_env)
+    floor = lambda n: [PY, "-c", PY_FLOOR, PATH, body, str(n), wire]
+    print(f"  seed answer ({os.path.getsize(answer)} bytes; {os.path.getsize(wire)} on the wire, one HTTP chunk),"
+          f" {N} keep-alive requests per run, {ROUNDS} interleaved rounds")
+    for pin, label in (("", "any core"), (PIN_CPU, f"client and server pinned to CPU {PIN_CPU}")):
+        if label != "any core" and not pin:
+            continue
+        ng = Nginx(tmp, answer, cert, key, plain, pin=pin)
+        try:
+            cases = clients(body, cert, ng)
+            wall, floors = wall_rounds(cases, ng, shim_env, plain, floor, pin)
+        finally:
+            ng.stop()
+        wall_report(wall, floors, label)
     if not CALLGRIND:
         return
     print(f"  instructions per request (callgrind; shim: the client process with its responder; nginx: client + nginx)")
