@@ -241,3 +241,52 @@ def test_memoised_keys_keep_order_and_tell_look_alikes_apart():
         assert _inline_count(r.stderr) == len(sent) - 1, r.stderr.decode()[-1500:]
     finally:
         rmtree(tmp)
+
+
+# Answers larger than the socket pair takes at once: the caller's thread writes what fits, the
+# responder the rest as the client reads (slowly here); the connection then serves the next
+# request. A stream of ~3 MB and a JSON answer of ~1 MB, each twice, read 64 KiB at a time.
+BIG_CLIENT = r'''
+import http.client, json, sys, time
+reqs = json.loads(sys.argv[1])
+c = http.client.HTTPConnection("api.openai.com", 80)
+out = []
+for b in reqs:
+    c.request("POST", "/v1/chat/completions", b, {"content-type": "application/json"})
+    r = c.getresponse()
+    got = b""
+    while True:
+        k = r.read(65536)
+        if not k: break
+        got += k
+        time.sleep(0.002)
+    out.append([r.status, r.getheader("transfer-encoding"), len(got), got.count(b"data: "), got[-14:].decode()])
+print(json.dumps(out))
+'''
+
+
+def test_answers_larger_than_the_socket_buffer():
+    stream = load(os.path.join(EXAMPLES, "openai-chat-stream.json"))
+    plain = load(os.path.join(EXAMPLES, "openai-chat.json"))
+    tmp = tmpdir()
+    try:
+        chunk = stream["response"]["body"][1]
+        chunk = json.loads(json.dumps(chunk))
+        chunk["__data__"]["choices"][0]["delta"]["content"] = "y" * 3000
+        stream["response"]["body"] = stream["response"]["body"][:1] + [chunk] * 1000 + stream["response"]["body"][-1:]
+        plain["response"]["body"]["__data__"]["choices"][0]["message"]["content"] = "z" * (1 << 20)
+        for name, r in (("stream.json", stream), ("plain.json", plain)):
+            with open(os.path.join(tmp, name), "w") as f:
+                json.dump(r, f)
+        s, p = request_body(stream), request_body(plain)
+        want_stream = "".join(expected(stream)[2]).encode()
+        for wrap in (lambda e: e, asan_env):  # the sanitized shim too: the partial writes' arithmetic
+            r = run(_unshare() + [PY, "-c", BIG_CLIENT, json.dumps([s, p, s, p])], env=wrap(shim_env(tmp, LLMREPLAY_LOG="debug")),
+                    timeout=180)
+            assert r.returncode == 0, r.stderr.decode()[-2000:]
+            got = json.loads(r.stdout)
+            assert got[0] == got[2] == [200, "chunked", len(want_stream), want_stream.count(b"data: "), "data: [DONE]\n\n"], got
+            assert got[1][:2] == got[3][:2] == [200, None] and got[1][2] == got[3][2] > (1 << 20), got
+            assert _inline_count(r.stderr) == 3, r.stderr.decode()[-1500:]
+    finally:
+        rmtree(tmp)

@@ -4,6 +4,7 @@
 #include "unit.h"
 #include "base/config.h"
 #include "engine/canon.h"
+#include "engine/keymemo.h"
 #include "json/jspan.h"
 #include "engine/match.h"
 #include "engine/ops.h"
@@ -1023,6 +1024,51 @@ static void run_isolated(const char *name, void (*fn)(void))
               WIFSIGNALED(st) ? "signal" : "exit status", WIFSIGNALED(st) ? WTERMSIG(st) : WEXITSTATUS(st));
 }
 
+/* ---- per-request helpers: number formatting without printf, the key memo ---------------- */
+
+static void test_buf_addu_keymemo(void)
+{
+    static const struct { unsigned long long v; unsigned base; const char *want; } n[] = {
+        {0, 10, "0"}, {0, 16, "0"}, {9, 10, "9"}, {10, 16, "a"}, {8499, 16, "2133"}, {200, 10, "200"},
+        {18446744073709551615ULL, 10, "18446744073709551615"}, {18446744073709551615ULL, 16, "ffffffffffffffff"}};
+    for (size_t i = 0; i < sizeof n / sizeof *n; i++) {
+        buf_t b;
+        buf_init(&b);
+        buf_adds(&b, "x");
+        buf_addu(&b, n[i].v, n[i].base);
+        char want[40];
+        snprintf(want, sizeof want, "x%s", n[i].want);
+        char name[64];
+        snprintf(name, sizeof name, "util.buf_addu_%s_base%u", n[i].want, n[i].base);
+        check_str(name, b.data, want);
+        buf_free(&b);
+    }
+    /* exact bytes only: the same length and ends with another middle, another method, URL,
+     * ignore list, or a body over the limit are not found */
+    char a[200], c[200];
+    memset(a, 'a', sizeof a - 1), a[sizeof a - 1] = 0;
+    memcpy(c, a, sizeof c);
+    c[100] = 'c';
+    lr_memo_key_t k = {11, 22, false}, got = {0};
+    lr_keymemo_put(5, "POST", "http://h/v1/chat/completions", a, strlen(a), &k);
+    check(lr_keymemo_get(5, "POST", "http://h/v1/chat/completions", a, strlen(a), &got) && got.h1 == 11 && got.h2 == 22,
+          "keymemo.same_bytes_found", "h1 %llu h2 %llu", (unsigned long long)got.h1, (unsigned long long)got.h2);
+    check(!lr_keymemo_get(5, "POST", "http://h/v1/chat/completions", c, strlen(c), &got), "keymemo.middle_differs", "found");
+    check(!lr_keymemo_get(5, "PUT", "http://h/v1/chat/completions", a, strlen(a), &got), "keymemo.method_differs", "found");
+    check(!lr_keymemo_get(5, "POST", "http://h/v1/completions", a, strlen(a), &got), "keymemo.url_differs", "found");
+    check(!lr_keymemo_get(6, "POST", "http://h/v1/chat/completions", a, strlen(a), &got), "keymemo.ignore_list_differs", "found");
+    check(!lr_keymemo_get(5, "POST", "http://h/v1/chat/completions", a, strlen(a) - 1, &got), "keymemo.length_differs", "found");
+    char *big = malloc(20000);
+    if (big) {
+        memset(big, 'b', 20000);
+        lr_keymemo_put(5, "POST", "http://h/x", big, 20000, &k);
+        check(!lr_keymemo_get(5, "POST", "http://h/x", big, 20000, &got), "keymemo.large_body_not_kept", "found");
+        free(big);
+    }
+    lr_keymemo_put(5, "GET", "http://h/v1/models", NULL, 0, &k);
+    check(lr_keymemo_get(5, "GET", "http://h/v1/models", NULL, 0, &got), "keymemo.no_body", "not found");
+}
+
 int main(void)
 {
     setvbuf(stdout, NULL, _IOLBF, 0); /* lines survive a crash */
@@ -1041,6 +1087,7 @@ int main(void)
     test_jspan_guard();
     test_canon();
     test_ops();
+    test_buf_addu_keymemo();
     if (lr_cjson()) {
         test_render();
         test_load_failures();
