@@ -153,14 +153,15 @@ http {{ access_log off; client_body_temp_path {d}; proxy_temp_path {d}; fastcgi_
         return err
 
 
-def per_request(cmd_of, env, tmp, nginx_args=None):
+def per_request(cmd_of, env, tmp, nginx_args=None, only=None):
     """Instructions of (200 warm-up + 700) requests minus (200 + 200): start-up cancels out. With
-    nginx_args, nginx runs under callgrind too and its count is added."""
+    nginx_args, nginx runs under callgrind too and its count is added; with only, the count is
+    of that function (and what it calls) alone."""
     totals = []
     for n in (200, 700):
         ng = Nginx(*nginx_args, callgrind=True) if nginx_args else None
         try:
-            c = instructions(cmd_of(n, ng), env, tmp)
+            c = instructions(cmd_of(n, ng), env, tmp, only)
         finally:
             s = collected(ng.stop()) if ng else 0
         totals.append(c + s)
@@ -260,11 +261,14 @@ def request_section(tmp, body, shim_env, plain):
         wall_report(wall, floors, label)
     if not CALLGRIND:
         return
-    print(f"  instructions per request (callgrind; shim: the client process with its responder; nginx: client + nginx)")
+    print(f"  instructions per request (callgrind; shim: the client process with its responder; nginx: client + nginx;"
+          f" the shim's own: inside lr_inline_write, where the caller's thread answers)")
     for k, (s, g) in cases.items():
         si = per_request(s, shim_env, tmp)
+        own = per_request(s, shim_env, tmp, only="lr_inline_write")
         gi = per_request(g, plain, tmp, (tmp, answer, cert, key, plain))
-        print(f"  {k:26} shim {si:12,.0f}   nginx {gi:12,.0f}   shim/nginx {si / gi:.2f}")
+        print(f"  {k:26} shim {si:12,.0f}   nginx {gi:12,.0f}   shim/nginx {si / gi:.2f}   the shim's own {own:8,.0f}"
+              f" ({own / si:.1%} of the shim run)")
         print(f"RATIO {k}, shim/nginx instructions = {si / gi:.2f}")
 
 
