@@ -35,27 +35,12 @@ if scheme == "https":
     c = http.client.HTTPSConnection(host, port, context=ctx)
 else:
     c = http.client.HTTPConnection(host, port)
+if scheme == "floor":  # no server: each answer (the file named by the last argument) is written into
+    import socket      # a socketpair by the client's own thread; its two Python calls stay in: an upper bound
+    answer, (c.sock, peer) = open(cafile, "rb").read(), socket.socketpair()
 def one():
     c.request("POST", path, body=body, headers={"Content-Type": "application/json"})
-    r = c.getresponse(); d = r.read()
-    assert r.status == 200 and len(d) > 1000, (r.status, len(d))
-for _ in range(min(200, n)): one()
-t0 = time.perf_counter()
-for _ in range(n): one()
-print(json.dumps({"us": (time.perf_counter() - t0) / n * 1e6}))
-'''
-
-# The client's floor: the same http.client requests, each answered by writing the recorded
-# answer (the bytes the shim sends) into a socketpair in the client's own thread.
-PY_FLOOR = r'''
-import http.client, json, socket, sys, time
-path, body, n, answer = sys.argv[1], sys.argv[2], int(sys.argv[3]), open(sys.argv[4], "rb").read()
-a, b = socket.socketpair()
-c = http.client.HTTPConnection("localhost", 80)
-c.sock = a
-def one():
-    c.request("POST", path, body=body, headers={"Content-Type": "application/json"})
-    b.recv(65536); b.sendall(answer)  # two Python calls the floor keeps: an upper bound
+    if scheme == "floor": peer.recv(65536); peer.sendall(answer)
     r = c.getresponse(); d = r.read()
     assert r.status == 200 and len(d) > 1000, (r.status, len(d))
 for _ in range(min(200, n)): one()
@@ -246,7 +231,7 @@ def request_section(tmp, body, shim_env, plain):
         raise SystemExit("replaying the seed with curl failed: " + r.stderr.decode()[-500:])
     wire = os.path.join(tmp, "answer.http")
     raw_answer(wire, body, shim_env)
-    floor = lambda n: [PY, "-c", PY_FLOOR, PATH, body, str(n), wire]
+    floor = lambda n: [PY, "-c", PY_CLIENT, "floor", "localhost", "80", PATH, body, str(n), wire]
     print(f"  seed answer ({os.path.getsize(answer)} bytes; {os.path.getsize(wire)} on the wire, one HTTP chunk),"
           f" {N} keep-alive requests per run, {ROUNDS} interleaved rounds")
     for pin, label in (("", "any core"), (PIN_CPU, f"client and server pinned to CPU {PIN_CPU}")):

@@ -201,16 +201,22 @@ def test_bytes_past_the_hooks_come_first_and_shutdown_is_kept():
 # Requests met before take their match key from a memo (engine/keymemo.c) by their exact bytes:
 # the same request still gets its recordings in order, and one that differs from it only in
 # the middle of its body (same length, same ends) gets its own.
-MEMO_CLIENT = r'''
-import http.client, json, sys
-bodies = json.loads(sys.argv[1])
+SEQUENCE = r'''
+import http.client, json, sys, time
+reqs, pause = json.loads(sys.argv[1]), float(sys.argv[2])
 c = http.client.HTTPConnection("api.openai.com", 80)
 out = []
-for b in bodies:
+for b in reqs:
     c.request("POST", "/v1/chat/completions", b, {"content-type": "application/json"})
     r = c.getresponse()
-    d = r.read()
-    out.append(json.loads(d)["choices"][0]["message"]["content"] if r.status == 200 else r.status)
+    got = b""
+    while True:  # in pieces, pausing: a slow reader
+        k = r.read(65536)
+        if not k: break
+        got += k
+        time.sleep(pause)
+    text = json.loads(got)["choices"][0]["message"]["content"] if r.status == 200 and len(got) < 4096 else None
+    out.append([r.status, r.getheader("transfer-encoding"), len(got), got.count(b"data: "), got[-14:].decode(), text])
 print(json.dumps(out))
 '''
 
@@ -234,9 +240,9 @@ def test_memoised_keys_keep_order_and_tell_look_alikes_apart():
         c = json.dumps(body("C"))  # the same length and ends again, recorded nowhere
         reordered = json.dumps(dict(reversed(list(body("B").items()))))  # other bytes, the same request
         sent = [a, b, a, b, a, c, reordered]
-        r = run(_unshare() + [PY, "-c", MEMO_CLIENT, json.dumps(sent)], env=shim_env(tmp, LLMREPLAY_LOG="debug"), timeout=120)
+        r = run(_unshare() + [PY, "-c", SEQUENCE, json.dumps(sent), "0"], env=shim_env(tmp, LLMREPLAY_LOG="debug"), timeout=120)
         assert r.returncode == 0, r.stderr.decode()[-2000:]
-        got = json.loads(r.stdout)
+        got = [o[5] if o[0] == 200 else o[0] for o in json.loads(r.stdout)]
         assert got == ["answer a1", "answer b", "answer a2", "answer b", "answer a2", 404, "answer b"], got
         assert _inline_count(r.stderr) == len(sent) - 1, r.stderr.decode()[-1500:]
     finally:
@@ -246,23 +252,6 @@ def test_memoised_keys_keep_order_and_tell_look_alikes_apart():
 # Answers larger than the socket pair takes at once: the caller's thread writes what fits, the
 # responder the rest as the client reads (slowly here); the connection then serves the next
 # request. A stream of ~3 MB and a JSON answer of ~1 MB, each twice, read 64 KiB at a time.
-BIG_CLIENT = r'''
-import http.client, json, sys, time
-reqs = json.loads(sys.argv[1])
-c = http.client.HTTPConnection("api.openai.com", 80)
-out = []
-for b in reqs:
-    c.request("POST", "/v1/chat/completions", b, {"content-type": "application/json"})
-    r = c.getresponse()
-    got = b""
-    while True:
-        k = r.read(65536)
-        if not k: break
-        got += k
-        time.sleep(0.002)
-    out.append([r.status, r.getheader("transfer-encoding"), len(got), got.count(b"data: "), got[-14:].decode()])
-print(json.dumps(out))
-'''
 
 
 def test_answers_larger_than_the_socket_buffer():
@@ -281,10 +270,10 @@ def test_answers_larger_than_the_socket_buffer():
         s, p = request_body(stream), request_body(plain)
         want_stream = "".join(expected(stream)[2]).encode()
         for wrap in (lambda e: e, asan_env):  # the sanitized shim too: the partial writes' arithmetic
-            r = run(_unshare() + [PY, "-c", BIG_CLIENT, json.dumps([s, p, s, p])], env=wrap(shim_env(tmp, LLMREPLAY_LOG="debug")),
-                    timeout=180)
+            r = run(_unshare() + [PY, "-c", SEQUENCE, json.dumps([s, p, s, p]), "0.002"],
+                    env=wrap(shim_env(tmp, LLMREPLAY_LOG="debug")), timeout=180)
             assert r.returncode == 0, r.stderr.decode()[-2000:]
-            got = json.loads(r.stdout)
+            got = [o[:5] for o in json.loads(r.stdout)]
             assert got[0] == got[2] == [200, "chunked", len(want_stream), want_stream.count(b"data: "), "data: [DONE]\n\n"], got
             assert got[1][:2] == got[3][:2] == [200, None] and got[1][2] == got[3][2] > (1 << 20), got
             assert _inline_count(r.stderr) == 3, r.stderr.decode()[-1500:]
