@@ -36,6 +36,7 @@ void *lr_real(const char *name, void *self, const char *const *libs)
 
 lr_libc_t lr_libc_tab;
 bool lr_libc_ready;
+unsigned lr_libc_state;
 static pthread_mutex_t publish_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static void resolve(lr_libc_t *t)
@@ -84,6 +85,7 @@ const lr_libc_t *lr_libc_resolve(void)
     if (!lr_libc_ready) {
         lr_libc_tab = t;
         __atomic_store_n(&lr_libc_ready, true, __ATOMIC_RELEASE);
+        __atomic_fetch_or(&lr_libc_state, LR_READY, __ATOMIC_RELEASE);
     }
     pthread_mutex_unlock(&publish_lock);
     return &lr_libc_tab;

@@ -53,6 +53,10 @@ typedef struct {
  * function is one load and a jump. */
 extern lr_libc_t lr_libc_tab;
 extern bool lr_libc_ready;
+/* The write hooks' fast path, one load: LR_IDLE while the table is resolved and no descriptor
+ * has been swapped (net/fdtable.c sets LR_SWAPPED); any other value takes the slow path. */
+enum { LR_READY = 1, LR_SWAPPED = 2, LR_IDLE = LR_READY };
+extern unsigned lr_libc_state;
 const lr_libc_t *lr_libc_resolve(void);
 static inline const lr_libc_t *lr_libc(void)
 {

@@ -47,6 +47,7 @@ void lr_fdt_set(int fd, const lr_fdinfo_t *info)
     memcpy(e, &copy, sizeof copy);
     __atomic_store_n(&e->alive, 1, __ATOMIC_RELEASE);
     __atomic_store_n(&lr_fdt_any, 1, __ATOMIC_RELEASE);
+    __atomic_fetch_or(&lr_libc_state, LR_SWAPPED, __ATOMIC_RELEASE);
 }
 
 bool lr_fdt_get(int fd, lr_fdinfo_t *out)
