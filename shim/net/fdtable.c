@@ -10,7 +10,6 @@
 #define PAGE 1024
 #define NPAGES 1024 /* descriptors below 1,048,576 */
 static lr_fdinfo_t **pages[NPAGES];
-int lr_fdt_any;
 
 static lr_fdinfo_t **slot(int fd, bool create)
 {
@@ -46,7 +45,6 @@ void lr_fdt_set(int fd, const lr_fdinfo_t *info)
     copy.alive = 0;
     memcpy(e, &copy, sizeof copy);
     __atomic_store_n(&e->alive, 1, __ATOMIC_RELEASE);
-    __atomic_store_n(&lr_fdt_any, 1, __ATOMIC_RELEASE);
     __atomic_fetch_or(&lr_libc_state, LR_SWAPPED, __ATOMIC_RELEASE);
 }
 

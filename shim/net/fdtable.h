@@ -20,9 +20,7 @@ typedef struct {
     unsigned long long conn_id;
 } lr_fdinfo_t;
 
-/* Non-zero once any descriptor was swapped: the write hooks' one load for every other one. */
-extern int lr_fdt_any;
-
+/* Also sets LR_SWAPPED in lr_libc_state (base/real.h): the write hooks' slow path from then on. */
 void lr_fdt_set(int fd, const lr_fdinfo_t *info);
 /* Copy of fd's entry if it is still ours; false otherwise. */
 bool lr_fdt_get(int fd, lr_fdinfo_t *out);

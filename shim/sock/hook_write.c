@@ -13,7 +13,7 @@
 
 /* One load: resolved, and no descriptor swapped yet? Then straight to libc. */
 static inline bool idle(void) { return __builtin_expect(__atomic_load_n(&lr_libc_state, __ATOMIC_ACQUIRE) == LR_IDLE, 1); }
-static inline bool maybe_ours(void) { return __atomic_load_n(&lr_fdt_any, __ATOMIC_ACQUIRE); }
+static inline bool maybe_ours(void) { return __atomic_load_n(&lr_libc_state, __ATOMIC_ACQUIRE) & LR_SWAPPED; }
 
 /* Each hook is a load and a jump to the real function; the rest is out of line (so that the
  * fast path saves no registers). lr_inside is checked on the slow path. */
