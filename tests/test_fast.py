@@ -254,15 +254,20 @@ def test_memoised_keys_keep_order_and_tell_look_alikes_apart():
 # request. A stream of ~3 MB and a JSON answer of ~1 MB, each twice, read 64 KiB at a time.
 
 
-def test_answers_larger_than_the_socket_buffer():
+def _big_stream():
+    """The example stream with 1,000 events of 3,000 characters: ~3.3 MB on the wire."""
     stream = load(os.path.join(EXAMPLES, "openai-chat-stream.json"))
+    chunk = json.loads(json.dumps(stream["response"]["body"][1]))
+    chunk["__data__"]["choices"][0]["delta"]["content"] = "y" * 3000
+    stream["response"]["body"] = stream["response"]["body"][:1] + [chunk] * 1000 + stream["response"]["body"][-1:]
+    return stream
+
+
+def test_answers_larger_than_the_socket_buffer():
+    stream = _big_stream()
     plain = load(os.path.join(EXAMPLES, "openai-chat.json"))
     tmp = tmpdir()
     try:
-        chunk = stream["response"]["body"][1]
-        chunk = json.loads(json.dumps(chunk))
-        chunk["__data__"]["choices"][0]["delta"]["content"] = "y" * 3000
-        stream["response"]["body"] = stream["response"]["body"][:1] + [chunk] * 1000 + stream["response"]["body"][-1:]
         plain["response"]["body"]["__data__"]["choices"][0]["message"]["content"] = "z" * (1 << 20)
         for name, r in (("stream.json", stream), ("plain.json", plain)):
             with open(os.path.join(tmp, name), "w") as f:
@@ -277,5 +282,52 @@ def test_answers_larger_than_the_socket_buffer():
             assert got[0] == got[2] == [200, "chunked", len(want_stream), want_stream.count(b"data: "), "data: [DONE]\n\n"], got
             assert got[1][:2] == got[3][:2] == [200, None] and got[1][2] == got[3][2] > (1 << 20), got
             assert _inline_count(r.stderr) == 3, r.stderr.decode()[-1500:]
+    finally:
+        rmtree(tmp)
+
+
+# Clients that do not read: an unpaced answer the socket did not take is sent on from the
+# shared rendered response when they do, never copied per connection (30 clients × 3.3 MB
+# would be 100 MB more).
+SLOW_READERS = r'''
+import json, socket, sys, time
+body, n = sys.argv[1].encode(), int(sys.argv[2])
+req = (b"POST /v1/chat/completions HTTP/1.1\r\nHost: api.openai.com\r\nContent-Type: application/json\r\n"
+       b"Content-Length: %d\r\n\r\n" % len(body)) + body
+def hwm():
+    return next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM"))
+socks = []
+for i in range(n):
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.connect(("api.openai.com", 80)); s.sendall(req); socks.append(s)
+time.sleep(1.5)
+peak = hwm()
+lens = set()
+for s in socks:
+    got = b""
+    while not got.endswith(b"\r\n0\r\n\r\n"):
+        k = s.recv(1 << 20)
+        if not k: break
+        got += k
+    lens.add(len(got))
+print(json.dumps({"peak_kb": peak, "lens": sorted(lens)}))
+'''
+
+
+def test_slow_readers_of_large_answers_cost_no_copies():
+    stream = _big_stream()
+    tmp = tmpdir()
+    try:
+        with open(os.path.join(tmp, "stream.json"), "w") as f:
+            json.dump(stream, f)
+        body = request_body(stream)
+        out = []
+        for n in (1, 30):
+            r = run(_unshare() + [PY, "-c", SLOW_READERS, body, str(n)], env=shim_env(tmp), timeout=120)
+            assert r.returncode == 0, r.stderr.decode()[-2000:]
+            out.append(json.loads(r.stdout))
+        assert len(out[1]["lens"]) == 1 and out[1]["lens"][0] > 3 << 20, out
+        assert out[1]["peak_kb"] - out[0]["peak_kb"] < 30 << 10, out  # a copy each: ~100 MB more
     finally:
         rmtree(tmp)

@@ -402,3 +402,20 @@ def test_record_replay_python_under_asan():
         assert {k: v[:3] + v[4:] for k, v in live.items()} == {k: v[:3] + v[4:] for k, v in rep.items()}
     finally:
         rmtree(tmp)
+
+
+def test_an_empty_piece_of_a_paced_stream_does_not_end_it():
+    """A wire-level stream recorded with an empty piece (base64 ""), paced: an empty HTTP chunk
+    would end the body there (the client then saw only the first piece, and the rest of the
+    answer desynchronised the kept-alive connection). Two requests on one connection."""
+    tmp = tmpdir()
+    try:
+        with open(os.path.join(tmp, "s.json"), "w") as f:
+            json.dump({"request": {"url": "http://h.example/v1/x", "method": "GET", "payload": None},
+                       "response": {"status": 200, "headers": {"content-type": "application/x-ndjson"}, "is_streaming": True,
+                                    "body_encoding": "base64", "body": ["eyJhIjoxfQo=", "", "eyJiIjoyfQo="]}}, f)
+        env = shim_env(tmp, LLMREPLAY_PACE_MS=5, LLMREPLAY_HOSTS="h.example:80", LLMREPLAY_LAYERS="sockets")
+        r = run(_unshare() + ["curl", "-sS", "http://h.example/v1/x", "http://h.example/v1/x"], env=env)
+        assert r.returncode == 0 and r.stdout == b'{"a":1}\n{"b":2}\n' * 2, (r.stdout, r.stderr[-800:])
+    finally:
+        rmtree(tmp)

@@ -425,6 +425,7 @@ lr_response_t *lr_gemini_adapt(const lr_response_t *r, lr_op_t want)
     if (!o || !ev || !d || (r->extra_headers && !h)) { free(o); free(ev); free(h); free(d); return NULL; }
     *o = *r;
     o->body = NULL; /* its own single event, not r's block */
+    o->own_ctype = NULL;
     *ev = (lr_event_t){d, len};
     o->events = ev;
     o->body_len = len;

@@ -11,8 +11,8 @@ typedef struct {
     bool body_invalid;
 } lr_memo_key_t;
 
-/* gen names the ignore list the key was made with (lr_store_generation): a key made under
- * another one is not returned. */
+/* gen is a hash of the ignore list the key was made with (lr_store_generation): a key made
+ * under another list is not returned. */
 bool lr_keymemo_get(unsigned gen, const char *method, const char *url, const char *body, size_t len, lr_memo_key_t *out);
 void lr_keymemo_put(unsigned gen, const char *method, const char *url, const char *body, size_t len, const lr_memo_key_t *k);
 /* fork handlers */

@@ -36,7 +36,7 @@ struct lr_store {
     char **dirs;
     int ndirs;
     lr_ignore_t ig;
-    unsigned gen; /* names ig (a hash of its paths) */
+    unsigned gen; /* a hash of ig's paths */
     double build_ms;
     lr_sdir_t *sdirs;       /* every directory scanned, to detect additions and removals */
     int nsdirs;

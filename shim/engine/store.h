@@ -47,7 +47,7 @@ lr_rec_t *const *lr_store_find(lr_store_t *s, uint64_t h1, uint64_t h2, int *n);
 lr_store_info_t lr_store_info(const lr_store_t *s);
 /* The LLMREPLAY_IGNORE fields the store's keys were made with. */
 const lr_ignore_t *lr_store_ignore(const lr_store_t *s);
-/* Names the store's ignore list: stores with the same list make the same match keys. */
+/* A hash of the store's ignore list: stores with the same list make the same match keys. */
 unsigned lr_store_generation(const lr_store_t *s);
 /* Tell report about every file skipped (as when the store was made). */
 void lr_store_report(const lr_store_t *s, lr_report_fn report, void *ctx);

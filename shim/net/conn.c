@@ -39,6 +39,7 @@ static void start_answer(lr_conn_t *c, lr_response_t *r)
 {
     c->resp = r;
     c->next_ev = 0;
+    c->whole = false;
     /* HTTP/1.0 has no chunked encoding: a stream then ends by closing the connection */
     c->chunked = r->stream && c->keep_alive && c->minor >= 1;
     if (r->stream && !c->chunked) c->close_after = true;
@@ -70,7 +71,7 @@ static void start_answer(lr_conn_t *c, lr_response_t *r)
 
 static void end_answer(lr_conn_t *c)
 {
-    c->one_chunk = false;
+    c->one_chunk = c->whole = false;
     lr_response_free(c->resp);
     c->resp = NULL;
     if (c->close_after) c->closing = true;
@@ -78,55 +79,71 @@ static void end_answer(lr_conn_t *c)
 
 /* An unpaced answer whose events are one block (lr_response_join): what is queued, the body
  * (one HTTP chunk when chunked) and the end of the chunks in one sendmsg, straight from the
- * shared response; only what the socket does not take is copied into c->out. */
-static bool send_whole(lr_conn_t *c, const lr_response_t *r)
+ * shared response. What the socket does not take is sent from there when EPOLLOUT comes back
+ * (never copied: a client that reads slowly costs no memory). *done: all of it is out. */
+static bool send_whole(lr_conn_t *c, const lr_response_t *r, bool *done)
 {
-    if (c->chunked && r->body_len) {
-        buf_addu(&c->out, r->body_len, 16);
-        buf_adds(&c->out, "\r\n");
+    *done = false;
+    if (!c->whole) {
+        if (c->chunked && r->body_len) {
+            buf_addu(&c->out, r->body_len, 16);
+            buf_adds(&c->out, "\r\n");
+        }
+        if (c->out.oom) return false; /* the head is not whole */
+        c->whole = true;
+        c->whole_off = 0;
     }
     const char *tail = !c->chunked ? "" : r->body_len ? "\r\n0\r\n\r\n" : "0\r\n\r\n";
-    struct iovec v[3] = {{c->out.data + c->out_off, c->out.len - c->out_off}, {r->body, r->body_len}, {(char *)tail, strlen(tail)}};
-    struct msghdr m = {.msg_iov = v, .msg_iovlen = 3};
-    ssize_t w;
-    if (c->out.oom) return false; /* the head is not whole */
-    do w = lr_sendmsg(c->fd, &m, MSG_NOSIGNAL | MSG_DONTWAIT);
-    while (w < 0 && errno == EINTR);
-    if (w < 0 && errno != EAGAIN && errno != EWOULDBLOCK) return false; /* EPIPE: gone mid-answer */
-    size_t done = w > 0 ? (size_t)w : 0;
-    if (done < v[0].iov_len) {
-        c->out_off += done;
-        done = 0;
-    } else {
-        done -= v[0].iov_len;
+    size_t tl = strlen(tail);
+    for (;;) {
+        struct iovec v[3];
+        int k = 0;
+        size_t off = c->whole_off, toff = off > r->body_len ? off - r->body_len : 0;
+        if (c->out_off < c->out.len) v[k++] = (struct iovec){c->out.data + c->out_off, c->out.len - c->out_off};
+        if (off < r->body_len) v[k++] = (struct iovec){r->body + off, r->body_len - off};
+        if (toff < tl) v[k++] = (struct iovec){(char *)tail + toff, tl - toff};
+        if (!k) break;
+        struct msghdr m = {.msg_iov = v, .msg_iovlen = (size_t)k};
+        ssize_t w = lr_sendmsg(c->fd, &m, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (w < 0 && errno == EINTR) continue;
+        if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            if (!c->want_out) { c->want_out = true; lr_server_arm(c); }
+            return true; /* EPOLLOUT brings us back */
+        }
+        if (w <= 0) return false; /* EPIPE, ECONNRESET: the client went away mid-answer */
+        size_t q = c->out.len - c->out_off, n = (size_t)w;
+        if (n < q) { c->out_off += n; continue; }
         c->out.len = c->out_off = 0;
+        c->whole_off += n - q;
     }
-    for (int i = 1; i < 3; i++) { /* what is left, in order, for lr_conn_flush and EPOLLOUT */
-        size_t skip = done < v[i].iov_len ? done : v[i].iov_len;
-        buf_add(&c->out, (char *)v[i].iov_base + skip, v[i].iov_len - skip);
-        done -= skip;
-    }
-    return lr_conn_flush(c);
+    if (c->want_out) { c->want_out = false; lr_server_arm(c); }
+    c->whole = false;
+    *done = true;
+    return true;
 }
 
-/* Queue events that are due; each is written on its own so a client sees them one by one. */
+/* Write what is due: an unpaced answer at once (send_whole), a paced one event by event, each
+ * written on its own so a client sees them one by one. */
 static bool pump(lr_conn_t *c)
 {
     if (c->fault.on && c->resp) return lr_conn_fault_pump(c);
     while (c->resp) {
         lr_response_t *r = c->resp;
+        if (c->whole || (c->pace_ms == 0 && c->next_ev == 0 && r->body && !c->head_only)) {
+            bool done;
+            if (!send_whole(c, r, &done)) return false;
+            if (!done) return true;
+            c->next_ev = r->nevents;
+            end_answer(c);
+            continue;
+        }
         if (c->next_ev < r->nevents) {
             if (c->pace_ms != 0 && c->next_ev > 0 && lr_now() < c->due) return lr_conn_flush(c);
             if (c->out.len - c->out_off > 256 * 1024) { /* a large backlog: let the client read first */
                 if (!lr_conn_flush(c)) return false;
                 if (c->want_out) return true; /* EPOLLOUT brings us back */
             }
-            if (c->pace_ms == 0 && c->next_ev == 0 && r->body && !c->head_only) {
-                if (!send_whole(c, r)) return false;
-                c->next_ev = r->nevents;
-                end_answer(c);
-                continue;
-            }
+
             if (c->chunked && c->pace_ms == 0 && c->next_ev == 0 && r->body_len) {
                 /* unpaced, the whole stream is ready at once: one HTTP chunk holds every event
                  * (chunk boundaries mean nothing in HTTP; a client parses one chunk fastest) */
@@ -135,7 +152,7 @@ static bool pump(lr_conn_t *c)
                 c->one_chunk = true;
             }
             const lr_event_t *ev = &r->events[c->next_ev++];
-            bool framed = c->chunked && !c->one_chunk;
+            bool framed = c->chunked && !c->one_chunk && ev->len; /* an empty chunk would end the body */
             if (framed) { buf_addu(&c->out, ev->len, 16); buf_adds(&c->out, "\r\n"); }
             buf_add(&c->out, ev->data, ev->len);
             if (framed) buf_adds(&c->out, "\r\n");

@@ -55,6 +55,8 @@ typedef struct lr_conn {
     lr_h2_t *h2;        /* the client spoke HTTP/2 (its preface): the session answers */
     bool helper;        /* its TLS went to the helper: c->fd is the helper's, not the pair's */
     bool one_chunk;     /* an unpaced stream goes out as one HTTP chunk */
+    bool whole;         /* an answer written from its response's block (conn.c send_whole)... */
+    size_t whole_off;   /* ...of which the body and the last chunk are sent up to here */
     int served;         /* HTTP/1 requests answered */
     /* Answering in the caller's thread (net/inline.c): the loop and a client's write hook
      * each hold lock while they touch the connection; refs counts the registry's reference

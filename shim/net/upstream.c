@@ -197,7 +197,9 @@ static void answer_failure(job_t *j)
  * client has its last byte): a program that exits at once must not lose them. */
 static unsigned inflight; /* (atomic) */
 static void inflight_child(void) { inflight = 0; } /* a forked child has no worker threads */
-static void upstream_drain(void)
+/* A destructor, not atexit: it runs after every exit handler, so a call one of them makes in
+ * record mode is waited for too. */
+__attribute__((destructor)) static void upstream_drain(void)
 {
     for (int i = 0; i < 1000 && __atomic_load_n(&inflight, __ATOMIC_ACQUIRE) > 0; i++) lr_sleep_ms(5);
 }
@@ -232,12 +234,8 @@ static void *upstream_worker(void *arg)
 }
 
 /* Registered with the first exchange, not in a constructor: a program that never goes
- * upstream pays nothing at start-up or exit. */
-static void drain_init(void)
-{
-    pthread_atfork(NULL, NULL, inflight_child);
-    atexit(upstream_drain);
-}
+ * upstream pays nothing for it at start-up. */
+static void drain_init(void) { pthread_atfork(NULL, NULL, inflight_child); }
 
 static bool start_worker(job_t *j)
 {
