@@ -143,7 +143,6 @@ static bool pump(lr_conn_t *c)
                 if (!lr_conn_flush(c)) return false;
                 if (c->want_out) return true; /* EPOLLOUT brings us back */
             }
-
             if (c->chunked && c->pace_ms == 0 && c->next_ev == 0 && r->body_len) {
                 /* unpaced, the whole stream is ready at once: one HTTP chunk holds every event
                  * (chunk boundaries mean nothing in HTTP; a client parses one chunk fastest) */
