@@ -18,6 +18,7 @@ usage: bench_fast.py LIB CLI SEED_JSON BENCH_WRITE [N]   (run by scripts/bench.s
 knobs: BENCH_FAST_ROUNDS=5  BENCH_FAST_CALLGRIND=0 (skip the counts)  BENCH_PIN_CPU=0 (the core of the pinned runs;
        empty: no pinned runs)"""
 import json, os, shutil, signal, socket, statistics, subprocess, sys, tempfile, time
+from bench_common import free_port, node_fetch
 
 LIB, CLI, SEED, WRITER = sys.argv[1:5]
 N = int(sys.argv[5]) if len(sys.argv) > 5 else 2000
@@ -48,27 +49,6 @@ t0 = time.perf_counter()
 for _ in range(n): one()
 print(json.dumps({"us": (time.perf_counter() - t0) / n * 1e6}))
 '''
-
-NODE_CLIENT = r'''
-const [url, body, n] = [process.argv[1], process.argv[2], +process.argv[3]];
-async function one() {
-  const r = await fetch(url, { method: "POST", body, headers: { "content-type": "application/json" } });
-  const t = await r.text();
-  if (r.status !== 200 || t.length < 1000) throw new Error(`status ${r.status}`);
-}
-for (let i = 0; i < Math.min(200, n); i++) await one();
-const t0 = performance.now();
-for (let i = 0; i < n; i++) await one();
-console.log(JSON.stringify({ us: (performance.now() - t0) / n * 1000 }));
-'''
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
 
 
 def measure(cmd, env, pin=""):
@@ -169,7 +149,7 @@ def clients(body, cert, ng):
          "python http.client https": (py("https", "api.openai.com", 443, ""), py("https", "localhost", ng.https, cert))}
     if shutil.which("node"):
         def node(url_of):
-            return lambda n, g=None: ["node", "--input-type=module", "-e", NODE_CLIENT, url_of(g), body, str(n)]
+            return lambda n, g=None: node_fetch(url_of(g), body, n)
         c["node fetch http"] = (node(lambda g: "http://api.openai.com" + PATH),
                                 node(lambda g: f"http://127.0.0.1:{(g or ng).http}{PATH}"))
     return c
@@ -246,8 +226,8 @@ def request_section(tmp, body, shim_env, plain):
         wall_report(wall, floors, label)
     if not CALLGRIND:
         return
-    print(f"  instructions per request (callgrind; shim: the client process with its responder; nginx: client + nginx;"
-          f" the shim's own: inside lr_inline_write, where the caller's thread answers)")
+    print("  instructions per request (callgrind; shim: the client process with its responder; nginx: client + nginx;"
+          " the shim's own: inside lr_inline_write, where the caller's thread answers)")
     for k, (s, g) in cases.items():
         si = per_request(s, shim_env, tmp)
         own = per_request(s, shim_env, tmp, only="lr_inline_write")

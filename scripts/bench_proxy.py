@@ -6,7 +6,8 @@ as for a Go program under `llmreplay run`), and to nginx serving the same bytes 
 (c) HTTP and (d) HTTPS (a self-signed certificate). Interleaved rounds, medians, ratios.
 
 usage: bench_proxy.py CLI SEED_JSON [N] [ROUNDS]   (run by scripts/bench.sh; needs go, nginx optional)"""
-import json, os, re, shutil, signal, socket, statistics, subprocess, sys, tempfile, time
+import json, os, re, shutil, statistics, subprocess, sys, tempfile, time
+from bench_common import free_port, stop
 
 CLI, SEED = sys.argv[1], sys.argv[2]
 N = int(sys.argv[3]) if len(sys.argv) > 3 else 3000
@@ -16,14 +17,6 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # this VM a ping-pong between two CPUs costs 2-5x more and flips between placements.
 PIN_CPU = os.environ.get("BENCH_PIN_CPU", "0")
 PIN = ["taskset", "-c", PIN_CPU] if PIN_CPU and shutil.which("taskset") else []
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
 
 
 def base_env(tmp):
@@ -129,12 +122,7 @@ def main():
             print(f"RATIO nginx http / serve http = {med['nginx, http'] / med['serve, base URL (http)']:.2f}")
             print(f"RATIO nginx https / serve https proxy = {med['nginx, https'] / med['serve as HTTPS proxy (CONNECT + TLS)']:.2f}")
     finally:
-        for p in procs:
-            p.send_signal(signal.SIGTERM)
-            try:
-                p.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop(procs)
         shutil.rmtree(tmp, ignore_errors=True)
 
 

@@ -4,7 +4,8 @@ N times from (a) the shim's in-process responder, (b) a local Python HTTP server
 serving the same bytes from a file, all in one run. Prints µs/request, requests/s and ratios.
 
 usage: bench_sockets.py LIB SEED_JSON [N]   (run by scripts/bench.sh; nginx is optional)"""
-import json, os, shutil, signal, socket, statistics, subprocess, sys, tempfile, time
+import json, os, shutil, statistics, subprocess, sys, tempfile, time
+from bench_common import free_port, stop
 
 LIB, SEED = sys.argv[1], sys.argv[2]
 N = int(sys.argv[3]) if len(sys.argv) > 3 else 3000
@@ -29,14 +30,6 @@ for _ in range(n): one()
 dt = time.perf_counter() - t0
 print(json.dumps({"us": dt / n * 1e6, "bytes": size}))
 '''
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
 
 
 def measure(env, port, path, body, n, rounds=3):
@@ -110,12 +103,7 @@ http {{ access_log off; client_body_temp_path {tmp}; proxy_temp_path {tmp}; fast
         for name, us in rows[1:]:
             print(f"RATIO {name} / shim = {us / shim_us:.2f}")
     finally:
-        for p in procs:
-            p.send_signal(signal.SIGTERM)
-            try:
-                p.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop(procs)
         shutil.rmtree(tmp, ignore_errors=True)
 
 

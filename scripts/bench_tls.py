@@ -14,6 +14,7 @@ a ping-pong between two CPUs of this VM varies 2-5x from run to run.
 
 usage: bench_tls.py LIB CLI SEED_JSON [N]   (run by scripts/bench.sh)"""
 import json, os, shutil, statistics, subprocess, sys, tempfile
+from bench_common import node_fetch
 
 LIB, CLI, SEED = sys.argv[1], sys.argv[2], sys.argv[3]
 N = int(sys.argv[4]) if len(sys.argv) > 4 else 2000
@@ -43,20 +44,6 @@ for _ in range(min(200, n)): one()
 t0, c0 = time.perf_counter(), cpu()
 for _ in range(n): one()
 print(json.dumps({"us": (time.perf_counter() - t0) / n * 1e6, "cpu": (cpu() - c0) / n * 1e6}))
-'''
-
-NODE_CLIENT = r'''
-const [scheme, path, body, n] = [process.argv[1], process.argv[2], process.argv[3], +process.argv[4]];
-const url = `${scheme}://api.openai.com${path}`;
-async function one() {
-  const r = await fetch(url, { method: "POST", body, headers: { "content-type": "application/json" } });
-  const t = await r.text();
-  if (r.status !== 200 || t.length < 1000) throw new Error(`status ${r.status}`);
-}
-for (let i = 0; i < Math.min(200, n); i++) await one();
-const t0 = performance.now();
-for (let i = 0; i < n; i++) await one();
-console.log(JSON.stringify({ us: (performance.now() - t0) / n * 1000 }));
 '''
 
 
@@ -109,8 +96,8 @@ def main():
             "python https, new connection": [PY, "-c", PY_CLIENT, "https", path, body, str(N // 4), "1"],
         }
         if shutil.which("node"):
-            cases["node fetch http, keep-alive"] = ["node", "--input-type=module", "-e", NODE_CLIENT, "http", path, body, str(N)]
-            cases["node fetch https (terminated)"] = ["node", "--input-type=module", "-e", NODE_CLIENT, "https", path, body, str(N)]
+            cases["node fetch http, keep-alive"] = node_fetch("http://api.openai.com" + path, body, N)
+            cases["node fetch https (terminated)"] = node_fetch("https://api.openai.com" + path, body, N)
         got = {k: [] for k in cases}
         cpu = {k: [] for k in cases}
         for _ in range(ROUNDS):  # interleaved: load from other sessions hits every case alike
