@@ -213,6 +213,27 @@ static void idmap_rec(buf_t *b, const char *body, const char *mapping)
                   "\"response\":{\"body\":%s,\"is_streaming\":false},\"id_normalization_mapping\":%s}", body, mapping);
 }
 
+/* Apply the mapping of the recording made of body and map (both freed; the recording is left
+ * in rec): the result (*m, *n bytes), why it was refused, and the seconds it took. */
+static double idmap_timed(buf_t *rec, buf_t *body, buf_t *map, char **m, size_t *n, const char **refused)
+{
+    idmap_rec(rec, body->data, map->data);
+    buf_free(body);
+    buf_free(map);
+    double t0 = now_s();
+    *n = 0;
+    *m = lr_rec_apply_id_mapping(rec->data, rec->len, n, refused);
+    return now_s() - t0;
+}
+
+/* A JSON string of n c's. */
+static void quoted_run(buf_t *b, char c, int n)
+{
+    buf_addc(b, '"');
+    for (int i = 0; i < n; i++) buf_addc(b, c);
+    buf_addc(b, '"');
+}
+
 static void test_idmap_single_pass(void)
 {
     current = "idmap.single_pass";
@@ -237,22 +258,17 @@ static void test_idmap_blowup(void)
     buf_init(&body);
     buf_init(&map);
     buf_init(&b);
-    buf_addc(&body, '"');
-    for (int i = 0; i < 20000; i++) buf_addc(&body, 'a');
-    buf_addc(&body, '"');
+    quoted_run(&body, 'a', 20000);
     const char *from = "aXYZW";
     buf_addc(&map, '{');
     for (int k = 0; k < 4; k++) {
-        buf_addc(&map, '"');
-        for (int i = 0; i < 1000; i++) buf_addc(&map, from[k + 1]);
-        buf_printf(&map, "\":\"%c\"%s", from[k], k < 3 ? "," : "}");
+        quoted_run(&map, from[k + 1], 1000);
+        buf_printf(&map, ":\"%c\"%s", from[k], k < 3 ? "," : "}");
     }
-    idmap_rec(&b, body.data, map.data);
-    double t0 = now_s();
-    size_t n = 0;
+    char *m;
+    size_t n;
     const char *refused;
-    char *m = lr_rec_apply_id_mapping(b.data, b.len, &n, &refused);
-    double dt = now_s() - t0;
+    double dt = idmap_timed(&b, &body, &map, &m, &n, &refused);
     check(!m && refused && strstr(refused, "twice as large"), "idmap.blowup_refused", "%zu bytes out of %zu (%s)", n, b.len,
           refused ? refused : "");
     check(dt < 1.0, "idmap.blowup_fast", "%.2f s", dt);
@@ -268,8 +284,6 @@ static void test_idmap_blowup(void)
     lr_rec_free(r);
     unlink(path);
     free(m);
-    buf_free(&body);
-    buf_free(&map);
     buf_free(&b);
 }
 
@@ -287,19 +301,15 @@ static void test_idmap_many_entries(void)
     buf_addc(&map, '{');
     for (int i = 0; i < 3000; i++) buf_printf(&map, "%s\"rec-%06d\":\"chatcmpl-%024d\"", i ? "," : "", i, i);
     buf_addc(&map, '}');
-    idmap_rec(&b, body.data, map.data);
-    double t0 = now_s();
-    size_t n = 0;
+    char *m;
+    size_t n;
     const char *refused;
-    char *m = lr_rec_apply_id_mapping(b.data, b.len, &n, &refused);
-    double dt = now_s() - t0;
+    double dt = idmap_timed(&b, &body, &map, &m, &n, &refused);
     check(m && !refused && !strstr(m, "chatcmpl-") && strstr(m, "\"rec-002999\",\"rec-000000\""), "idmap.many_entries",
           "mapped %d (%s)", m != NULL, refused ? refused : "");
     check(dt < 1.0, "idmap.many_entries_fast", "%.2f s", dt);
     printf("# idmap: 3,000 entries on %zu bytes applied in %.3f s\n", b.len, dt);
     free(m);
-    buf_free(&body);
-    buf_free(&map);
     buf_free(&b);
 }
 
@@ -312,24 +322,18 @@ static void test_idmap_costly(void)
     buf_init(&body);
     buf_init(&map);
     buf_init(&b);
-    buf_addc(&body, '"');
-    for (int i = 0; i < 200000; i++) buf_addc(&body, 'q');
-    buf_addc(&body, '"');
+    quoted_run(&body, 'q', 200000);
     buf_addc(&map, '{');
     for (int i = 0; i < 3000; i++) buf_printf(&map, "\"r%d\":\"q%d\",", i, i);
     buf_adds(&map, "\"r\":\"q\"}"); /* last: each q is compared with every entry first */
-    idmap_rec(&b, body.data, map.data);
-    double t0 = now_s();
-    size_t n = 0;
+    char *m;
+    size_t n;
     const char *refused;
-    char *m = lr_rec_apply_id_mapping(b.data, b.len, &n, &refused);
-    double dt = now_s() - t0;
+    double dt = idmap_timed(&b, &body, &map, &m, &n, &refused);
     check(!m && refused && strstr(refused, "costs too much"), "idmap.costly_refused", "%s", refused ? refused : "(applied)");
     check(dt < 1.0, "idmap.costly_fast", "%.2f s", dt);
     printf("# idmap: 3,000 entries alike on %zu bytes refused in %.3f s\n", b.len, dt);
     free(m);
-    buf_free(&body);
-    buf_free(&map);
     buf_free(&b);
 }
 
