@@ -98,6 +98,18 @@ class Suite:
     def files(self):
         return {json.load(open(p))["test_id"]: p for p in glob.glob(os.path.join(self.rec, "*.json"))}
 
+    @contextlib.contextmanager
+    def live(self):
+        """A fresh fake upstream for the calls made inside."""
+        with upstream() as port:
+            self.port = port
+            yield port
+
+    def recorded(self):
+        """record() against a fresh upstream."""
+        with self.live():
+            return self.record()
+
     def record(self):
         """Record test_a and test_b once: the answers say call 1 and call 2."""
         r, ans = self.pytest(["-d", self.rec, "--mode", "record"], ("test_two.py::test_a", "test_two.py::test_b"))
@@ -123,9 +135,7 @@ def _llama_name(rec):
 def test_pytest_records_per_test_and_each_test_replays_its_own_answer():
     s = Suite()
     try:
-        with upstream() as port:
-            s.port = port
-            recorded = s.record()
+        recorded = s.recorded()
         files = s.files()
         assert sorted(files) == ["test_two.py::test_a", "test_two.py::test_b"], files
         for tid, path in files.items():
@@ -148,9 +158,7 @@ def test_pytest_records_per_test_and_each_test_replays_its_own_answer():
 def test_reports_of_two_parallel_runs_feed_prune():
     s = Suite()
     try:
-        with upstream() as port:
-            s.port = port
-            s.record()
+        s.recorded()
         files = s.files()
         stale = os.path.join(s.rec, "old", "stale.json")
         os.makedirs(os.path.dirname(stale))
@@ -188,14 +196,11 @@ def test_reports_of_two_parallel_runs_feed_prune():
 def test_only_rerecords_one_test_and_leaves_the_other_byte_identical():
     s = Suite()
     try:
-        with upstream() as port:
-            s.port = port
-            recorded = s.record()
+        recorded = s.recorded()
         files = s.files()
         before = {t: open(p, "rb").read() for t, p in files.items()}
         report = os.path.join(s.tmp, "r.json")
-        with upstream() as port:  # a fresh upstream: its first answer says call 1 again
-            s.port = port
+        with s.live():  # a fresh upstream: its first answer says call 1 again
             r, ans = s.pytest(["-d", s.rec, "--mode", "record", "--only", "::test_b$", "--report", report],
                               ("test_two.py::test_a", "test_two.py::test_b"))
         assert r.returncode == 0, r.stderr.decode()[-2000:]
@@ -215,15 +220,13 @@ def test_only_rerecords_one_test_and_leaves_the_other_byte_identical():
         copy = os.path.join(s.rec, "copy-of-b.json")
         with open(files["test_two.py::test_b"], "rb") as f, open(copy, "wb") as g:
             g.write(f.read())
-        with upstream() as port:
-            s.port = port
+        with s.live():
             r, ans = s.pytest(["-d", s.rec, "--mode", "record", "--only", "::test_b$"], ("test_two.py::test_a", "test_two.py::test_b"))
         assert not os.path.exists(copy) and s.files() == files, os.listdir(s.rec)
         assert open(files["test_two.py::test_a"], "rb").read() == before["test_two.py::test_a"]
         # a broken LLMREPLAY_ONLY selects no call (rather than all): nothing goes upstream
         before_b = open(files["test_two.py::test_b"], "rb").read()
-        with upstream() as port:
-            s.port = port
+        with s.live():
             r, ans = s.pytest(["-d", s.rec, "--mode", "record"], ("test_two.py::test_a", "test_two.py::test_b"), LLMREPLAY_ONLY="x[")
         assert b"LLMREPLAY_ONLY=x[ is not valid" in r.stderr and "(call 1)" in ans["test_b"][1], (r.stderr, ans)
         assert ans["test_a"] == recorded["test_a"] and open(files["test_two.py::test_b"], "rb").read() == before_b
@@ -237,8 +240,7 @@ def test_spend_guard_stops_the_third_live_call_across_processes():
         report = os.path.join(s.tmp, "r.json")
         calls = " ; ".join(f"{PY} -c 'import test_two as t; t.ask({{\"model\": \"m\", \"messages\": [{{\"role\": \"user\", \"content\": \"call {i}\"}}]}})'"
                            for i in range(3))
-        with upstream() as port:
-            s.port = port
+        with s.live():
             r = subprocess.run([CLI, "run", "-d", s.rec, "--mode", "record", "--max-live", "2", "--report", report, "--",
                                 "sh", "-c", calls], cwd=s.tmp, env=s.env(PYTEST_CURRENT_TEST="x::y (call)"),
                                capture_output=True, timeout=60, stdin=subprocess.DEVNULL)
@@ -269,8 +271,7 @@ def test_vcr_mode_names():
         for v in ("none", "once", "new_episodes", "all"):
             r = run([CLI, "config"], env=s.env(LLMREPLAY_MODE=v), check=True)
             assert f"LLMREPLAY_MODE             environment {v}" in r.stdout.decode(), r.stdout
-        with upstream() as port:
-            s.port = port
+        with s.live():
             r, ans = s.pytest(["-d", s.rec, "--mode", "once"], ("test_two.py::test_a",))  # empty: records
             assert r.returncode == 0 and len(s.files()) == 1, r.stderr
         # not empty: replays, and a new request misses rather than going upstream
