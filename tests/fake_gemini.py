@@ -5,8 +5,8 @@ the model listing and an OAuth token endpoint; every call needs a key or a beare
 
 usage: fake_gemini.py KEY   (prints the port, serves until killed)"""
 import json, sys, time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
+from fake_base import JsonHandler, serve
 
 KEY = sys.argv[1]
 TOKEN = "ya29.fake-token-" + KEY  # what the token endpoint hands out: must never reach a file
@@ -21,19 +21,8 @@ def vector(text):
     return [round((sum(map(ord, text)) % 97) / 97 + i / 10, 4) for i in range(4)]
 
 
-class H(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, *a):
-        pass
-
-    def send_json(self, code, obj):
-        b = json.dumps(obj).encode()
-        self.send_response(code)
-        self.send_header("Content-Type", "application/json; charset=UTF-8")
-        self.send_header("Content-Length", str(len(b)))
-        self.end_headers()
-        self.wfile.write(b)
+class H(JsonHandler):
+    json_type = "application/json; charset=UTF-8"
 
     def authorized(self):
         q = parse_qs(urlparse(self.path).query)
@@ -101,6 +90,4 @@ class H(BaseHTTPRequestHandler):
         self.send_json(404, {"error": {"code": 404, "message": "no such method", "status": "NOT_FOUND"}})
 
 
-srv = ThreadingHTTPServer(("127.0.0.1", 0), H)
-print(srv.server_address[1], flush=True)
-srv.serve_forever()
+serve(H)

@@ -3,8 +3,8 @@
 streams with delays, recorded errors, a slow first byte; plain HTTP or HTTPS (test CA).
 
 usage: fake_upstream.py [--tls CERT KEY] [--delay-ms N] [--port N] [--host ADDR]   (prints the port, serves until killed)"""
-import argparse, json, ssl, sys, threading, time, urllib.parse
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+import argparse, json, time, urllib.parse
+from fake_base import JsonHandler, serve
 
 A = argparse.ArgumentParser()
 A.add_argument("--tls", nargs=2)
@@ -22,21 +22,7 @@ def words(msgs):
     return ["You", " said", ": ", last, "."]
 
 
-class H(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, *a):
-        pass
-
-    def send_json(self, code, obj):
-        b = json.dumps(obj).encode()
-        self.send_response(code)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(b)))
-        self.end_headers()
-        self.wfile.write(b)
-        return True
-
+class H(JsonHandler):
     def send_bytes(self, code, ctype, b, **headers):
         self.send_response(code)
         self.send_header("Content-Type", ctype)
@@ -141,10 +127,4 @@ class H(BaseHTTPRequestHandler):
                              "usage": {"prompt_tokens": 5, "completion_tokens": len(text), "total_tokens": 5 + len(text)}})
 
 
-srv = ThreadingHTTPServer((ARGS.host, ARGS.port), H)
-if ARGS.tls:
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.load_cert_chain(*ARGS.tls)
-    srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
-print(srv.server_address[1], flush=True)
-srv.serve_forever()
+serve(H, ARGS.host, ARGS.port, ARGS.tls)
