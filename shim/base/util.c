@@ -62,6 +62,8 @@ void buf_addu(buf_t *b, unsigned long long v, unsigned base)
     buf_add(b, p, (size_t)(e - p));
 }
 
+void buf_json_strz(buf_t *b, const char *s) { buf_json_str(b, s, strlen(s)); }
+
 void buf_json_str(buf_t *b, const char *s, size_t n)
 {
     static const char hex[] = "0123456789abcdef";

@@ -26,6 +26,7 @@ void buf_printf(buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2,
 void buf_addu(buf_t *b, unsigned long long v, unsigned base);
 /* Append s as a JSON string literal (quotes included). */
 void buf_json_str(buf_t *b, const char *s, size_t n);
+void buf_json_strz(buf_t *b, const char *s); /* s NUL-terminated */
 /* Take ownership of the NUL-terminated contents. */
 char *buf_steal(buf_t *b, size_t *len);
 

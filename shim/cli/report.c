@@ -144,7 +144,7 @@ static void walk_unused(fold_t *f, const char *path, buf_t *out, int depth)
         HASH_FIND_STR(f->uses, abs ? abs : path, u);
         if (!u || (!u->served && !u->recorded)) {
             if (out->len) buf_adds(out, ",\n    ");
-            buf_json_str(out, abs ? abs : path, strlen(abs ? abs : path));
+            buf_json_strz(out, abs ? abs : path);
             f->nunused++;
         }
         free(abs);
@@ -190,7 +190,7 @@ static void write_report(fold_t *f, const char *dirs, buf_t *o)
         buf_adds(o, first ? "\n    " : ",\n    ");
         first = false;
         buf_adds(o, "{\"file\": ");
-        buf_json_str(o, u->file, strlen(u->file));
+        buf_json_strz(o, u->file);
         buf_printf(o, ", \"count\": %u}", u->served);
     }
     buf_adds(o, first ? "],\n  \"recorded\": [" : "\n  ],\n  \"recorded\": [");
@@ -199,7 +199,7 @@ static void write_report(fold_t *f, const char *dirs, buf_t *o)
         if (!u->recorded) continue;
         buf_adds(o, first ? "\n    " : ",\n    ");
         first = false;
-        buf_json_str(o, u->file, strlen(u->file));
+        buf_json_strz(o, u->file);
     }
     buf_printf(o, "%s],\n  \"misses\": {\"count\": %u, \"requests\": [\n    ", first ? "" : "\n  ", f->nmiss);
     buf_add(o, f->misses.data, f->misses.len);

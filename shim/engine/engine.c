@@ -259,19 +259,19 @@ static void log_miss(const lr_req_t *rq, const char *nearest, const char *body, 
     const char *model = lr_body_model(rq->body);
     buf_printf(&b, "{\"time\":%ld,\"pid\":%d,\"operation\":\"%s\",\"method\":", (long)time(NULL), (int)getpid(),
                lr_op_info(rq->op)->endpoint);
-    buf_json_str(&b, rq->method ? rq->method : "POST", strlen(rq->method ? rq->method : "POST"));
+    buf_json_strz(&b, rq->method ? rq->method : "POST");
     buf_adds(&b, ",\"url\":");
-    buf_json_str(&b, rq->url, strlen(rq->url));
+    buf_json_strz(&b, rq->url);
     buf_adds(&b, ",\"model\":");
-    buf_json_str(&b, model, strlen(model));
+    buf_json_strz(&b, model);
     buf_adds(&b, ",\"body\":");
     if (rq->body && !rq->body_invalid) js_minify((span_t){body, blen}, &b);
     else buf_json_str(&b, body ? body : "", body ? blen : 0);
     buf_adds(&b, ",\"nearest\":");
-    if (nearest) buf_json_str(&b, nearest, strlen(nearest));
+    if (nearest) buf_json_strz(&b, nearest);
     else buf_adds(&b, "null");
     buf_adds(&b, ",\"message\":");
-    buf_json_str(&b, msg, strlen(msg));
+    buf_json_strz(&b, msg);
     buf_adds(&b, "}\n");
     if (!b.oom) {
         lr_usage_miss(b.data, b.len);

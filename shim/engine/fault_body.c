@@ -42,11 +42,11 @@ static bool is_ollama(lr_op_t op) { return op != OP_NONE && lr_op_info(op)->erro
 static void openai_error(buf_t *b, const shape_t *s)
 {
     buf_adds(b, "{\"error\":{\"message\":");
-    buf_json_str(b, s->message, strlen(s->message));
+    buf_json_strz(b, s->message);
     buf_adds(b, ",\"type\":");
-    buf_json_str(b, s->type, strlen(s->type));
+    buf_json_strz(b, s->type);
     buf_adds(b, ",\"param\":null,\"code\":");
-    if (s->code) buf_json_str(b, s->code, strlen(s->code));
+    if (s->code) buf_json_strz(b, s->code);
     else buf_adds(b, "null");
     buf_adds(b, "}}");
 }
@@ -54,9 +54,9 @@ static void openai_error(buf_t *b, const shape_t *s)
 static void anthropic_error(buf_t *b, const shape_t *s)
 {
     buf_adds(b, "{\"type\":\"error\",\"error\":{\"type\":");
-    buf_json_str(b, s->type, strlen(s->type));
+    buf_json_strz(b, s->type);
     buf_adds(b, ",\"message\":");
-    buf_json_str(b, s->message, strlen(s->message));
+    buf_json_strz(b, s->message);
     buf_adds(b, "}}");
 }
 
@@ -96,7 +96,7 @@ lr_response_t *lr_fault_status_response(lr_op_t op, int status, int retry_after,
     else if (is_ollama(op)) {
         const char *m = shape(ollama, status)->message;
         buf_adds(&b, "{\"error\":");
-        buf_json_str(&b, m, strlen(m));
+        buf_json_strz(&b, m);
         buf_addc(&b, '}');
     } else if (status == 429) {
         /* OpenAI's own wording names the model and the limit */
@@ -128,7 +128,7 @@ void lr_fault_error_event(lr_op_t op, buf_t *out)
         buf_adds(out, "\n\n");
     } else if (op == OP_RESPONSES) {
         buf_adds(out, "event: error\ndata: {\"type\":\"error\",\"code\":\"server_error\",\"message\":");
-        buf_json_str(out, s->message, strlen(s->message));
+        buf_json_strz(out, s->message);
         buf_adds(out, ",\"param\":null}\n\n");
     } else if (is_ollama(op)) {
         buf_adds(out, "{\"error\":\"an error was encountered while running the model (injected by llmreplay)\"}\n");

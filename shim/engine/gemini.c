@@ -350,7 +350,7 @@ static const char *status_name(int status)
 void lr_gemini_error_body(int status, const char *msg, buf_t *out)
 {
     buf_printf(out, "{\"error\":{\"code\":%d,\"message\":", status);
-    buf_json_str(out, msg, strlen(msg));
+    buf_json_strz(out, msg);
     buf_printf(out, ",\"status\":\"%s\"}}", status_name(status));
 }
 

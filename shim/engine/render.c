@@ -95,16 +95,16 @@ static void error_body(lr_op_t op, int status, const char *type, const char *cod
     }
     if (lr_op_info(op)->errors == ERR_OLLAMA) {
         buf_adds(b, "{\"error\":");
-        buf_json_str(b, msg, strlen(msg));
+        buf_json_strz(b, msg);
         buf_addc(b, '}');
         return;
     }
     buf_adds(b, "{\"error\":{\"message\":");
-    buf_json_str(b, msg, strlen(msg));
+    buf_json_strz(b, msg);
     buf_adds(b, ",\"type\":");
-    buf_json_str(b, type, strlen(type));
+    buf_json_strz(b, type);
     buf_adds(b, ",\"param\":null,\"code\":");
-    if (code) buf_json_str(b, code, strlen(code));
+    if (code) buf_json_strz(b, code);
     else buf_adds(b, "null");
     buf_adds(b, "}}");
 }

@@ -29,14 +29,14 @@ void lr_trace_write(const lr_capture_t *c)
     bool https;
     if (lr_url_hostport(c->url, host, sizeof host, &port, &https)) snprintf(host + strlen(host), sizeof host - strlen(host), ":%d", port);
     buf_printf(&o, "{\"time\":%.3f,\"pid\":%d,\"method\":", (double)time(NULL), (int)getpid());
-    buf_json_str(&o, c->method, strlen(c->method));
+    buf_json_strz(&o, c->method);
     buf_adds(&o, ",\"url\":");
-    buf_json_str(&o, c->url, strlen(c->url));
+    buf_json_strz(&o, c->url);
     buf_adds(&o, ",\"host\":");
-    buf_json_str(&o, host, strlen(host));
+    buf_json_strz(&o, host);
     buf_adds(&o, ",\"endpoint\":");
     const char *ep = c->op ? lr_op_info(c->op)->endpoint : "";
-    buf_json_str(&o, ep, strlen(ep));
+    buf_json_strz(&o, ep);
     buf_printf(&o, ",\"status\":%d,\"ms\":%.1f,\"ttfb_ms\":%.1f,\"bytes_out\":%zu,\"bytes_in\":%zu",
                c->status, (lr_now() - c->t_start) * 1000, c->t_first, c->req.len, c->body.len);
     buf_adds(&o, ",\"request_headers\":{");
@@ -89,7 +89,7 @@ void lr_trace_write(const lr_capture_t *c)
     }
     if (c->error[0]) {
         buf_adds(&o, ",\"error\":");
-        buf_json_str(&o, c->error, strlen(c->error));
+        buf_json_strz(&o, c->error);
     }
     buf_adds(&o, "}\n");
     if (!o.oom && !lr_append_line(path, o.data, o.len)) lr_warn("cannot append to the trace %s: %s", path, strerror(errno));

@@ -30,7 +30,7 @@ static void path_event(const char *kind, const char *path)
     buf_t b;
     buf_init(&b);
     buf_printf(&b, "{\"kind\":\"%s\",\"pid\":%d,\"file\":", kind, (int)getpid());
-    buf_json_str(&b, path, strlen(path));
+    buf_json_strz(&b, path);
     buf_adds(&b, "}\n");
     put(&b);
 }
@@ -97,20 +97,20 @@ void lr_usage_live(const lr_capture_t *c)
     buf_t b;
     buf_init(&b);
     buf_printf(&b, "{\"kind\":\"live\",\"pid\":%d,\"method\":", (int)getpid());
-    buf_json_str(&b, c->method, strlen(c->method));
+    buf_json_strz(&b, c->method);
     buf_adds(&b, ",\"url\":");
-    buf_json_str(&b, c->url, strlen(c->url));
+    buf_json_strz(&b, c->url);
     buf_adds(&b, ",\"operation\":");
-    buf_json_str(&b, ep, strlen(ep));
+    buf_json_strz(&b, ep);
     buf_adds(&b, ",\"model\":");
-    buf_json_str(&b, model ? model : "", model ? strlen(model) : 0);
+    buf_json_strz(&b, model ? model : "");
     buf_adds(&b, ",\"test_id\":");
-    if (c->test_id) buf_json_str(&b, c->test_id, strlen(c->test_id));
+    if (c->test_id) buf_json_strz(&b, c->test_id);
     else buf_adds(&b, "null");
     buf_printf(&b, ",\"status\":%d,\"prompt_tokens\":%lld,\"completion_tokens\":%lld", c->status, in, out);
     if (c->error[0]) {
         buf_adds(&b, ",\"error\":");
-        buf_json_str(&b, c->error, strlen(c->error));
+        buf_json_strz(&b, c->error);
     }
     buf_adds(&b, "}\n");
     free(model);
@@ -194,13 +194,13 @@ bool lr_guard_admit(const char *method, const char *url, lr_op_t op, const char 
         buf_t b;
         buf_init(&b);
         buf_printf(&b, "{\"kind\":\"refused\",\"pid\":%d,\"operation\":", (int)getpid());
-        buf_json_str(&b, ep, strlen(ep));
+        buf_json_strz(&b, ep);
         buf_adds(&b, ",\"model\":");
-        buf_json_str(&b, model ? model : "", model ? strlen(model) : 0);
+        buf_json_strz(&b, model ? model : "");
         buf_adds(&b, ",\"url\":");
-        buf_json_str(&b, url, strlen(url));
+        buf_json_strz(&b, url);
         buf_adds(&b, ",\"limit\":");
-        buf_json_str(&b, why, strlen(why));
+        buf_json_strz(&b, why);
         buf_adds(&b, "}\n");
         put(&b);
     }

@@ -183,7 +183,7 @@ static void answer_failure(job_t *j)
     buf_t b;
     buf_init(&b);
     buf_adds(&b, "{\"error\":{\"message\":");
-    buf_json_str(&b, msg, strlen(msg));
+    buf_json_strz(&b, msg);
     buf_adds(&b, ",\"type\":\"llmreplay_upstream_error\"}}");
     j->status = 502;
     j->head.len = 0;
