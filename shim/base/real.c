@@ -35,7 +35,6 @@ void *lr_real(const char *name, void *self, const char *const *libs)
 }
 
 lr_libc_t lr_libc_tab;
-bool lr_libc_ready;
 unsigned lr_libc_state;
 static pthread_mutex_t publish_lock = PTHREAD_MUTEX_INITIALIZER;
 
@@ -78,13 +77,12 @@ static void resolve(lr_libc_t *t)
  * for a thread that waits for the loader. Racing threads compute the same table; one publishes. */
 const lr_libc_t *lr_libc_resolve(void)
 {
-    if (__atomic_load_n(&lr_libc_ready, __ATOMIC_ACQUIRE)) return &lr_libc_tab;
+    if (__atomic_load_n(&lr_libc_state, __ATOMIC_ACQUIRE) & LR_READY) return &lr_libc_tab;
     lr_libc_t t;
     resolve(&t);
     pthread_mutex_lock(&publish_lock);
-    if (!lr_libc_ready) {
+    if (!(__atomic_load_n(&lr_libc_state, __ATOMIC_RELAXED) & LR_READY)) {
         lr_libc_tab = t;
-        __atomic_store_n(&lr_libc_ready, true, __ATOMIC_RELEASE);
         __atomic_fetch_or(&lr_libc_state, LR_READY, __ATOMIC_RELEASE);
     }
     pthread_mutex_unlock(&publish_lock);

@@ -52,15 +52,14 @@ typedef struct {
 /* The table, resolved on first use (from any thread); inline: a hook's fast path to the real
  * function is one load and a jump. */
 extern lr_libc_t lr_libc_tab;
-extern bool lr_libc_ready;
-/* The write hooks' fast path, one load: LR_IDLE while the table is resolved and no descriptor
- * has been swapped (net/fdtable.c sets LR_SWAPPED); any other value takes the slow path. */
+/* LR_READY: the table is resolved. The write hooks' fast path is one load: LR_IDLE while no
+ * descriptor has been swapped (net/fdtable.c sets LR_SWAPPED); any other value is the slow path. */
 enum { LR_READY = 1, LR_SWAPPED = 2, LR_IDLE = LR_READY };
 extern unsigned lr_libc_state;
 const lr_libc_t *lr_libc_resolve(void);
 static inline const lr_libc_t *lr_libc(void)
 {
-    return __builtin_expect(__atomic_load_n(&lr_libc_ready, __ATOMIC_ACQUIRE), 1) ? &lr_libc_tab : lr_libc_resolve();
+    return __builtin_expect(__atomic_load_n(&lr_libc_state, __ATOMIC_ACQUIRE) & LR_READY, 1) ? &lr_libc_tab : lr_libc_resolve();
 }
 static inline int lr_close(int fd) { return lr_libc()->close(fd); }
 static inline ssize_t lr_write(int fd, const void *p, size_t n) { return lr_libc()->write(fd, p, n); }

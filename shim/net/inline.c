@@ -107,4 +107,3 @@ ssize_t lr_inline_write(int fd, const struct iovec *iov, int n)
     return done ? (ssize_t)total : -2;
 }
 
-unsigned long long lr_inline_count(void) { return __atomic_load_n(&answered, __ATOMIC_RELAXED); }

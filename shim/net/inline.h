@@ -8,6 +8,4 @@
  * bytes now, they are taken (and what they complete is answered) and their count returned;
  * -2 otherwise: the caller writes them for real. errno is kept. */
 ssize_t lr_inline_write(int fd, const struct iovec *iov, int n);
-/* Requests answered so far in callers' threads. */
-unsigned long long lr_inline_count(void);
 #endif
