@@ -52,9 +52,9 @@ static bool same(const slot_t *s, unsigned gen, const char *method, size_t mlen,
            !memcmp(s->bytes + mlen + 1, url, ulen + 1) && (!len || !memcmp(s->bytes + mlen + ulen + 2, body, len));
 }
 
-static bool keepable(const char *method, const char *url, size_t len, size_t *ulen)
+static bool keepable(const char *method, const char *url, const char *body, size_t len, size_t *ulen)
 {
-    if (!method || !url || len > MAX_BODY) return false;
+    if (!method || !url || len > MAX_BODY || (len && !body)) return false;
     *ulen = strnlen(url, MAX_URL + 1);
     return *ulen <= MAX_URL;
 }
@@ -62,7 +62,7 @@ static bool keepable(const char *method, const char *url, size_t len, size_t *ul
 bool lr_keymemo_get(unsigned gen, const char *method, const char *url, const char *body, size_t len, lr_memo_key_t *out)
 {
     size_t ulen;
-    if (!keepable(method, url, len, &ulen) || (len && !body)) return false;
+    if (!keepable(method, url, body, len, &ulen)) return false;
     slot_t *s = &slots[which(gen, method, url, ulen, body, len)];
     pthread_mutex_lock(&lock);
     bool hit = same(s, gen, method, strlen(method), url, ulen, body, len);
@@ -73,8 +73,9 @@ bool lr_keymemo_get(unsigned gen, const char *method, const char *url, const cha
 
 void lr_keymemo_put(unsigned gen, const char *method, const char *url, const char *body, size_t len, const lr_memo_key_t *k)
 {
-    size_t ulen, mlen = method ? strlen(method) : 0;
-    if (!keepable(method, url, len, &ulen) || (len && !body)) return;
+    size_t ulen;
+    if (!keepable(method, url, body, len, &ulen)) return;
+    size_t mlen = strlen(method);
     char *b = malloc(mlen + ulen + len + 2);
     if (!b) return; /* no memo: the key is computed again next time */
     memcpy(b, method, mlen + 1);
